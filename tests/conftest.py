@@ -1,0 +1,23 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> pathlib.Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> pathlib.Path:
+    """`../shared` beside the checkout; tests that need it skip, saying why, when it is absent."""
+    if not (SHARED / "data").is_dir():
+        pytest.skip(f"{SHARED} is absent: this test needs the shared landmark data (read in place)")
+    return SHARED
