@@ -1,0 +1,77 @@
+"""Write tiny TFRecord shards of clearly structured images, without TensorFlow.
+
+TensorFlow-side tests (trainer, indexer) cannot import the `tfrecord` package, so they run this
+as a subprocess: `python -m tests.tools.make_shards --output_dir=DIR ...`. Class `c` is a fixed
+colour pair and stripe orientation; each image jitters position, brightness and noise, so a
+network can learn to separate classes while raw pixels do not trivially do so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+
+import numpy as np
+from PIL import Image
+
+from pipelines import schema
+
+
+def class_image(label: int, rng: np.random.Generator, size: int) -> np.ndarray:
+    """One jittered view of class `label` as uint8 [size, size, 3]."""
+    base = np.random.default_rng(1000 + label)
+    fg, bg = base.integers(0, 256, 3), base.integers(0, 256, 3)
+    angle = base.uniform(0, np.pi)
+    period = base.uniform(4, 12)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    shift = rng.uniform(0, period)
+    phase = (xx * np.cos(angle) + yy * np.sin(angle) + shift) / period
+    mask = (np.sin(2 * np.pi * phase) > 0)[..., None]
+    img = np.where(mask, fg, bg).astype(np.float32)
+    img = img * rng.uniform(0.7, 1.3) + rng.normal(0, 12, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def write_split(path: str, records: list[schema.ImageRecord]) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        for r in records:
+            f.write(schema.frame(schema.serialize(r)))
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--output_dir", required=True)
+    ap.add_argument("--classes", type=int, default=6)
+    ap.add_argument("--per_class", default="6", help="images per class: one int, or a comma list per class")
+    ap.add_argument("--val_per_class", type=int, default=2)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--shards", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    per = [int(x) for x in args.per_class.split(",")]
+    per = per * args.classes if len(per) == 1 else per
+    rng = np.random.default_rng(args.seed)
+    os.makedirs(args.output_dir, exist_ok=True)
+    splits: dict[str, list[schema.ImageRecord]] = {"train": [], "val": []}
+    for label in range(args.classes):
+        for split, n in (("train", per[label]), ("val", args.val_per_class)):
+            for i in range(n):
+                buf = io.BytesIO()
+                Image.fromarray(class_image(label, rng, args.size)).save(buf, format="JPEG", quality=90)
+                image_id = f"{split}-{label:03d}-{i:03d}"
+                splits[split].append(
+                    schema.ImageRecord(image_id, buf.getvalue(), args.size, args.size, label, f"gen://{image_id}")
+                )
+    for split, records in splits.items():
+        for s in range(args.shards):
+            write_split(
+                os.path.join(args.output_dir, schema.shard_name(split, s, args.shards)), records[s :: args.shards]
+            )
+
+
+if __name__ == "__main__":
+    main()
