@@ -97,7 +97,7 @@ def serialize(record: ImageRecord) -> bytes:
             feature.bytes_list.value.append(values[key])
         else:
             feature.int64_list.value.append(values[key])
-    return example.SerializeToString()
+    return example.SerializeToString(deterministic=True)  # byte-identical reruns
 
 
 def deserialize(data: bytes) -> ImageRecord:

@@ -1,0 +1,254 @@
+"""`python -m pipelines.preprocess --csv=A.csv[,B.csv] --output_dir=DIR [flags] [Beam flags]`
+
+Google-Landmarks CSVs -> DIR/{train,val,test}-NNNNN-of-NNNNN.tfrecord, DIR/failures.csv,
+DIR/stats.json. Flags this module does not know go to Beam, so any runner works
+(`--runner=DataflowRunner --project=... --region=... --temp_location=gs://...`). Without
+`--runner` it runs on the DirectRunner: in one process for small inputs (start-up matters to
+callers such as `indexer.predict`), else in multi-processing mode over every core; pass
+`--direct_running_mode` / `--direct_num_workers` to choose yourself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import re
+import sys
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
+from apache_beam.runners.runner import PipelineState
+
+from pipelines import csv_input, fetch, image, report, storage
+from pipelines.transforms import FAILURES, NAMESPACE, BuildShards, DedupById, PlanShards, ReadCsvRows, Report
+
+_LOG = logging.getLogger("pipelines.preprocess")
+_REPO_SETUP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
+PROGRESS_EVERY_MS = 30_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The flags of this stage (Beam's own flags are passed through untouched)."""
+
+    csv: Tuple[str, ...]
+    output_dir: str
+    image_size: int = 256
+    val_fraction: float = 0.1
+    split: str = "auto"
+    num_shards: int = 0
+    rows_per_shard: int = 2000
+    jpeg_quality: int = 90
+    min_side: int = 32
+    max_pixels: int = 90_000_000
+    fetch_timeout: float = 10.0
+    fetch_retries: int = 3
+    backoff_s: float = 0.5
+    fetch_threads: int = 16
+    in_memory_below_rows: int = 5000
+
+    def image_config(self) -> image.ImageConfig:
+        return image.ImageConfig(self.image_size, self.min_side, self.max_pixels, self.jpeg_quality)
+
+    def fetch_config(self) -> fetch.FetchConfig:
+        return fetch.FetchConfig(self.fetch_timeout, self.fetch_retries, self.backoff_s)
+
+    def settings(self) -> Dict[str, object]:
+        """What shapes the records' bytes and placement (recorded in stats.json and shard markers)."""
+        return {
+            "image_size": self.image_size,
+            "jpeg_quality": self.jpeg_quality,
+            "min_side": self.min_side,
+            "max_pixels": self.max_pixels,
+            "split": self.split,
+            "val_fraction": self.val_fraction,
+        }
+
+
+def parse_args(argv: Sequence[str]) -> Tuple[Config, List[str]]:
+    """(our config, the remaining flags for Beam)."""
+    d = Config(csv=(), output_dir="")
+    ap = argparse.ArgumentParser(prog="python -m pipelines.preprocess", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--csv", required=True, help="comma-separated CSV paths (local or gs://)")
+    ap.add_argument("--output_dir", required=True, help="local or gs:// folder for shards and reports")
+    ap.add_argument("--image_size", type=int, default=d.image_size, help="shorter side of stored images (never upscaled)")
+    ap.add_argument("--val_fraction", type=float, default=d.val_fraction, help="share of labelled rows sent to val")
+    ap.add_argument("--split", choices=csv_input.SPLIT_MODES, default=d.split)
+    ap.add_argument("--num_shards", type=int, default=d.num_shards, help="shards per split; 0 = from --rows_per_shard")
+    ap.add_argument("--rows_per_shard", type=int, default=d.rows_per_shard)
+    ap.add_argument("--jpeg_quality", type=int, default=d.jpeg_quality)
+    ap.add_argument("--min_side", type=int, default=d.min_side, help="smaller sources fail as too_small")
+    ap.add_argument("--max_pixels", type=int, default=d.max_pixels, help="larger declared sizes fail as too_large")
+    ap.add_argument("--fetch_timeout", type=float, default=d.fetch_timeout, help="seconds per connect/read")
+    ap.add_argument("--fetch_retries", type=int, default=d.fetch_retries, help="extra tries on transient failures")
+    ap.add_argument("--backoff_s", type=float, default=d.backoff_s, help="first retry delay (doubles each try)")
+    ap.add_argument("--fetch_threads", type=int, default=d.fetch_threads, help="concurrent rows per worker")
+    ap.add_argument(
+        "--in_memory_below_rows", type=int, default=d.in_memory_below_rows,
+        help="DirectRunner default: one process below this many (estimated) rows, else multi-processing",
+    )
+    args, beam_args = ap.parse_known_args(list(argv))
+    if not 0 <= args.val_fraction < 1:
+        ap.error("--val_fraction must be in [0, 1)")
+    if args.image_size < 1 or args.fetch_threads < 1 or args.rows_per_shard < 1 or args.num_shards < 0:
+        ap.error("--image_size, --fetch_threads, --rows_per_shard must be >= 1 and --num_shards >= 0")
+    fields = {f.name for f in dataclasses.fields(Config)}
+    values = {k: v for k, v in vars(args).items() if k in fields}
+    values["csv"] = tuple(p.strip() for p in args.csv.split(",") if p.strip())
+    return Config(**values), beam_args
+
+
+def _check_inputs(cfg: Config) -> int:
+    """Fail early, with the path, on a missing CSV or a header without id/url; returns total CSV bytes."""
+    if not cfg.csv:
+        raise SystemExit("--csv names no file")
+    total = 0
+    for path in cfg.csv:
+        try:
+            csv_input.read_header(path)
+            total += storage.size(path)
+        except FileNotFoundError:
+            raise SystemExit(f"--csv: {path} does not exist") from None
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
+    return total
+
+
+def _flag_given(beam_args: Sequence[str], name: str) -> bool:
+    return any(a == f"--{name}" or a.startswith(f"--{name}=") for a in beam_args)
+
+
+def pipeline_options(cfg: Config, beam_args: List[str], csv_bytes: int) -> PipelineOptions:
+    """Beam options: the caller's flags, plus DirectRunner defaults sized to the input."""
+    args = list(beam_args)
+    runner = PipelineOptions(args).view_as(StandardOptions).runner
+    if runner is None:
+        args.append("--runner=DirectRunner")
+    if runner in (None, "DirectRunner", "direct"):
+        if not _flag_given(args, "direct_running_mode"):
+            # About 50 bytes per GLD row; small jobs skip the worker start-up (~1.5 s).
+            small = csv_bytes // 50 < cfg.in_memory_below_rows
+            args.append("--direct_running_mode=" + ("in_memory" if small else "multi_processing"))
+            if not small and not _flag_given(args, "direct_num_workers"):
+                args.append(f"--direct_num_workers={len(os.sched_getaffinity(0))}")
+    options = PipelineOptions(args)
+    if runner and "Dataflow" in runner:
+        setup = options.view_as(SetupOptions)
+        if not setup.setup_file and not _flag_given(args, "sdk_container_image") and os.path.exists(_REPO_SETUP):
+            setup.setup_file = _REPO_SETUP  # workers install this package (TF-free base requirements)
+    return options
+
+
+def build(p: beam.Pipeline, cfg: Config) -> beam.pvalue.PCollection:
+    """The whole graph; returns the single-element PCollection of the final stats."""
+    parsed = p | "ReadCsv" >> ReadCsvRows(cfg.csv, cfg.split, cfg.val_fraction)
+    unique = parsed.rows | "Dedup" >> DedupById()
+    plan = unique.rows | "Plan" >> PlanShards(
+        cfg.output_dir, json.dumps(cfg.settings(), sort_keys=True), cfg.num_shards, cfg.rows_per_shard
+    )
+    written = plan["tasks"] | "Build" >> BuildShards(
+        cfg.output_dir, cfg.fetch_config(), cfg.image_config(), cfg.fetch_threads
+    )
+    input_failures = (parsed[FAILURES], unique[FAILURES]) | "InputFailures" >> beam.Flatten()
+    rows_in = (
+        (parsed.rows, parsed[FAILURES])
+        | "AllRows" >> beam.Flatten()
+        | "CountRows" >> beam.combiners.Count.Globally()
+    )
+    return {"counts": plan["counts"], "failures": input_failures, "rows_in": rows_in, "written": written} | (
+        "Report" >> Report(cfg.output_dir, cfg.settings())
+    )
+
+
+def _counters(result) -> Dict[str, int]:
+    try:
+        metrics = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(NAMESPACE))
+    except Exception:  # some runners cannot report metrics
+        return {}
+    totals: Dict[str, int] = {}
+    for c in metrics["counters"]:
+        value = c.committed if c.committed is not None else c.attempted
+        totals[c.key.metric.name] = totals.get(c.key.metric.name, 0) + (value or 0)
+    return dict(sorted(totals.items()))
+
+
+def _wait(result) -> None:
+    """Wait for the job, logging its counters every 30 s on runners that run asynchronously."""
+    while not PipelineState.is_terminal(result.state):
+        result.wait_until_finish(duration=PROGRESS_EVERY_MS)
+        if not PipelineState.is_terminal(result.state):
+            _LOG.info("progress: %s", _counters(result))
+    if result.state != PipelineState.DONE:
+        raise RuntimeError(f"pipeline ended in state {result.state}")
+
+
+def summary(stats: dict, counters: Dict[str, int], seconds: float, output_dir: str) -> str:
+    """The one-screen report printed at the end."""
+    lines = [
+        f"preprocess: {stats['rows_in']} rows in {seconds:.1f} s -> {output_dir}",
+        f"  written  {stats['written']:>9}  " + "  ".join(f"{k}={v}" for k, v in stats["written_by_split"].items()),
+        f"  failed   {stats['failed']:>9}  (failures.csv)",
+    ]
+    lines += [f"    {reason:<18}{n:>9}" for reason, n in sorted(stats["failed_by_reason"].items(), key=lambda kv: -kv[1])]
+    lines += [
+        f"  shards   " + "  ".join(f"{k}={v}" for k, v in stats["shards"].items())
+        + f"  (this run: {counters.get('shards_written', 0)} written, {counters.get('shards_skipped', 0)} already done)",
+        f"  landmarks {stats['landmarks']}, bytes written {stats['bytes_written'] / 1e6:.1f} MB, "
+        f"fetched {stats['source_bytes'] / 1e6:.1f} MB",
+        f"  every row accounted for: {stats['accounted_for']}",
+        "  counters: " + (", ".join(f"{k}={v}" for k, v in counters.items()) or "(none reported by the runner)"),
+    ]
+    return "\n".join(lines)
+
+
+def run(argv: Optional[Sequence[str]] = None) -> dict:
+    """Run the pipeline; returns stats.json's content."""
+    cfg, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
+    csv_bytes = _check_inputs(cfg)
+    storage.make_dirs(cfg.output_dir)
+    options = pipeline_options(cfg, beam_args, csv_bytes)
+    start = time.monotonic()
+    p = beam.Pipeline(options=options)
+    build(p, cfg)
+    result = p.run()
+    _wait(result)
+    counters = _counters(result)
+    stats = json.loads(storage.read_bytes(storage.join(cfg.output_dir, report.STATS_JSON)))
+    print(summary(stats, counters, time.monotonic() - start, cfg.output_dir), flush=True)
+    return stats
+
+
+class _WorkerLogFilter(logging.Filter):
+    """Multi-processing DirectRunner workers' log lines arrive as protos through one Beam logger:
+    keep ours (progress) and errors, reduced to their message."""
+
+    _MESSAGE = re.compile(r'message: "((?:[^"\\]|\\.)*)"')
+    _LOCATION = re.compile(r'log_location: "([^"]*)"')
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        message, location = self._MESSAGE.search(text), self._LOCATION.search(text)
+        if not message:
+            return record.levelno >= logging.WARNING
+        if "/pipelines/" not in (location.group(1) if location else "") and record.levelno < logging.ERROR:
+            return False
+        record.msg, record.args = "worker: " + message.group(1), ()
+        return True
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    worker_logs = logging.getLogger("apache_beam.runners.portability.local_job_service")
+    worker_logs.setLevel(logging.INFO)
+    worker_logs.addFilter(_WorkerLogFilter())
+    run()
+
+
+if __name__ == "__main__":
+    main()

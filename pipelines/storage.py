@@ -1,0 +1,203 @@
+"""Small file API over local paths and `gs://` objects: read, list, exists, delete, atomic write.
+
+`gs://` goes through google-cloud-storage directly rather than Beam's `FileSystems`: Beam's GCS
+client first looks for default credentials with four retries (about 25 s when none exist, e.g.
+against `gcp-storage-emulator`), while the storage client uses anonymous credentials whenever
+`STORAGE_EMULATOR_HOST` is set. On a real project both use Application Default Credentials.
+
+Atomic write = write the whole payload under a temporary name in `DIR/_tmp/`, then rename onto
+the final name, so a reader never sees a half-written file under its final name (a local rename
+is atomic; a GCS rename is copy-then-delete and the final object appears complete or not at all).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import uuid
+from typing import BinaryIO, List, Tuple
+
+TMP_DIR = "_tmp"
+
+_client_lock = threading.Lock()
+_client = None
+
+
+def is_gcs(path: str) -> bool:
+    return path.startswith("gs://")
+
+
+def join(directory: str, *names: str) -> str:
+    """`directory/name/...` for local paths and gs:// alike."""
+    if is_gcs(directory):
+        return "/".join([directory.rstrip("/"), *names])
+    return os.path.join(directory, *names)
+
+
+def dirname(path: str) -> str:
+    """Folder of a file path (local or gs://), without a trailing slash."""
+    if is_gcs(path):
+        return path.rsplit("/", 1)[0]
+    return os.path.dirname(os.path.abspath(path))
+
+
+def basename(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _split_gcs(path: str) -> Tuple[str, str]:
+    bucket, _, name = path[len("gs://") :].partition("/")
+    if not bucket:
+        raise ValueError(f"gs:// path without a bucket: {path!r}")
+    return bucket, name
+
+
+def _gcs_client():
+    """One storage client per process (thread-safe, created on first use)."""
+    global _client
+    with _client_lock:
+        if _client is None:
+            from google.cloud import storage
+
+            _client = storage.Client()
+        return _client
+
+
+def _blob(path: str):
+    bucket, name = _split_gcs(path)
+    return _gcs_client().bucket(bucket).blob(name)
+
+
+def read_bytes(path: str) -> bytes:
+    """Whole content of a file; FileNotFoundError when it does not exist."""
+    if is_gcs(path):
+        from google.api_core import exceptions
+
+        try:
+            return _blob(path).download_as_bytes()
+        except exceptions.NotFound as e:
+            raise FileNotFoundError(path) from e
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def open_read(path: str) -> BinaryIO:
+    """A streaming binary reader (large CSVs are not loaded whole)."""
+    if is_gcs(path):
+        from google.api_core import exceptions
+
+        blob = _blob(path)
+        try:
+            blob.reload()
+        except exceptions.NotFound as e:
+            raise FileNotFoundError(path) from e
+        return blob.open("rb")
+    return open(path, "rb")
+
+
+def size(path: str) -> int:
+    """Size in bytes; FileNotFoundError when absent."""
+    if is_gcs(path):
+        from google.api_core import exceptions
+
+        blob = _blob(path)
+        try:
+            blob.reload()
+        except exceptions.NotFound as e:
+            raise FileNotFoundError(path) from e
+        return int(blob.size)
+    return os.path.getsize(path)
+
+
+def exists(path: str) -> bool:
+    if is_gcs(path):
+        return _blob(path).exists()
+    return os.path.exists(path)
+
+
+def list_dir(directory: str) -> List[str]:
+    """Full paths of the files directly inside a folder (no recursion); [] when it does not exist."""
+    if is_gcs(directory):
+        bucket, prefix = _split_gcs(directory.rstrip("/") + "/")
+        blobs = _gcs_client().list_blobs(bucket, prefix=prefix, delimiter="/")
+        return [f"gs://{bucket}/{b.name}" for b in blobs if b.name != prefix]
+    if not os.path.isdir(directory):
+        return []
+    return [os.path.join(directory, n) for n in sorted(os.listdir(directory)) if os.path.isfile(os.path.join(directory, n))]
+
+
+def delete(path: str) -> None:
+    """Remove a file; absent files are fine."""
+    if is_gcs(path):
+        from google.api_core import exceptions
+
+        try:
+            _blob(path).delete()
+        except exceptions.NotFound:
+            pass
+        return
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def make_dirs(directory: str) -> None:
+    """Create a local folder and its parents (gs:// has no folders)."""
+    if not is_gcs(directory):
+        os.makedirs(directory, exist_ok=True)
+
+
+def remove_empty_dir(directory: str) -> None:
+    """Remove a local folder if it is empty (gs:// has no folders)."""
+    if not is_gcs(directory):
+        try:
+            os.rmdir(directory)
+        except OSError:
+            pass
+
+
+def temp_path(final_path: str) -> str:
+    """A unique temporary name for `final_path`, in `_tmp/` beside it (never matches a shard glob)."""
+    return join(dirname(final_path), TMP_DIR, f"{basename(final_path)}.{uuid.uuid4().hex}.tmp")
+
+
+def _write(path: str, data: bytes) -> None:
+    if is_gcs(path):
+        _blob(path).upload_from_file(io.BytesIO(data), size=len(data))
+        return
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _rename(src: str, dst: str) -> None:
+    if is_gcs(src):
+        client = _gcs_client()
+        sb, sn = _split_gcs(src)
+        db, dn = _split_gcs(dst)
+        bucket = client.bucket(sb)
+        bucket.copy_blob(bucket.blob(sn), client.bucket(db), dn)
+        bucket.blob(sn).delete()
+        return
+    os.replace(src, dst)
+
+
+def write_temp(final_path: str, data: bytes) -> str:
+    """Write `data` under a temporary name for `final_path`; returns that name (see `publish`)."""
+    tmp = temp_path(final_path)
+    make_dirs(dirname(tmp))
+    _write(tmp, data)
+    return tmp
+
+
+def publish(tmp: str, final_path: str) -> None:
+    """Rename a complete temporary file onto its final name (replacing an older one)."""
+    _rename(tmp, final_path)
+
+
+def write_atomic(final_path: str, data: bytes) -> None:
+    """Write a whole file so that it appears under `final_path` complete or not at all."""
+    publish(write_temp(final_path, data), final_path)

@@ -1,0 +1,265 @@
+"""The preprocessing stages as labelled composite PTransforms.
+
+    ReadCsvRows -> DedupById -> PlanShards -> BuildShards -> Report
+
+Only light rows (id, url, label) travel between stages: bytes are fetched inside `BuildShards`,
+which fetches, decodes and writes one whole shard per element with a thread pool (fetching is
+I/O-bound and Pillow releases the GIL while decoding, resizing and encoding). So the runner never
+shuffles image bytes: a DirectRunner holds the row list, not the dataset, in memory. Every
+failure is handled per row and routed to a tagged `failures` output or the shard's marker;
+nothing but a storage error on the output itself can fail the job.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import logging
+import time
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.metrics import Metrics
+
+from pipelines import csv_input, image, schema, shards
+from pipelines import fetch as fetch_lib
+from pipelines import report
+from pipelines.csv_input import Failure, Row
+from pipelines.errors import RowFailure
+
+NAMESPACE = "preprocess"
+FAILURES = "failures"
+PROGRESS_EVERY_S = 15.0
+
+_LOG = logging.getLogger(__name__)
+
+
+def _counter(name: str):
+    return Metrics.counter(NAMESPACE, name)
+
+
+class _ParseCsv(beam.DoFn):
+    def __init__(self, mode: str, val_fraction: float) -> None:
+        self._mode = mode
+        self._val_fraction = val_fraction
+
+    def process(self, indexed_path: Tuple[int, str]) -> Iterator:
+        index, path = indexed_path
+        rows, bad = _counter("rows_read"), _counter("failed_bad_row")
+        for item in csv_input.iter_csv(index, path, self._mode, self._val_fraction):
+            rows.inc()
+            if isinstance(item, Failure):
+                bad.inc()
+                yield pvalue.TaggedOutput(FAILURES, item)
+            else:
+                yield item
+
+
+class ReadCsvRows(beam.PTransform):
+    """CSV paths -> `Row`s (main output) and `bad_row` `Failure`s (tag `failures`)."""
+
+    def __init__(self, csv_paths: Sequence[str], mode: str = "auto", val_fraction: float = 0.1) -> None:
+        super().__init__()
+        self._paths = list(csv_paths)
+        self._mode = mode
+        self._val_fraction = val_fraction
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "Paths" >> beam.Create(list(enumerate(self._paths)))
+            | "Parse" >> beam.ParDo(_ParseCsv(self._mode, self._val_fraction)).with_outputs(FAILURES, main="rows")
+        )
+
+
+def _keep_first(id_rows: Tuple[str, Sequence[Row]]) -> Iterator:
+    _, rows = id_rows
+    ordered = sorted(rows, key=lambda r: r.order)
+    yield ordered[0]
+    for dup in ordered[1:]:
+        _counter("failed_duplicate_id").inc()
+        first = ordered[0].order
+        yield pvalue.TaggedOutput(
+            FAILURES, Failure(dup.image_id, dup.url, "duplicate_id", f"first seen in csv {first[0]} line {first[1]}")
+        )
+
+
+class DedupById(beam.PTransform):
+    """Keep the first occurrence of each id (by csv, then line); later ones -> `duplicate_id`."""
+
+    def expand(self, rows):
+        return (
+            rows
+            | "ById" >> beam.Map(lambda r: (r.image_id, r))
+            | "Group" >> beam.GroupByKey()
+            | "KeepFirst" >> beam.FlatMap(_keep_first).with_outputs(FAILURES, main="rows")
+        )
+
+
+class _Plan(beam.DoFn):
+    """A shard's rows -> a build task, unless an earlier run already finished that shard."""
+
+    def __init__(self, output_dir: str, settings: str) -> None:
+        self._output_dir = output_dir
+        self._settings = settings
+
+    def process(self, keyed: Tuple[Tuple[str, int, int], Sequence[Optional[Row]]]) -> Iterator:
+        key, members = shards.ShardKey(*keyed[0]), keyed[1]
+        rows = sorted((r for r in members if r is not None), key=lambda r: r.image_id)
+        digest = shards.fingerprint(self._settings, ((r.image_id, r.url, r.landmark_id) for r in rows))
+        if shards.is_complete(self._output_dir, key, digest):
+            _counter("shards_skipped").inc()
+            _counter("rows_skipped").inc(len(rows))
+            yield pvalue.TaggedOutput("skipped", key.name)
+            return
+        yield (tuple(key), digest, rows)
+
+
+class PlanShards(beam.PTransform):
+    """Rows -> {"tasks": (key, fingerprint, rows) per shard to build, "skipped": finished shard
+    names, "counts": (split, shard count)}.
+
+    Every index of every split gets a task (an empty shard if no row hashes to it), so each
+    split's set of files is complete. The shard count comes from `num_shards` or the split's row
+    count, so a rerun on the same input makes the same plan.
+    """
+
+    def __init__(self, output_dir: str, settings: str, num_shards: int = 0, rows_per_shard: int = 2000) -> None:
+        super().__init__()
+        self._output_dir = output_dir
+        self._settings = settings
+        self._num_shards = num_shards
+        self._rows_per_shard = rows_per_shard
+
+    def expand(self, rows):
+        num, per = self._num_shards, self._rows_per_shard
+        counts = (
+            rows
+            | "Split" >> beam.Map(lambda r: r.split)
+            | "CountPerSplit" >> beam.combiners.Count.PerElement()
+            | "ShardCount" >> beam.Map(lambda kv: (kv[0], shards.shard_count(kv[1], num, per)))
+        )
+        keyed = rows | "Assign" >> beam.Map(
+            lambda r, n: ((r.split, shards.shard_index(r.image_id, n[r.split]), n[r.split]), r),
+            n=beam.pvalue.AsDict(counts),
+        )
+        every = counts | "EveryIndex" >> beam.FlatMap(lambda kv: [((kv[0], i, kv[1]), None) for i in range(kv[1])])
+        planned = (
+            (keyed, every)
+            | "Merge" >> beam.Flatten()
+            | "ByShard" >> beam.GroupByKey()
+            | "SkipFinished" >> beam.ParDo(_Plan(self._output_dir, self._settings)).with_outputs("skipped", main="tasks")
+        )
+        return {"tasks": planned.tasks, "skipped": planned.skipped, "counts": counts}
+
+
+def process_row(row: Row, fetch_cfg: fetch_lib.FetchConfig, image_cfg: image.ImageConfig) -> Tuple:
+    """("ok", Written, fetched bytes) or ("fail", reason, detail, fetched bytes); never raises."""
+    nbytes = 0
+    try:
+        data = fetch_lib.fetch(row.location, "", fetch_cfg)
+        nbytes = len(data)
+        jpeg, height, width = image.process_image(data, image_cfg)
+        serialized = schema.serialize(
+            schema.ImageRecord(row.image_id, jpeg, height, width, row.landmark_id, row.url)
+        )
+        return ("ok", shards.Written(row.image_id, serialized, row.landmark_id), nbytes)
+    except RowFailure as f:
+        return ("fail", f.reason, f.detail, nbytes)
+    except Exception as e:  # a bug or an exotic input: report the row, never fail the job
+        _LOG.exception("unexpected error on %s", row.url)
+        return ("fail", "decode_error" if nbytes else "fetch_error", f"{type(e).__name__}: {e}", nbytes)
+
+
+class _Build(beam.DoFn):
+    def __init__(
+        self, output_dir: str, fetch_cfg: fetch_lib.FetchConfig, image_cfg: image.ImageConfig, threads: int
+    ) -> None:
+        self._output_dir = output_dir
+        self._fetch_cfg = fetch_cfg
+        self._image_cfg = image_cfg
+        self._threads = threads
+
+    def setup(self) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(self._threads, thread_name_prefix="fetch")
+
+    def teardown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def process(self, task: Tuple[Tuple[str, int, int], str, List[Row]]) -> Iterator[str]:
+        key_t, digest, rows = task
+        key = shards.ShardKey(*key_t)
+        fetched, written = _counter("fetched"), _counter("written")
+        records: List[shards.Written] = []
+        failures: List[Tuple[str, str, str, str]] = []
+        source_bytes = 0
+        last_log = time.monotonic()
+        outcomes = self._pool.map(process_row, rows, itertools.repeat(self._fetch_cfg), itertools.repeat(self._image_cfg))
+        for done, (row, outcome) in enumerate(zip(rows, outcomes), start=1):
+            source_bytes += outcome[-1]
+            if outcome[-1]:
+                fetched.inc()
+            if outcome[0] == "ok":
+                records.append(outcome[1])
+                written.inc()
+            else:
+                failures.append((row.image_id, row.url, outcome[1], outcome[2]))
+                _counter(f"failed_{outcome[1]}").inc()
+            if time.monotonic() - last_log > PROGRESS_EVERY_S:
+                last_log = time.monotonic()
+                _LOG.info("%s: %d/%d rows, %d written, %d failed", key.name, done, len(rows), len(records), len(failures))
+        marker = shards.write_shard(self._output_dir, key, records, failures, digest, source_bytes)
+        _counter("shards_written").inc()
+        _LOG.info("wrote %s: %d records, %d failures", key.name, marker["records"], len(failures))
+        yield key.name
+
+
+class BuildShards(beam.PTransform):
+    """Build tasks -> names of the shards written (fetch, decode, resize, encode, write, mark)."""
+
+    def __init__(
+        self,
+        output_dir: str,
+        fetch_cfg: fetch_lib.FetchConfig = fetch_lib.FetchConfig(),
+        image_cfg: image.ImageConfig = image.ImageConfig(),
+        threads: int = 16,
+    ) -> None:
+        super().__init__()
+        self._dofn = _Build(output_dir, fetch_cfg, image_cfg, threads)
+
+    def expand(self, tasks):
+        # Reshuffle spreads the shards over workers (the GroupByKey before may leave them together).
+        return tasks | "Spread" >> beam.Reshuffle() | "Build" >> beam.ParDo(self._dofn)
+
+
+class Report(beam.PTransform):
+    """{"counts", "failures", "rows_in", "written"} -> the stats dict, after every shard is done.
+
+    Writes failures.csv and stats.json (see `pipelines.report`); `written` is consumed as a side
+    input only so that this runs after the last shard.
+    """
+
+    def __init__(self, output_dir: str, settings: Dict[str, object]) -> None:
+        super().__init__()
+        self._output_dir = output_dir
+        self._settings = settings
+
+    def expand(self, inputs):
+        output_dir, settings = self._output_dir, self._settings
+
+        def _finalize(_, counts, failures, rows_in, written):
+            return report.finalize(output_dir, counts, failures, rows_in, settings)
+
+        return (
+            inputs["counts"].pipeline
+            | "Once" >> beam.Create([None])
+            | "Finalize"
+            >> beam.Map(
+                _finalize,
+                beam.pvalue.AsDict(inputs["counts"]),
+                beam.pvalue.AsList(inputs["failures"]),
+                beam.pvalue.AsSingleton(inputs["rows_in"]),
+                beam.pvalue.AsList(inputs["written"]),
+            )
+        )

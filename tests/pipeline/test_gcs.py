@@ -1,0 +1,55 @@
+"""gs:// input CSV (with urls relative to it) and gs:// output, against gcp-storage-emulator."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from pipelines import preprocess, schema, storage
+from tests.pipeline import helpers
+
+
+@pytest.fixture
+def gcs(monkeypatch):
+    from gcp_storage_emulator.server import create_server
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="bkt")
+    server.start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(storage, "_client", None)  # a client bound to this emulator
+    yield
+    monkeypatch.setattr(storage, "_client", None)
+    server.stop()
+
+
+def test_gs_csv_in_gs_shards_out(gcs, capsys):
+    lines = ["id,url,landmark_id"]
+    for i in range(6):
+        storage.write_atomic(f"gs://bkt/in/images/{i}.jpg", helpers.jpeg(320, 240, seed=str(i)))
+        lines.append(f"a{i},images/{i}.jpg,{i % 2}")
+    lines.append("gone,images/none.jpg,1")
+    storage.write_atomic("gs://bkt/in/train.csv", ("\n".join(lines) + "\n").encode())
+
+    argv = ["--csv=gs://bkt/in/train.csv", "--output_dir=gs://bkt/out", "--num_shards=2", "--val_fraction=0"]
+    stats = preprocess.run(argv)
+    assert (stats["written"], stats["failed"], stats["accounted_for"]) == (6, 1, True)
+    names = sorted(storage.basename(p) for p in storage.list_dir("gs://bkt/out"))
+    assert names == ["failures.csv", "stats.json", "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
+    assert storage.list_dir("gs://bkt/out/_tmp") == []
+    ids = sorted(
+        schema.deserialize(x).image_id
+        for n in names if n.endswith(".tfrecord")
+        for x in schema.iter_frames(storage.read_bytes(f"gs://bkt/out/{n}"))
+    )
+    assert ids == [f"a{i}" for i in range(6)]
+    assert storage.read_bytes("gs://bkt/out/failures.csv").decode() == "id,url,reason\ngone,images/none.jpg,not_found\n"
+    assert json.loads(storage.read_bytes("gs://bkt/out/stats.json")) == stats
+
+    capsys.readouterr()
+    assert preprocess.run(argv) == stats  # rerun: both shards already done, same report
+    assert "2 already done" in capsys.readouterr().out

@@ -1,0 +1,107 @@
+"""Each composite transform on literal rows, with TestPipeline + assert_that."""
+
+from __future__ import annotations
+
+import json
+
+import apache_beam as beam
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipelines import fetch, image, report, schema, shards
+from pipelines.csv_input import Failure, Row
+from pipelines.transforms import BuildShards, DedupById, PlanShards, ReadCsvRows, Report
+from tests.pipeline import helpers
+
+
+def row(image_id: str, url: str = "", label: int = 1, split: str = "train", order=(0, 1)) -> Row:
+    return Row(image_id, url or f"{image_id}.jpg", url or f"/nowhere/{image_id}.jpg", label, split, order)
+
+
+def test_read_csv_rows(tmp_path):
+    (tmp_path / "a.csv").write_text('"id","url","landmark_id"\n"a","x/a.jpg",1\n"b","x/b.jpg"\n')
+    (tmp_path / "b.csv").write_text("id,url\nc,http://h/c.jpg\n")
+    with BeamTestPipeline() as p:
+        out = p | ReadCsvRows([str(tmp_path / "a.csv"), str(tmp_path / "b.csv")], "auto", 0.0)
+        assert_that(
+            out.rows | beam.Map(lambda r: (r.image_id, r.location, r.split, r.order)),
+            equal_to([("a", str(tmp_path / "x" / "a.jpg"), "train", (0, 2)), ("c", "http://h/c.jpg", "test", (1, 2))]),
+            label="rows",
+        )
+        assert_that(out.failures | beam.Map(lambda f: (f.image_id, f.reason)), equal_to([("b", "bad_row")]), label="bad")
+
+
+def test_dedup_keeps_first_by_input_order():
+    rows = [row("a", "u-late", order=(1, 5)), row("a", "u-first", order=(0, 9)), row("b"), row("a", "u-mid", order=(1, 2))]
+    with BeamTestPipeline() as p:
+        out = p | beam.Create(rows) | DedupById()
+        assert_that(out.rows | beam.Map(lambda r: (r.image_id, r.url)), equal_to([("a", "u-first"), ("b", "b.jpg")]), label="kept")
+        assert_that(
+            out.failures | beam.Map(lambda f: (f.image_id, f.url, f.reason)),
+            equal_to([("a", "u-late", "duplicate_id"), ("a", "u-mid", "duplicate_id")]),
+            label="dups",
+        )
+
+
+def test_plan_shards_covers_every_index_and_skips_finished(tmp_path):
+    rows = [row(f"t{i}") for i in range(10)] + [row("v0", split="val")]
+    expected_train = {}
+    for r in rows[:10]:
+        expected_train.setdefault(shards.shard_index(r.image_id, 3), []).append(r.image_id)
+    # Pretend an earlier run finished train shard 0 on the same rows and settings.
+    done = shards.ShardKey("train", 0, 3)
+    digest = shards.fingerprint("S", [(i, f"{i}.jpg", 1) for i in expected_train.get(0, [])])
+    shards.write_shard(str(tmp_path), done, [], [], digest)
+    with BeamTestPipeline() as p:
+        plan = p | beam.Create(rows) | PlanShards(str(tmp_path), "S", num_shards=3)
+        assert_that(
+            plan["tasks"] | beam.Map(lambda t: (t[0], [r.image_id for r in t[2]])),
+            equal_to(
+                [(("train", i, 3), sorted(expected_train.get(i, []))) for i in (1, 2)]
+                + [(("val", i, 3), ["v0"] if shards.shard_index("v0", 3) == i else []) for i in range(3)]
+            ),
+            label="tasks",
+        )
+        assert_that(plan["skipped"], equal_to([done.name]), label="skipped")
+        assert_that(plan["counts"], equal_to([("train", 3), ("val", 3)]), label="counts")
+
+
+def test_build_shards_writes_good_rows_and_reports_bad_ones(tmp_path):
+    (tmp_path / "good.jpg").write_bytes(helpers.jpeg(600, 400, seed="g"))
+    (tmp_path / "page.jpg").write_bytes(b"<html>oops</html>")
+    rows = [
+        row("good", str(tmp_path / "good.jpg"), label=4),
+        row("html", str(tmp_path / "page.jpg")),
+        row("gone", str(tmp_path / "gone.jpg")),
+    ]
+    out_dir = tmp_path / "out"
+    task = (("train", 0, 1), "D", rows)
+    with BeamTestPipeline() as p:
+        written = p | beam.Create([task]) | BuildShards(
+            str(out_dir), fetch.FetchConfig(retries=0), image.ImageConfig(image_size=100), threads=2
+        )
+        assert_that(written, equal_to(["train-00000-of-00001.tfrecord"]))
+    records = [schema.deserialize(x) for x in schema.iter_frames((out_dir / "train-00000-of-00001.tfrecord").read_bytes())]
+    assert [(r.image_id, r.height, r.width, r.landmark_id) for r in records] == [("good", 100, 150, 4)]
+    marker = json.loads((out_dir / "_parts" / "train-00000-of-00001.json").read_text())
+    assert sorted((f[0], f[2]) for f in marker["failures"]) == [("gone", "not_found"), ("html", "not_an_image")]
+    assert marker["fingerprint"] == "D"
+
+
+def test_report_merges_markers_and_input_failures(tmp_path):
+    rec = schema.serialize(schema.ImageRecord("k", b"j", 1, 1, 3, "u"))
+    shards.write_shard(str(tmp_path), shards.ShardKey("test", 0, 1), [shards.Written("k", rec, 3)], [("m", "um", "timeout", "")], "d")
+    (tmp_path / "test-00000-of-00002.tfrecord").write_bytes(b"stale plan")
+    with BeamTestPipeline() as p:
+        stats = {
+            "counts": p | "C" >> beam.Create([("test", 1)]),
+            "failures": p | "F" >> beam.Create([Failure("d", "ud", "duplicate_id", "")]),
+            "rows_in": p | "R" >> beam.Create([3]),
+            "written": p | "W" >> beam.Create(["test-00000-of-00001.tfrecord"]),
+        } | Report(str(tmp_path), {"image_size": 1})
+        assert_that(stats | beam.Map(lambda s: (s["written"], s["failed"], s["accounted_for"])), equal_to([(1, 2, True)]))
+    assert (tmp_path / "failures.csv").read_text() == "id,url,reason\nd,ud,duplicate_id\nm,um,timeout\n"
+    saved = json.loads((tmp_path / report.STATS_JSON).read_text())
+    assert saved["failed_by_reason"] == {"duplicate_id": 1, "timeout": 1}
+    assert saved["images_per_landmark"] == {"3": 1}
+    assert not (tmp_path / "test-00000-of-00002.tfrecord").exists()
