@@ -1,0 +1,64 @@
+"""The embedding model: weights from a local file, clear errors for bad weights, freezing, export format."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from tests.unit.trainer.trainer_helpers import run_train
+from trainer import model as model_lib
+from trainer.config import Config, ConfigError
+
+TINY = Config(data_dir="unused", output_dir="unused", preset="tiny", backbone="mobilenet", alpha=0.25,
+              weights="none", image_size=64, embedding_dim=16, freeze="none")
+
+
+def test_weights_load_from_the_local_mobilenet_file(mobilenet_weights):
+    backbone = model_lib.build_backbone(dataclasses.replace(TINY, weights=str(mobilenet_weights)))
+    with h5py.File(mobilenet_weights, "r") as f:
+        for name in ("conv1/conv1/kernel:0", "conv_pw_13/conv_pw_13/kernel:0"):
+            layer = backbone.get_layer(name.split("/")[0])
+            np.testing.assert_array_equal(layer.get_weights()[0], f[name][()])
+
+
+def test_bad_weights_path_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="--weights=.*no such file"):
+        model_lib.build_backbone(dataclasses.replace(TINY, weights=str(tmp_path / "missing.h5")))
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"not an hdf5 file")
+    with pytest.raises(ConfigError, match="cannot load into mobilenet"):
+        model_lib.build_backbone(dataclasses.replace(TINY, weights=str(junk)))
+
+
+def test_cli_reports_a_bad_weights_path(tmp_path, small_shards):
+    done = run_train(small_shards, tmp_path / "out", f"--weights={tmp_path}/nope.h5", check=False)
+    assert done.returncode != 0
+    assert f"trainer: error: --weights={tmp_path}/nope.h5: no such file" in done.stdout
+
+
+def test_freeze_by_layer_name_and_by_fraction():
+    inception = dataclasses.replace(TINY, backbone="inception_v3", alpha=1.0, image_size=75, freeze="auto")
+    backbone = next(l for l in model_lib.build_embedding_model(inception).layers if isinstance(l, keras.Model))
+    names = [layer.name for layer in backbone.layers]
+    cut = names.index("mixed9")
+    assert not any(layer.trainable for layer in backbone.layers[:cut])
+    assert all(layer.trainable for layer in backbone.layers[cut:])
+
+    small = model_lib.build_backbone(TINY)
+    assert model_lib.freeze(small, "0.5") == round(0.5 * len(small.layers))
+    with pytest.raises(ConfigError, match="no such layer"):
+        model_lib.freeze(model_lib.build_backbone(TINY), "mixed9")
+
+
+def test_gem_model_outputs_unit_vectors_and_reloads_with_plain_keras(tmp_path):
+    model = model_lib.build_embedding_model(dataclasses.replace(TINY, pooling="gem"))
+    images = np.random.default_rng(0).uniform(0, 255, (3, 64, 64, 3)).astype(np.float32)
+    out = model(images).numpy()
+    assert out.shape == (3, 16)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "m.keras")(images).numpy(), out, atol=1e-6)

@@ -1,0 +1,53 @@
+"""Epoch checkpoints of the training state, and resuming from the newest one that reads.
+
+The state is the model's and optimizer's variables plus the number of epochs done. A checkpoint is
+written at the end of every epoch by `tf.train.CheckpointManager`, which publishes it in its state
+file only once its files are complete; a run killed at any point therefore loses at most the epoch
+in progress. On start, checkpoints are tried newest first: one that fails to read is reported and
+the previous one is used.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+log = logging.getLogger(__name__)
+
+
+class TrainingState:
+    """Model + optimizer + epoch counter, saved to and restored from `directory`."""
+
+    def __init__(self, directory: str, model: keras.Model, optimizer: keras.optimizers.Optimizer, keep: int,
+                 restore_from: Optional[str] = None):
+        """Saves go to `directory`; restores read `restore_from` (default: the same). Under
+        multi-worker training every worker saves (a collective) into its own directory, but all of
+        them restore the chief's checkpoints, so they resume from the same epoch."""
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
+        self._checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=self.epoch)
+        self._manager = tf.train.CheckpointManager(self._checkpoint, directory, max_to_keep=keep)
+        self._source = (self._manager if restore_from in (None, directory)
+                        else tf.train.CheckpointManager(self._checkpoint, restore_from, max_to_keep=keep))
+
+    def restore(self) -> Optional[str]:
+        """Restore the newest readable checkpoint; its path, or None to start from scratch."""
+        for path in reversed(self._source.checkpoints):
+            try:
+                self._checkpoint.restore(path).assert_existing_objects_matched()
+            except Exception as err:  # noqa: BLE001 - the reader raises OpError, IndexError, ValueError...
+                log.error("checkpoint %s is unreadable (%s: %s); falling back to the previous one",
+                          path, type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+                print(f"WARNING: checkpoint {path} is unreadable ({type(err).__name__}); "
+                      "falling back to the previous one", flush=True)
+                continue
+            return path
+        if self._source.checkpoints:
+            print("WARNING: no checkpoint could be read; training starts from scratch", flush=True)
+        return None
+
+    def save(self, epochs_done: int) -> str:
+        self.epoch.assign(epochs_done)
+        return self._manager.save(checkpoint_number=epochs_done)

@@ -1,0 +1,194 @@
+"""The trainer's resolved configuration: one frozen dataclass, built once from absl flags.
+
+A preset (`default`, `tiny`) gives every field a value; flags given on the command line override
+it. The result is validated here, passed down explicitly, and saved as `config.json` beside the
+outputs, so a run is reproducible from that file alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Dict, Optional, Tuple
+
+from absl import flags
+
+BACKBONES = ("inception_v3", "resnet50", "mobilenet", "mobilenet_v2", "efficientnet_b0")
+LOSSES = ("semihard", "batch_hard", "batch_all")
+POOLINGS = ("avg", "gem")
+CONFIG_FILE = "config.json"
+
+
+class ConfigError(ValueError):
+    """A flag value that cannot work, with a message that says which flag and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything a training run depends on. Field defaults are the `default` preset."""
+
+    data_dir: str
+    output_dir: str
+    preset: str = "default"
+    gpus: int = 1
+    backbone: str = "inception_v3"
+    weights: str = "imagenet"  # imagenet | none | path to a Keras weights file (no top)
+    alpha: float = 1.0  # width multiplier, MobileNet / MobileNetV2 only
+    image_size: int = 299
+    embedding_dim: int = 256
+    pooling: str = "avg"
+    gem_p: float = 3.0
+    freeze: str = "auto"  # auto | none | a layer name (frozen below it) | a fraction of layers in [0, 1]
+    loss: str = "semihard"
+    margin: float = 0.2
+    batch_p: int = 32  # landmarks per global batch (split over replicas)
+    batch_k: int = 4  # images per landmark
+    sampling_window: int = 4096  # records grouped at once to form P x K batches
+    shuffle_buffer: int = 8192  # records (encoded) shuffled before grouping
+    epochs: int = 20
+    steps_per_epoch: int = 0  # 0: one pass over the train records per epoch
+    learning_rate: float = 1e-4
+    warmup_steps: int = 500
+    mixed_precision: bool = False
+    val_queries: int = 2000  # val images used as retrieval queries (0: all)
+    val_references: int = 20000  # train images used as retrieval references (0: all)
+    recall_k: Tuple[int, ...] = (1, 5, 10)
+    checkpoints_to_keep: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.backbone in BACKBONES, f"--backbone={self.backbone}: expected one of {BACKBONES}")
+        _check(self.loss in LOSSES, f"--loss={self.loss}: expected one of {LOSSES}")
+        _check(self.pooling in POOLINGS, f"--pooling={self.pooling}: expected one of {POOLINGS}")
+        _check(self.gpus >= 1, f"--gpus={self.gpus}: need at least 1 device")
+        _check(self.image_size >= 32, f"--image_size={self.image_size}: the backbones need at least 32 px")
+        _check(self.embedding_dim >= 2, f"--embedding_dim={self.embedding_dim}: need at least 2")
+        _check(self.batch_p >= 2, f"--batch={self.batch_p},{self.batch_k}: P needs 2+ landmarks for negatives")
+        _check(self.batch_k >= 2, f"--batch={self.batch_p},{self.batch_k}: K needs 2+ images for positives")
+        _check(self.batch_p % self.gpus == 0,
+               f"--batch={self.batch_p},{self.batch_k}: P must split evenly over --gpus={self.gpus} replicas "
+               "(each replica's batch holds whole P x K groups)")
+        _check(self.sampling_window >= self.batch_p // self.gpus * self.batch_k,
+               f"--sampling_window={self.sampling_window}: must hold at least one replica batch")
+        _check(self.margin > 0, f"--margin={self.margin}: must be positive")
+        _check(self.epochs >= 0 and self.steps_per_epoch >= 0, "--epochs and --steps_per_epoch must be >= 0")
+        _check(self.learning_rate > 0 and self.warmup_steps >= 0, "--learning_rate > 0, --warmup_steps >= 0")
+        _check(self.alpha == 1.0 or self.backbone in ("mobilenet", "mobilenet_v2"),
+               f"--alpha={self.alpha}: only MobileNet and MobileNetV2 have a width multiplier")
+        _check(self.checkpoints_to_keep >= 2, "--checkpoints_to_keep: need 2+ to fall back from a bad one")
+        _check(self.gem_p > 0, f"--gem_p={self.gem_p}: must be positive")
+        freeze_fraction(self.freeze)  # validates a numeric value
+
+    @property
+    def replica_p(self) -> int:
+        """Landmarks per replica batch."""
+        return self.batch_p // self.gpus
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    def save(self, directory: str) -> None:
+        """Write `config.json` into `directory` atomically (temp file + rename)."""
+        import tensorflow as tf  # gfile: local or gs://
+
+        tf.io.gfile.makedirs(directory)
+        path = os.path.join(directory, CONFIG_FILE)
+        tmp = path + ".tmp"
+        with tf.io.gfile.GFile(tmp, "w") as f:
+            f.write(self.to_json() + "\n")
+        tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def freeze_fraction(freeze: str) -> Optional[float]:
+    """The fraction in `--freeze` if it is numeric, None for `none` or a layer name."""
+    try:
+        value = float(freeze)
+    except ValueError:
+        return None
+    _check(0.0 <= value <= 1.0, f"--freeze={freeze}: a fraction must be within [0, 1]")
+    return value
+
+
+PRESETS: Dict[str, Dict[str, Any]] = {
+    "default": {},
+    # Seconds on a laptop CPU: what the tests run.
+    "tiny": dict(
+        backbone="mobilenet", alpha=0.25, weights="none", image_size=64, embedding_dim=16, freeze="none",
+        batch_p=4, batch_k=2, sampling_window=64, shuffle_buffer=256, epochs=2, steps_per_epoch=2,
+        learning_rate=1e-3, warmup_steps=0, val_queries=64, val_references=256, recall_k=(1, 5),
+        checkpoints_to_keep=2,
+    ),
+}
+
+# Flags that map one-to-one onto a Config field (batch and recall_k are parsed apart).
+_SIMPLE = (
+    "gpus backbone weights alpha image_size embedding_dim pooling gem_p freeze loss margin sampling_window "
+    "shuffle_buffer epochs steps_per_epoch learning_rate warmup_steps mixed_precision val_queries "
+    "val_references checkpoints_to_keep seed"
+).split()
+
+
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+    """Register the trainer's flags on `fv` (defaults shown are the `default` preset)."""
+    d = Config(data_dir="", output_dir="")
+    on = dict(flag_values=fv)
+    flags.DEFINE_string("data_dir", None, "Directory (local or gs://) of train-*/val-* TFRecord shards.", **on)
+    flags.DEFINE_string("output_dir", None, "Where config.json, checkpoints/, logs/ and export/ go.", **on)
+    flags.DEFINE_enum("preset", "default", list(PRESETS), "Base values; flags given explicitly override them.", **on)
+    flags.DEFINE_integer("gpus", d.gpus, "Replicas: GPUs, or logical CPU devices when there is no GPU.", **on)
+    flags.DEFINE_enum("backbone", d.backbone, list(BACKBONES), "keras.applications backbone.", **on)
+    flags.DEFINE_string("weights", d.weights, "imagenet | none | path to a no-top Keras weights file.", **on)
+    flags.DEFINE_float("alpha", d.alpha, "Width multiplier (MobileNet, MobileNetV2).", **on)
+    flags.DEFINE_integer("image_size", d.image_size, "Square input size in pixels.", **on)
+    flags.DEFINE_integer("embedding_dim", d.embedding_dim, "Embedding dimension.", **on)
+    flags.DEFINE_enum("pooling", d.pooling, list(POOLINGS), "Global pooling: average or GeM.", **on)
+    flags.DEFINE_float("gem_p", d.gem_p, "GeM exponent (fixed).", **on)
+    flags.DEFINE_string("freeze", d.freeze, "auto (mixed9 for InceptionV3, else 0.8) | none | layer name (layers "
+                        "before it are frozen) | fraction of backbone layers in [0,1].", **on)
+    flags.DEFINE_enum("loss", d.loss, list(LOSSES), "Triplet mining: FaceNet semi-hard, batch-hard, batch-all.", **on)
+    flags.DEFINE_float("margin", d.margin, "Triplet margin (Euclidean distance between unit vectors).", **on)
+    flags.DEFINE_string("batch", f"{d.batch_p},{d.batch_k}", "P,K: P landmarks x K images per global batch.", **on)
+    flags.DEFINE_integer("sampling_window", d.sampling_window, "Records grouped at once into P x K batches.", **on)
+    flags.DEFINE_integer("shuffle_buffer", d.shuffle_buffer, "Records shuffled before grouping.", **on)
+    flags.DEFINE_integer("epochs", d.epochs, "Total epochs; 0 exports the untrained (pretrained-only) network.", **on)
+    flags.DEFINE_integer("steps_per_epoch", d.steps_per_epoch, "0: one pass over the train records.", **on)
+    flags.DEFINE_float("learning_rate", d.learning_rate, "Peak learning rate (Adam), reached after warm-up.", **on)
+    flags.DEFINE_integer("warmup_steps", d.warmup_steps, "Linear warm-up steps, then cosine decay.", **on)
+    flags.DEFINE_bool("mixed_precision", d.mixed_precision, "mixed_float16 compute with loss scaling.", **on)
+    flags.DEFINE_integer("val_queries", d.val_queries, "Val images used as retrieval queries (0: all).", **on)
+    flags.DEFINE_integer("val_references", d.val_references, "Train images used as references (0: all).", **on)
+    flags.DEFINE_list("recall_k", [str(k) for k in d.recall_k], "k values reported as recall@k.", **on)
+    flags.DEFINE_integer("checkpoints_to_keep", d.checkpoints_to_keep, "Epoch checkpoints kept (2+).", **on)
+    flags.DEFINE_integer("seed", d.seed, "Seed for sampling and augmentation.", **on)
+
+
+def from_flags(values: flags.FlagValues) -> Config:
+    """Preset values overridden by the flags present on the command line."""
+    if not values.data_dir or not values.output_dir:
+        raise ConfigError("--data_dir and --output_dir are required")
+    fields: Dict[str, Any] = dict(PRESETS[values.preset])
+    for name in _SIMPLE:
+        if values[name].present:
+            fields[name] = values[name].value
+    if values["batch"].present:
+        fields["batch_p"], fields["batch_k"] = _parse_batch(values.batch)
+    if values["recall_k"].present:
+        try:
+            fields["recall_k"] = tuple(sorted(int(k) for k in values.recall_k))
+        except ValueError:
+            raise ConfigError(f"--recall_k={','.join(values.recall_k)}: expected integers") from None
+    return Config(data_dir=values.data_dir, output_dir=values.output_dir, preset=values.preset, **fields)
+
+
+def _parse_batch(text: str) -> Tuple[int, int]:
+    try:
+        p, k = (int(x) for x in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--batch={text}: expected P,K (e.g. 32,4)") from None
+    return p, k

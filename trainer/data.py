@@ -1,0 +1,113 @@
+"""tf.data input: TFRecord shards (local or gs://) -> augmented P x K training batches, eval batches.
+
+Everything streams: shards are read record by record (interleaved), shuffled in a bounded buffer
+and grouped in bounded windows (see sampling.py); nothing holds the dataset in memory. Images enter
+the models as float32 [S, S, 3] in [0, 255]; each backbone's own scaling lives inside the model.
+`eval_image` is the one evaluation preprocessing, shared by validation and the exported SavedModel.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import tensorflow as tf
+
+from pipelines import schema
+from trainer import sampling
+from trainer.config import Config
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def list_shards(data_dir: str, split: str) -> List[str]:
+    """Sorted shard paths of a split; a clear error when there are none."""
+    files = sorted(tf.io.gfile.glob(schema.shard_pattern(data_dir, split)))
+    if not files:
+        raise FileNotFoundError(f"no {split} shards match {schema.shard_pattern(data_dir, split)}")
+    return files
+
+
+def eval_image(encoded: tf.Tensor, size: int) -> tf.Tensor:
+    """Encoded image bytes -> float32 [size, size, 3]: decode, central square crop, resize."""
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    shape = tf.shape(image)
+    side = tf.minimum(shape[0], shape[1])
+    image = tf.image.crop_to_bounding_box(image, (shape[0] - side) // 2, (shape[1] - side) // 2, side, side)
+    image = tf.image.resize(image, [size, size], antialias=True)
+    image.set_shape([size, size, 3])
+    return image
+
+
+def train_image(encoded: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
+    """Encoded JPEG -> augmented float32 [size, size, 3]: random resized crop, flip, light colour jitter.
+
+    Only the crop window is decoded (`decode_and_crop_jpeg`); the records are JPEG by contract.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 6)
+    shape = tf.io.extract_jpeg_shape(encoded)
+    begin, crop, _ = tf.image.stateless_sample_distorted_bounding_box(
+        shape, tf.zeros([1, 0, 4]), seed=seeds[0], min_object_covered=0.0,
+        aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.25, 1.0), max_attempts=10,
+        use_image_if_no_bounding_boxes=True,
+    )
+    window = tf.stack([begin[0], begin[1], crop[0], crop[1]])
+    image = tf.io.decode_and_crop_jpeg(encoded, window, channels=3)
+    image = tf.image.resize(image, [size, size])
+    image = tf.image.stateless_random_flip_left_right(image, seeds[1])
+    image = tf.image.stateless_random_brightness(image, 0.1 * 255.0, seeds[2])
+    image = tf.image.stateless_random_contrast(image, 0.85, 1.15, seeds[3])
+    image = tf.image.stateless_random_saturation(image, 0.85, 1.15, seeds[4])
+    image = tf.clip_by_value(image, 0.0, 255.0)
+    image.set_shape([size, size, 3])
+    return image
+
+
+def _records(files: List[str], shuffle: bool, seed: int,
+             context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+    """Serialized records of `files`, this input pipeline's share of them under multi-worker."""
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    shard_files = context is not None and context.num_input_pipelines > 1 and len(files) >= context.num_input_pipelines
+    if shard_files:
+        ds = ds.shard(context.num_input_pipelines, context.input_pipeline_id)
+    if shuffle:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8), num_parallel_calls=AUTOTUNE,
+                       deterministic=not shuffle)
+    if context is not None and context.num_input_pipelines > 1 and not shard_files:
+        ds = ds.shard(context.num_input_pipelines, context.input_pipeline_id)
+    return ds
+
+
+def train_dataset(cfg: Config, context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+    """Endless (images [P*K, S, S, 3], labels [P*K]) batches for one replica, P = cfg.replica_p."""
+    pipeline = context.input_pipeline_id if context is not None else 0
+    seed = cfg.seed * 1009 + pipeline
+    records = _records(list_shards(cfg.data_dir, "train"), shuffle=True, seed=seed, context=context)
+    records = records.shuffle(cfg.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = sampling.pk_records(records, cfg.replica_p, cfg.batch_k, cfg.sampling_window, seed)
+    # One stateless seed per element keeps augmentation deterministic under a parallel map.
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    ds = tf.data.Dataset.zip(ds, seeds).map(
+        lambda pair, s: (train_image(pair[0], cfg.image_size, s), pair[1]),
+        num_parallel_calls=AUTOTUNE, deterministic=True,  # keep P x K groups together
+    )
+    return ds.batch(cfg.replica_p * cfg.batch_k, drop_remainder=True).prefetch(AUTOTUNE)
+
+
+def eval_dataset(data_dir: str, split: str, size: int, limit: int, batch_size: int) -> tf.data.Dataset:
+    """(images [B, S, S, 3], labels [B]) for the first `limit` records of a split (0: all), in order."""
+    ds = _records(list_shards(data_dir, split), shuffle=False, seed=0)
+    if limit:
+        ds = ds.take(limit)
+
+    def prepare(serialized):
+        parsed = schema.tf_parse(serialized)
+        return eval_image(parsed[schema.ENCODED], size), parsed[schema.LANDMARK_ID]
+
+    return ds.map(prepare, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE)
+
+
+def count_records(data_dir: str, split: str) -> int:
+    """Number of records in a split (one streaming pass over its shards)."""
+    ds = tf.data.TFRecordDataset(list_shards(data_dir, split), num_parallel_reads=AUTOTUNE)
+    return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))

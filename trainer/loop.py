@@ -1,0 +1,164 @@
+"""The training loop: distributed triplet steps, per-epoch validation, logging and checkpoints.
+
+A custom loop rather than `Model.fit`, so one code path serves MirroredStrategy and
+MultiWorkerMirroredStrategy alike (Keras 3 `fit` is reported broken under the latter) and the epoch
+checkpoints are ours to validate and fall back from. Console: a Keras progress bar per epoch, then
+the validation line. TensorBoard: `logs/` (loss, learning rate, top1, recall@k per epoch).
+`history.json` keeps the same per-epoch figures; epoch 0 is the network before any training.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Callable, Dict, List, Tuple
+
+import keras
+import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
+
+from trainer import checkpoints, data, distribute, losses, retrieval
+from trainer.config import Config
+from trainer.model import build_embedding_model
+
+HISTORY_FILE = "history.json"
+CHECKPOINT_DIR = "checkpoints"
+LOG_DIR = "logs"
+
+
+def learning_rate_schedule(cfg: Config, total_steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Linear warm-up from 0 to `--learning_rate` over `--warmup_steps`, then cosine decay to 1%."""
+    warmup = min(cfg.warmup_steps, max(total_steps - 1, 0))
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else cfg.learning_rate,
+        decay_steps=max(total_steps - warmup, 1),
+        alpha=0.01,
+        warmup_target=cfg.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
+def train_step_fn(strategy: tf.distribute.Strategy, model: keras.Model, optimizer, cfg: Config) -> Callable:
+    """A traced function: one optimisation step on the next batch of a distributed iterator; returns
+    the loss averaged over replicas."""
+    loss_fn = losses.LOSSES[cfg.loss]
+    scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+
+    def replica_step(images, labels):
+        with tf.GradientTape() as tape:
+            embeddings = model(images, training=True)
+            loss = loss_fn(labels, embeddings, cfg.margin)
+            objective = loss / strategy.num_replicas_in_sync  # gradients are summed over replicas
+            if scaled:
+                objective = optimizer.scale_loss(objective)
+        grads = tape.gradient(objective, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    @tf.function
+    def step(iterator):
+        images, labels = next(iterator)
+        return strategy.reduce("MEAN", strategy.run(replica_step, args=(images, labels)), axis=None)
+
+    return step
+
+
+def _scalar(tag: str, value: float, step: int) -> None:
+    """A TensorBoard scalar, written with TensorFlow alone (the `tensorboard` package is optional:
+    `tf.summary.scalar` needs it installed, the event format does not)."""
+    tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=_SCALAR_METADATA)
+
+
+_SCALAR_METADATA = summary_pb2.SummaryMetadata(
+    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
+    data_class=summary_pb2.DATA_CLASS_SCALAR,
+).SerializeToString()
+
+
+class _History:
+    """Per-epoch figures in `history.json` (chief only), cut back to the restored epoch on resume
+    (`epochs_done=-1`: a fresh start, earlier rows dropped)."""
+
+    def __init__(self, path: str, write: bool, epochs_done: int):
+        self.path, self.write = path, write
+        self.rows: List[Dict] = []
+        if tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path) as f:
+                self.rows = [r for r in json.load(f) if r["epoch"] <= epochs_done]
+
+    def add(self, row: Dict) -> None:
+        self.rows.append(row)
+        if self.write:
+            tmp = self.path + ".tmp"
+            with tf.io.gfile.GFile(tmp, "w") as f:
+                json.dump(self.rows, f, indent=2)
+            tf.io.gfile.rename(tmp, self.path, overwrite=True)
+
+
+def train(cfg: Config, strategy: tf.distribute.Strategy) -> Tuple[keras.Model, int]:
+    """Train (or resume) up to `cfg.epochs` epochs; (model, epochs done). epochs=0 only evaluates."""
+    chief = distribute.is_chief(strategy)
+    steps = cfg.steps_per_epoch or max(1, data.count_records(cfg.data_dir, "train") // (cfg.batch_p * cfg.batch_k))
+    with strategy.scope():
+        model = build_embedding_model(cfg)
+        optimizer = keras.optimizers.Adam(learning_rate_schedule(cfg, cfg.epochs * steps))
+        if cfg.mixed_precision:
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer.build(model.trainable_variables)
+        shared = os.path.join(cfg.output_dir, CHECKPOINT_DIR)
+        state = checkpoints.TrainingState(distribute.task_dir(shared, strategy), model, optimizer,
+                                          cfg.checkpoints_to_keep, restore_from=shared)
+    restored = state.restore()
+    done = int(state.epoch.numpy())
+    if chief:
+        backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+        frozen = sum(1 for layer in backbone.layers if not layer.trainable)
+        print(f"{cfg.backbone}: {model.count_params():,} parameters, "
+              f"{sum(int(tf.size(v)) for v in model.trainable_variables):,} trainable; {frozen} backbone layers "
+              f"frozen; {strategy.num_replicas_in_sync} replica(s); {steps} steps/epoch", flush=True)
+        print(f"resumed from {restored} after epoch {done}" if restored else "starting from scratch", flush=True)
+
+    history = _History(os.path.join(cfg.output_dir, HISTORY_FILE), chief, done if restored else -1)
+    writer = (tf.summary.create_file_writer(os.path.join(cfg.output_dir, LOG_DIR)) if chief
+              else tf.summary.create_noop_writer())
+    queries = data.eval_dataset(cfg.data_dir, "val", cfg.image_size, cfg.val_queries, 64)
+    references = data.eval_dataset(cfg.data_dir, "train", cfg.image_size, cfg.val_references, 64)
+
+    def validate(epoch: int, row: Dict) -> None:
+        if chief:
+            row.update(retrieval.evaluate(model, queries, references, cfg.recall_k))
+            with writer.as_default():
+                for key, value in row.items():
+                    if key not in ("epoch", "queries", "queries_skipped"):
+                        _scalar(key if key in ("loss", "learning_rate") else f"val/{key}", value, epoch)
+            writer.flush()
+            shown = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                             for k, v in row.items() if k != "epoch")
+            print(f"epoch {epoch}/{cfg.epochs} {shown}", flush=True)
+        history.add(row)
+
+    if restored is None:
+        validate(0, {"epoch": 0})
+    if done >= cfg.epochs:
+        return model, done
+
+    dist = strategy.distribute_datasets_from_function(lambda ctx: data.train_dataset(cfg, ctx))
+    iterator = iter(dist)
+    step = train_step_fn(strategy, model, optimizer, cfg)
+    for epoch in range(done + 1, cfg.epochs + 1):
+        if chief:
+            print(f"Epoch {epoch}/{cfg.epochs}", flush=True)
+        bar = keras.utils.Progbar(steps, verbose=1 if chief else 0)
+        total = 0.0
+        for i in range(steps):
+            loss = float(step(iterator))
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss} at epoch {epoch} step {i + 1}")
+            total += loss
+            bar.update(i + 1, values=[("loss", loss)])
+        lr = float(keras.ops.convert_to_tensor(optimizer.learning_rate))
+        validate(epoch, {"epoch": epoch, "loss": total / steps, "learning_rate": lr})
+        # After the history row: a kill in between redoes this epoch, and resume drops its row.
+        state.save(epoch)  # a collective under MultiWorkerMirroredStrategy: every worker saves
+    return model, cfg.epochs

@@ -1,0 +1,84 @@
+"""Triplet losses with online mining, as pure functions of (labels [B], embeddings [B, D]).
+
+Distances are Euclidean between embeddings (unit vectors in this project, so within [0, 2]).
+Anchor-positive pairs are distinct batch positions with equal labels; negatives have another label.
+Every loss returns 0 for a batch without a valid triplet (no positive pair, or no negative), so a
+replica whose batch happens to hold one landmark contributes nothing instead of NaN.
+
+- `semihard_loss` (Schroff et al., FaceNet): for each anchor-positive pair, the closest negative that
+  is farther than the positive; when none is, the farthest negative. Mean over pairs with a negative.
+- `batch_hard_loss` (Hermans et al.): per anchor, the farthest positive and the closest negative.
+  Mean over anchors that have both.
+- `batch_all_loss` (Hermans et al.): every valid triplet; mean over those with a positive loss.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+import tensorflow as tf
+
+
+def pairwise_distances(embeddings: tf.Tensor) -> tf.Tensor:
+    """[B, B] Euclidean distances, exactly 0 on the diagonal and finite gradients everywhere."""
+    e = tf.cast(embeddings, tf.float32)
+    sq = tf.reduce_sum(tf.square(e), axis=1)
+    d2 = sq[:, None] - 2.0 * tf.matmul(e, e, transpose_b=True) + sq[None, :]
+    d2 = tf.maximum(d2, 0.0)
+    zero = tf.cast(tf.equal(d2, 0.0), tf.float32)
+    # sqrt has an infinite slope at 0: shift exact zeros away, then put them back.
+    return tf.sqrt(d2 + zero * 1e-16) * (1.0 - zero)
+
+
+def _masks(labels: tf.Tensor):
+    labels = tf.reshape(labels, [-1])
+    same = tf.equal(labels[:, None], labels[None, :])
+    not_self = tf.logical_not(tf.eye(tf.size(labels), dtype=tf.bool))
+    return tf.logical_and(same, not_self), tf.logical_not(same)
+
+
+def _safe_mean(values: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    mask = tf.cast(mask, tf.float32)
+    return tf.math.divide_no_nan(tf.reduce_sum(values * mask), tf.reduce_sum(mask))
+
+
+def semihard_loss(labels: tf.Tensor, embeddings: tf.Tensor, margin: float) -> tf.Tensor:
+    dist = pairwise_distances(embeddings)
+    positive, negative = _masks(labels)
+    big = tf.reduce_max(dist) + 1.0
+    d_ap = dist[:, :, None]  # [anchor, positive, 1]
+    d_an = dist[:, None, :]  # [anchor, 1, negative]
+    neg = negative[:, None, :]
+    farther = tf.logical_and(neg, d_an > d_ap)
+    # closest negative beyond the positive, else the farthest negative
+    semihard = tf.reduce_min(tf.where(farther, d_an, big), axis=2)
+    fallback = tf.reduce_max(tf.where(neg, d_an, -1.0), axis=2)
+    chosen = tf.where(tf.reduce_any(farther, axis=2), semihard, fallback)
+    losses = tf.nn.relu(dist - chosen + margin)
+    has_negative = tf.reduce_any(negative, axis=1, keepdims=True)
+    return _safe_mean(losses, tf.logical_and(positive, has_negative))
+
+
+def batch_hard_loss(labels: tf.Tensor, embeddings: tf.Tensor, margin: float) -> tf.Tensor:
+    dist = pairwise_distances(embeddings)
+    positive, negative = _masks(labels)
+    big = tf.reduce_max(dist) + 1.0
+    hardest_pos = tf.reduce_max(tf.where(positive, dist, 0.0), axis=1)
+    hardest_neg = tf.reduce_min(tf.where(negative, dist, big), axis=1)
+    valid = tf.logical_and(tf.reduce_any(positive, axis=1), tf.reduce_any(negative, axis=1))
+    return _safe_mean(tf.nn.relu(hardest_pos - hardest_neg + margin), valid)
+
+
+def batch_all_loss(labels: tf.Tensor, embeddings: tf.Tensor, margin: float) -> tf.Tensor:
+    dist = pairwise_distances(embeddings)
+    positive, negative = _masks(labels)
+    losses = tf.nn.relu(dist[:, :, None] - dist[:, None, :] + margin)
+    valid = tf.logical_and(positive[:, :, None], negative[:, None, :])
+    return _safe_mean(losses, tf.logical_and(valid, losses > 0.0))
+
+
+LOSSES: Dict[str, Callable[[tf.Tensor, tf.Tensor, float], tf.Tensor]] = {
+    "semihard": semihard_loss,
+    "batch_hard": batch_hard_loss,
+    "batch_all": batch_all_loss,
+}
