@@ -1,0 +1,71 @@
+"""The demo's results table: one row per method, read from each method's `metrics.json`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Optional
+
+from demo.stages import write_atomic
+
+COLUMNS = (("top1", "top-1"), ("top5", "top-5"), ("gap", "GAP"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    method: str
+    metrics: dict  # the evaluate CLI's metrics.json
+
+
+def load_row(method: str, metrics_json: str) -> Row:
+    with open(metrics_json) as f:
+        metrics = json.load(f)
+    missing = [key for key, _ in COLUMNS if key not in metrics]
+    if missing:
+        raise ValueError(f"{metrics_json} lacks {missing} (has {sorted(metrics)})")
+    return Row(method, metrics)
+
+
+def _cell(value: Optional[float]) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.3f}"
+
+
+def markdown(rows: list[Row]) -> str:
+    """A Markdown table: method x (top-1, top-5, GAP)."""
+    lines = ["| method | " + " | ".join(title for _, title in COLUMNS) + " |",
+             "| --- | " + " | ".join("---:" for _ in COLUMNS) + " |"]
+    for row in rows:
+        lines.append(f"| {row.method} | " + " | ".join(_cell(row.metrics.get(key)) for key, _ in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _note(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def write(out_dir: str, rows: list[Row], context: dict) -> str:
+    """Write `results.md` and `results.json` under `out_dir`; return the table text.
+
+    top-1 / top-5 are over the queries that show a known landmark; GAP ranks every answer, so a
+    confident answer on a distractor counts against it (indexer/metrics.py).
+    """
+    table = markdown(rows)
+    first = rows[0].metrics if rows else {}
+    queries = first.get("queries", 0)
+    landmark_queries = first.get("landmark_queries", 0)
+    context = {"test queries": f"{queries} ({landmark_queries} of known landmarks, "
+                               f"{queries - landmark_queries} distractors); top-1/top-5 over the landmark "
+                               "queries, GAP over all answers", **context}
+    notes = "".join(f"- {k}: {_note(v)}\n" for k, v in context.items())
+    write_atomic(f"{out_dir}/results.md", f"# Demo results\n\n{table}\n{notes}")
+    payload = {"rows": [{"method": r.method, **{k: r.metrics.get(k) for k, _ in COLUMNS}, "metrics": r.metrics}
+                        for r in rows], **context}
+    write_atomic(f"{out_dir}/results.json", json.dumps(payload, indent=1, default=str) + "\n")
+    return table

@@ -1,0 +1,228 @@
+"""`make demo`: the whole chain on built-in (or your) data, ending with a results table and pictures.
+
+    python -m demo.run --output_dir=OUT [--data_dir=GLD-layout folder] [--weights=none|imagenet|PATH] [--quick]
+
+Every stage is the project's real CLI run as a subprocess, its output streamed with the stage's
+name in front:
+
+  data        pipelines.synthetic            (skipped with --data_dir)   OUT/data/
+  records     pipelines.preprocess train.csv                             OUT/records/
+  train_base  trainer.train --epochs=0       (untrained / pretrained-only network)   OUT/models/base/
+  train_triplet  trainer.train               (triplet-trained)            OUT/models/triplet/
+  index_M     indexer.build                  for each model M            OUT/index/M/
+  predict_M   indexer.predict test.csv       (with the solution, for the query grid)  OUT/predict/M/
+  evaluate_M  indexer.evaluate               for M and the random-guess baseline     OUT/eval/M/
+
+then prints one table (method x top-1, top-5, GAP), writes it to OUT/results.{md,json}, and copies
+the trained model's accuracy-vs-k curve and query/neighbours grid to OUT/. A rerun skips every
+stage that already completed with the same command (see demo/stages.py), so it resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+from typing import Optional
+
+from absl import app, flags
+
+from demo import baseline, report
+from demo.stages import Runner, Stage, StageFailed, write_atomic
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("output_dir", None, "Folder for every stage's outputs and the results.")
+flags.DEFINE_string("data_dir", None, "A Google-Landmarks-layout folder (train.csv, test.csv, test_solution.csv, "
+                    "images); default: generate the built-in synthetic set under OUTPUT_DIR/data.")
+flags.DEFINE_string("weights", "none", "Backbone initialisation: none (random), imagenet, or a weights file.")
+flags.DEFINE_bool("quick", False, "A tiny data set and a short training run (for tests; results are noise).")
+flags.DEFINE_integer("seed", 0, "Seed of the generated data set and of the random-guess baseline.")
+flags.DEFINE_string("size", None, "Generated data set size (pipelines.synthetic --size); default by mode.")
+flags.DEFINE_integer("epochs", None, "Training epochs of the triplet model; default by mode.")
+flags.DEFINE_list("train_args", [], "Extra trainer.train flags for both models, comma-separated "
+                  "(e.g. --learning_rate=1e-3,--image_size=128); they override the demo's.")
+flags.mark_flag_as_required("output_dir")
+
+
+@dataclasses.dataclass(frozen=True)
+class Mode:
+    """Sizes that trade result quality for time."""
+
+    size: str  # generated data set size (pipelines.synthetic --size)
+    record_size: int  # shorter side of the stored records (preprocess and predict --image_size)
+    epochs: int  # triplet training epochs
+    batch: tuple[int, int]  # P landmarks x K images per step (P is capped at the data's landmarks)
+    trainer_flags: tuple[str, ...]  # the network and schedule, shared by both models
+    visualize: int  # queries shown in the grid
+
+
+# MobileNet 0.25 at 96 px: big enough to learn the generated scenes, small enough for 2 CPU cores.
+FULL = Mode(
+    size="default", record_size=128, epochs=36, batch=(16, 4), visualize=8,
+    trainer_flags=("--backbone=mobilenet", "--alpha=0.25", "--image_size=96", "--embedding_dim=64",
+                   "--freeze=none", "--steps_per_epoch=40", "--warmup_steps=30",
+                   "--val_queries=0", "--val_references=0", "--checkpoints_to_keep=2"),
+)
+# The trainer's own `tiny` preset and a tiny data set: the chain in seconds, for tests.
+QUICK = Mode(size="tiny", record_size=64, epochs=1, batch=(4, 2), visualize=4, trainer_flags=("--preset=tiny",))
+# Peak learning rate: from scratch it can be high; a pretrained backbone is only nudged.
+LEARNING_RATE = {"none": 2e-3, "pretrained": 3e-4}
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoConfig:
+    output_dir: str
+    data_dir: str
+    generate: bool
+    weights: str
+    seed: int
+    size: str
+    record_size: int
+    epochs: int
+    batch: tuple[int, int]
+    trainer_flags: tuple[str, ...]
+    visualize: int
+
+
+def config_from_flags() -> DemoConfig:
+    mode = QUICK if FLAGS.quick else FULL
+    out = os.path.abspath(FLAGS.output_dir)
+    generate = FLAGS.data_dir is None
+    weights = FLAGS.weights if FLAGS.weights in ("none", "imagenet") else os.path.abspath(FLAGS.weights)
+    rate = LEARNING_RATE["none" if weights == "none" else "pretrained"]
+    return DemoConfig(
+        output_dir=out,
+        data_dir=os.path.join(out, "data") if generate else os.path.abspath(FLAGS.data_dir),
+        generate=generate,
+        weights=weights,
+        seed=FLAGS.seed,
+        size=FLAGS.size or mode.size,
+        record_size=mode.record_size,
+        epochs=FLAGS.epochs if FLAGS.epochs is not None else mode.epochs,
+        batch=mode.batch,
+        trainer_flags=(*mode.trainer_flags, f"--learning_rate={rate}", f"--weights={weights}",
+                       f"--seed={FLAGS.seed}", *FLAGS.train_args),
+        visualize=mode.visualize,
+    )
+
+
+def method_names(cfg: DemoConfig) -> dict[str, str]:
+    """Model key -> table label."""
+    pretrained = cfg.weights != "none"
+    return {
+        "base": ("pretrained-only" if pretrained else "untrained") + " network + KNN",
+        "triplet": ("fine-tuned (triplet)" if pretrained else "triplet-trained") + " network + KNN",
+    }
+
+
+def check_data_dir(data_dir: str) -> None:
+    missing = [n for n in ("train.csv", "test.csv", "test_solution.csv") if not os.path.isfile(f"{data_dir}/{n}")]
+    if missing:
+        raise SystemExit(f"demo: {data_dir} lacks {', '.join(missing)}: it must be a Google-Landmarks-layout folder "
+                         "(train.csv id,url,landmark_id; test.csv id,url; test_solution.csv id,landmark_id)")
+
+
+def run_chain(cfg: DemoConfig, runner: Runner) -> list[report.Row]:
+    """Run every stage; return the table rows."""
+    out, data = cfg.output_dir, cfg.data_dir
+    if cfg.generate:
+        runner.run(Stage("data", "pipelines.synthetic",
+                         (f"--output_dir={data}", f"--seed={cfg.seed}", f"--size={cfg.size}"),
+                         f"{data}/synthetic.json"))
+    check_data_dir(data)
+    records = f"{out}/records"
+    runner.run(Stage("records", "pipelines.preprocess",
+                     (f"--csv={data}/train.csv", f"--output_dir={records}", f"--image_size={cfg.record_size}"),
+                     f"{records}/stats.json"))
+    with open(f"{records}/stats.json") as f:
+        landmarks = json.load(f)["landmarks"]
+    if landmarks < 2:
+        raise SystemExit(f"demo: {data}/train.csv yields {landmarks} landmark(s); triplets need at least 2")
+    batch = f"--batch={min(cfg.batch[0], landmarks)},{cfg.batch[1]}"  # P x K needs P distinct landmarks
+    for model, epochs in (("base", 0), ("triplet", cfg.epochs)):
+        model_dir = f"{out}/models/{model}"
+        runner.run(Stage(f"train_{model}", "trainer.train",
+                         (f"--data_dir={records}", f"--output_dir={model_dir}", batch, *cfg.trainer_flags,
+                          f"--epochs={epochs}"),
+                         f"{model_dir}/export/export.json"))
+    solution = f"{data}/test_solution.csv"
+    rows = []
+    random_pred = f"{out}/predict/random"
+    runner.run_local("predict_random", (f"{data}/train.csv", f"{data}/test.csv", str(cfg.seed)),
+                     f"{random_pred}/neighbours.csv",
+                     lambda: baseline.write_random_prediction(f"{data}/train.csv", f"{data}/test.csv", random_pred,
+                                                              cfg.seed))
+    runner.run(Stage("evaluate_random", "indexer.evaluate",
+                     (f"--submission={random_pred}/submission.csv", f"--solution={solution}",
+                      f"--neighbours={random_pred}/neighbours.csv", f"--output_dir={out}/eval/random"),
+                     f"{out}/eval/random/metrics.json"))
+    rows.append(report.load_row("random guess", f"{out}/eval/random/metrics.json"))
+    for model, label in method_names(cfg).items():
+        index, pred, ev = f"{out}/index/{model}", f"{out}/predict/{model}", f"{out}/eval/{model}"
+        runner.run(Stage(f"index_{model}", "indexer.build",
+                         (f"--model={out}/models/{model}/export", f"--data_dir={records}", f"--output_dir={index}"),
+                         f"{index}/config.json"))
+        runner.run(Stage(f"predict_{model}", "indexer.predict",
+                         (f"--index_dir={index}", f"--test_csv={data}/test.csv", f"--output_dir={pred}",
+                          f"--solution={solution}", f"--visualize={cfg.visualize}",
+                          f"--image_size={cfg.record_size}"),
+                         f"{pred}/predict_stats.json"))
+        runner.run(Stage(f"evaluate_{model}", "indexer.evaluate",
+                         (f"--submission={pred}/submission.csv", f"--solution={solution}",
+                          f"--neighbours={pred}/neighbours.csv", f"--output_dir={ev}"),
+                         f"{ev}/metrics.json"))
+        rows.append(report.load_row(label, f"{ev}/metrics.json"))
+    return rows
+
+
+def publish_figures(cfg: DemoConfig) -> list[str]:
+    """Copy the triplet model's curve and query grid to the top of OUT; return their paths."""
+    out = cfg.output_dir
+    copied = []
+    for src_dir, name in ((f"{out}/eval/triplet", "accuracy_vs_k.png"), (f"{out}/predict/triplet", "neighbours.png")):
+        src = os.path.join(src_dir, name)
+        if not os.path.exists(src):
+            raise FileNotFoundError(f"{src} was not written")
+        shutil.copyfile(src, f"{out}/{name}.tmp")
+        os.replace(f"{out}/{name}.tmp", f"{out}/{name}")
+        copied.append(f"{out}/{name}")
+    return copied
+
+
+def main(argv: list[str]) -> Optional[int]:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    cfg = config_from_flags()
+    os.makedirs(cfg.output_dir, exist_ok=True)
+    write_atomic(f"{cfg.output_dir}/demo_config.json", json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), PYTHONUNBUFFERED="1")
+    runner = Runner(cfg.output_dir, env=env)
+    started = time.monotonic()
+    try:
+        rows = run_chain(cfg, runner)
+        figures = publish_figures(cfg)
+    except StageFailed as e:
+        print(f"\ndemo: FAILED at stage {e.stage!r}: {e}", file=sys.stderr, flush=True)
+        return 1
+    wall = time.monotonic() - started
+    context = {
+        "data": cfg.data_dir if not cfg.generate else f"built-in synthetic ({cfg.size}, seed {cfg.seed})",
+        "weights": cfg.weights,
+        "triplet epochs": cfg.epochs,
+        "trainer flags": " ".join(cfg.trainer_flags),
+        "wall seconds of this invocation": round(wall, 1),
+        "stage seconds (as measured when each ran)": {k: round(v, 1) for k, v in runner.seconds.items()},
+        "sum of stage seconds": round(sum(runner.seconds.values()), 1),
+        "figures": figures,
+    }
+    table = report.write(cfg.output_dir, rows, context)
+    print(f"\n{table}\nwall time {wall:.0f} s; results in {cfg.output_dir}/results.md; figures: "
+          f"{', '.join(figures)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
