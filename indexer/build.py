@@ -1,0 +1,92 @@
+"""`python -m indexer.build --model=OUT/export --data_dir=RECORDS --output_dir=IDX [--n_trees] [--num_shards]`
+
+Embeds the reference shards (train and val by default) with the exported model and writes a
+self-contained index folder (index_dir.py): Annoy shards, item sidecar, a copy of the model and
+a manifest that `indexer.predict` checks before loading anything. IDX/config.json records the
+flags. A rerun after a crash starts over and replaces whatever the crash left.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Tuple
+
+from absl import app, flags, logging
+
+from indexer import outputs
+from indexer.embed import Embedder, embed_records, list_shards
+from indexer.index_dir import write_index
+
+# Defaults from bench/bench_index.py (docs/readme-index.md): 1M x 256 clustered vectors.
+DEFAULT_N_TREES = 50
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The command line (defined only when run as a program, so modules import side-effect free)."""
+    flags.DEFINE_string("model", None, "export folder of a training run (OUT/export, see trainer/contract.py)")
+    flags.DEFINE_string("data_dir", None, "folder of reference TFRecord shards (pipelines.preprocess output)")
+    flags.DEFINE_string("output_dir", None, "index folder to write")
+    flags.DEFINE_integer("n_trees", DEFAULT_N_TREES, "Annoy trees per shard (more: better recall, bigger file)")
+    flags.DEFINE_integer("num_shards", 1, "Annoy indexes to split the references over, built in parallel")
+    flags.DEFINE_list("splits", ["train", "val"], "which splits of --data_dir are references")
+    flags.DEFINE_integer("batch_size", 64, "images per embedding batch")
+    flags.DEFINE_integer("seed", 0, "Annoy's random seed (same inputs + seed: same index)")
+    flags.mark_flags_as_required(["model", "data_dir", "output_dir"])
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildConfig:
+    model: str
+    data_dir: str
+    output_dir: str
+    n_trees: int
+    num_shards: int
+    splits: Tuple[str, ...]
+    batch_size: int
+    seed: int
+
+
+def build(config: BuildConfig) -> None:
+    """Embed the references and commit the index folder; logs counts and timings."""
+    if config.n_trees < 1 or config.num_shards < 1:
+        raise ValueError("--n_trees and --num_shards must be at least 1")
+    files = list_shards(config.data_dir, config.splits)
+    if not files:
+        raise FileNotFoundError(f"no {'/'.join(config.splits)} shards in {config.data_dir}")
+    embedder = Embedder(config.model)
+    t0 = time.perf_counter()
+    embedded = embed_records(files, embedder, config.batch_size)
+    t1 = time.perf_counter()
+    if not embedded.image_ids:
+        raise ValueError(f"the {len(files)} reference shard(s) in {config.data_dir} hold no records")
+    logging.info("embedded %d reference images from %d shards in %.1f s (%.0f img/s)",
+                 len(embedded.image_ids), len(files), t1 - t0, len(embedded.image_ids) / (t1 - t0))
+    manifest = write_index(config.output_dir, embedded, config.model, config.n_trees, config.num_shards,
+                           config.data_dir, config.splits, config.seed)
+    outputs.write_json(os.path.join(config.output_dir, "config.json"), dataclasses.asdict(config))
+    logging.info("index of %d items, dimension %d, %d shard(s) x %d trees written to %s in %.1f s",
+                 manifest.n_items, manifest.dimension, len(manifest.shards), manifest.n_trees,
+                 config.output_dir, time.perf_counter() - t1)
+
+
+def main(argv) -> None:
+    del argv
+    build(BuildConfig(
+        model=FLAGS.model,
+        data_dir=FLAGS.data_dir,
+        output_dir=FLAGS.output_dir,
+        n_trees=FLAGS.n_trees,
+        num_shards=FLAGS.num_shards,
+        splits=tuple(FLAGS.splits),
+        batch_size=FLAGS.batch_size,
+        seed=FLAGS.seed,
+    ))
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -1,0 +1,130 @@
+"""Load an exported embedding model (trainer/contract.py) and embed TFRecord shards with it.
+
+The SavedModel's `serving_default` signature takes encoded image bytes and does its own
+evaluation preprocessing, so indexing and prediction feed it exactly the JPEG bytes the Beam
+stage stored, in batches from `tf.data`, and get unit-length float32 embeddings back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+from typing import Dict, Iterable, List, Sequence
+
+import numpy as np
+
+from pipelines import schema
+from trainer import contract
+
+
+@dataclasses.dataclass(frozen=True)
+class Embedded:
+    """Embeddings of a set of records, row i belonging to `image_ids[i]`."""
+
+    image_ids: List[str]
+    landmark_ids: np.ndarray  # int64 [N]
+    vectors: np.ndarray  # float32 [N, D]
+
+
+def model_fingerprint(export_dir: str) -> str:
+    """sha256 over the SavedModel's files and export.json (relative names and bytes, sorted), so
+    an index can say which model built it and prediction can refuse another one."""
+    digest = hashlib.sha256()
+    names = [contract.EXPORT_INFO] + sorted(
+        os.path.relpath(p, export_dir)
+        for p in glob.glob(os.path.join(export_dir, contract.SAVED_MODEL_DIR, "**"), recursive=True)
+        if os.path.isfile(p)
+    )
+    for name in names:
+        digest.update(name.encode("utf-8") + b"\0")
+        with open(os.path.join(export_dir, name), "rb") as f:
+            digest.update(hashlib.sha256(f.read()).digest())
+    return digest.hexdigest()
+
+
+def read_export_info(export_dir: str) -> Dict:
+    """The export's export.json (embedding_dim, image_size, backbone, ...)."""
+    path = os.path.join(export_dir, contract.EXPORT_INFO)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{export_dir} is not a model export: no {contract.EXPORT_INFO} (trainer/contract.py)")
+    with open(path) as f:
+        return json.load(f)
+
+
+class Embedder:
+    """The export's serving signature plus what export.json says about it."""
+
+    def __init__(self, export_dir: str) -> None:
+        import tensorflow as tf
+
+        model_path = os.path.join(export_dir, contract.SAVED_MODEL_DIR)
+        if not os.path.isdir(model_path):
+            raise FileNotFoundError(
+                f"{export_dir} is not a model export: no {contract.SAVED_MODEL_DIR}/ (trainer/contract.py)"
+            )
+        self.info = read_export_info(export_dir)
+        self.dimension = int(self.info["embedding_dim"])
+        self._model = tf.saved_model.load(model_path)  # keeps the signature's variables alive
+        self._signature = self._model.signatures[contract.SIGNATURE]
+
+    def __call__(self, image_bytes) -> np.ndarray:
+        """Embeddings [N, D] of a batch of encoded images (a tf.string tensor or list of bytes)."""
+        import tensorflow as tf
+
+        out = self._signature(**{contract.INPUT_KEY: tf.convert_to_tensor(image_bytes, tf.string)})
+        vectors = out[contract.OUTPUT_KEY].numpy().astype(np.float32, copy=False)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dimension:
+            raise ValueError(f"model returned shape {vectors.shape}, export.json says dimension {self.dimension}")
+        if not np.isfinite(vectors).all():
+            raise ValueError("model returned NaN or inf embeddings")
+        return vectors
+
+
+def list_shards(directory: str, splits: Sequence[str]) -> List[str]:
+    """Final shard files of the given splits in `directory` (local or gs://), sorted: a fixed
+    item order. Empty when there are none."""
+    import tensorflow as tf
+
+    return sorted(p for split in splits for p in tf.io.gfile.glob(schema.shard_pattern(directory, split)))
+
+
+def _batches(files: Sequence[str], batch_size: int):
+    import tensorflow as tf
+
+    return (
+        tf.data.TFRecordDataset(list(files))
+        .batch(batch_size)
+        .map(schema.tf_parse, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def embed_records(files: Sequence[str], embedder: Embedder, batch_size: int = 64) -> Embedded:
+    """Embed every record of `files`, in file order (empty arrays when there are none)."""
+    ids: List[str] = []
+    landmarks: List[np.ndarray] = []
+    vectors: List[np.ndarray] = []
+    for batch in _batches(files, batch_size):
+        vectors.append(embedder(batch[schema.ENCODED]))
+        ids.extend(x.decode("utf-8") for x in batch[schema.ID].numpy())
+        landmarks.append(batch[schema.LANDMARK_ID].numpy().astype(np.int64))
+    if not ids:
+        return Embedded([], np.zeros(0, np.int64), np.zeros((0, embedder.dimension), np.float32))
+    return Embedded(ids, np.concatenate(landmarks), np.concatenate(vectors))
+
+
+def read_jpegs(files: Sequence[str], wanted: Iterable[str]) -> Dict[str, bytes]:
+    """Encoded images of the `wanted` ids found in `files` (for pictures; stops once all found)."""
+    wanted = set(wanted)
+    found: Dict[str, bytes] = {}
+    for batch in _batches(files, 256):
+        for image_id, jpeg in zip(batch[schema.ID].numpy(), batch[schema.ENCODED].numpy()):
+            key = image_id.decode("utf-8")
+            if key in wanted:
+                found[key] = jpeg
+        if len(found) == len(wanted):
+            break
+    return found

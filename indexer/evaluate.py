@@ -1,0 +1,108 @@
+"""`python -m indexer.evaluate --submission=S --solution=SOL [--neighbours=N] [--output_dir=D]`
+
+Scores a submission against a solution CSV (see outputs.py): GAP and accuracy of the submitted
+answers; with the raw neighbours also top-1 / top-5 accuracy of the vote and the accuracy-vs-k
+curve (top-1 accuracy when only the first k neighbours vote). Prints the metrics and writes
+D/metrics.json, D/accuracy_vs_k.png and D/evaluate_config.json (D defaults to the submission's
+folder).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Dict, List, Optional
+
+from absl import app, flags
+
+from indexer import metrics, outputs
+from indexer.vote import METHODS
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The command line (defined only when run as a program, so modules import side-effect free)."""
+    flags.DEFINE_string("submission", None, "submission.csv (id,landmarks)")
+    flags.DEFINE_string("solution", None, "solution CSV (id,landmark_id; empty = non-landmark)")
+    flags.DEFINE_string("neighbours", None, "neighbours.csv from predict (enables top-k and the curve)")
+    flags.DEFINE_string("output_dir", None, "where metrics.json and the plot go (default: the submission's folder)")
+    flags.DEFINE_enum("vote", "sum", METHODS, "how neighbours vote for top-k accuracy (as in predict)")
+    flags.mark_flags_as_required(["submission", "solution"])
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+    submission: str
+    solution: str
+    neighbours: Optional[str]
+    output_dir: str
+    vote: str
+
+
+def evaluate(config: EvaluateConfig) -> Dict:
+    """Compute every metric the inputs allow and write metrics.json (+ the curve's PNG)."""
+    solution = outputs.read_solution(config.solution)
+    predictions = outputs.read_submission(config.submission)
+    result: Dict = {
+        "queries": len(solution),
+        "landmark_queries": sum(1 for t in solution.values() if t),
+        "predicted": len(predictions),
+        "gap": metrics.gap(predictions, solution),
+        "accuracy": metrics.accuracy(predictions, solution),
+    }
+    os.makedirs(config.output_dir, exist_ok=True)
+    if config.neighbours:
+        neighbours = outputs.read_neighbours(config.neighbours)
+        top = metrics.topk_accuracy(neighbours, solution, (1, 5), config.vote)
+        max_k = max((len(v) for v in neighbours.values()), default=0)
+        curve = metrics.accuracy_vs_neighbours(neighbours, solution, max_k, config.vote)
+        result.update(top1=top[1], top5=top[5], accuracy_vs_k=curve)
+        plot_curve(curve, os.path.join(config.output_dir, "accuracy_vs_k.png"))
+    outputs.write_json(os.path.join(config.output_dir, "metrics.json"), result)
+    return result
+
+
+def plot_curve(curve: List[float], path: str) -> None:
+    """Top-1 accuracy against the number of voting neighbours."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ks = list(range(1, len(curve) + 1))
+    ax.plot(ks, curve, marker="o")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_xlabel("k (neighbours voting)")
+    ax.set_ylabel("top-1 accuracy (landmark queries)")
+    ax.set_ylim(0, 1)
+    ax.grid(True, alpha=0.3)
+    ax.set_title("Accuracy vs k")
+    fig.tight_layout()
+    tmp = f"{path}.tmp-{os.getpid()}"
+    fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def main(argv) -> None:
+    del argv
+    config = EvaluateConfig(
+        submission=FLAGS.submission,
+        solution=FLAGS.solution,
+        neighbours=FLAGS.neighbours,
+        output_dir=FLAGS.output_dir or os.path.dirname(os.path.abspath(FLAGS.submission)),
+        vote=FLAGS.vote,
+    )
+    result = evaluate(config)
+    outputs.write_json(os.path.join(config.output_dir, "evaluate_config.json"), dataclasses.asdict(config))
+    for key, value in result.items():
+        if key != "accuracy_vs_k":
+            print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

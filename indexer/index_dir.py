@@ -1,0 +1,205 @@
+"""The index folder: everything prediction needs, committed atomically by its manifest.
+
+    IDX/manifest.json              written last: dimension, metric, counts, n_trees, model
+                                   fingerprint, and the size + sha256 of every file below
+    IDX/index-SSSSS-of-NNNNN.ann   the Annoy shards (sharded.py)
+    IDX/items.csv                  item,image_id,landmark_id (global item number -> reference image)
+    IDX/model/                     a copy of the export (saved_model/ + export.json) that built it
+    IDX/config.json                the build's flags (build.py)
+
+A build writes into IDX/.staging-PID/, then removes the old manifest, moves the new files in and
+writes the new manifest. A crash at any point leaves either a complete index or no manifest, and
+`open_index` refuses a folder without one (or with any file that does not match it) with
+`IndexIntegrityError`, before Annoy maps anything.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import glob
+import json
+import os
+import shutil
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from indexer.annoy_index import METRIC, FileRecord, IndexIntegrityError, sha256_file
+from indexer.embed import Embedded, model_fingerprint
+from indexer.sharded import ShardedIndex, build_sharded
+from trainer import contract
+
+MANIFEST = "manifest.json"
+ITEMS = "items.csv"
+MODEL_DIR = "model"
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """What an index folder holds; `open_index` checks every file against it."""
+
+    dimension: int
+    metric: str
+    n_items: int
+    n_trees: int
+    model_fingerprint: str
+    data_dir: str  # where the reference shards were (pictures of neighbours read them if present)
+    splits: Tuple[str, ...]
+    shards: Tuple[FileRecord, ...]
+    items: FileRecord
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Manifest":
+        raw = json.loads(text)
+        if raw.get("format_version") != FORMAT_VERSION:
+            raise IndexIntegrityError(
+                f"manifest format {raw.get('format_version')!r}, this code reads {FORMAT_VERSION}"
+            )
+        raw["shards"] = tuple(FileRecord(**s) for s in raw["shards"])
+        raw["items"] = FileRecord(**raw["items"])
+        raw["splits"] = tuple(raw["splits"])
+        return cls(**raw)
+
+
+@dataclasses.dataclass
+class Index:
+    """An opened, verified index folder."""
+
+    directory: str
+    manifest: Manifest
+    searcher: ShardedIndex
+    image_ids: List[str]
+    landmark_ids: np.ndarray  # int64 [n_items]
+
+    @property
+    def model_dir(self) -> str:
+        return os.path.join(self.directory, MODEL_DIR)
+
+
+def _write_items(path: str, embedded: Embedded) -> FileRecord:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["item", "image_id", "landmark_id"])
+        writer.writerows(zip(range(len(embedded.image_ids)), embedded.image_ids, embedded.landmark_ids.tolist()))
+    return FileRecord(ITEMS, len(embedded.image_ids), os.path.getsize(path), sha256_file(path))
+
+
+def _copy_model(export_dir: str, dest: str) -> str:
+    """Copy the export's SavedModel and export.json to `dest`; return the verified fingerprint."""
+    os.makedirs(dest)
+    shutil.copytree(os.path.join(export_dir, contract.SAVED_MODEL_DIR), os.path.join(dest, contract.SAVED_MODEL_DIR))
+    shutil.copy2(os.path.join(export_dir, contract.EXPORT_INFO), dest)
+    fingerprint = model_fingerprint(dest)
+    if fingerprint != model_fingerprint(export_dir):
+        raise IOError(f"copy of the model in {dest} differs from {export_dir}")
+    return fingerprint
+
+
+def _commit(staging: str, output_dir: str, manifest: Manifest) -> None:
+    """Move the staged files into `output_dir`, manifest last, with no moment at which a manifest
+    describes files that are not (yet) there."""
+    final_manifest = os.path.join(output_dir, MANIFEST)
+    if os.path.exists(final_manifest):
+        os.remove(final_manifest)
+    for old in glob.glob(os.path.join(output_dir, "index-*-of-*.ann")):
+        os.remove(old)
+    for name in os.listdir(staging):
+        dest = os.path.join(output_dir, name)
+        if os.path.isdir(dest):
+            shutil.rmtree(dest)
+        os.replace(os.path.join(staging, name), dest)
+    tmp = final_manifest + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(manifest.to_json())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, final_manifest)
+
+
+def write_index(
+    output_dir: str,
+    embedded: Embedded,
+    export_dir: str,
+    n_trees: int,
+    num_shards: int,
+    data_dir: str,
+    splits: Sequence[str],
+    seed: int = 0,
+) -> Manifest:
+    """Build the Annoy shards over `embedded` and commit a complete index folder to `output_dir`."""
+    os.makedirs(output_dir, exist_ok=True)
+    for stale in glob.glob(os.path.join(output_dir, ".staging-*")):  # left by a killed build
+        shutil.rmtree(stale)
+    staging = os.path.join(output_dir, f".staging-{os.getpid()}")
+    os.makedirs(staging)
+    try:
+        fingerprint = _copy_model(export_dir, os.path.join(staging, MODEL_DIR))
+        shards = build_sharded(embedded.vectors, staging, n_trees, num_shards, seed)
+        manifest = Manifest(
+            dimension=int(embedded.vectors.shape[1]),
+            metric=METRIC,
+            n_items=len(embedded.image_ids),
+            n_trees=n_trees,
+            model_fingerprint=fingerprint,
+            data_dir=data_dir if "://" in data_dir else os.path.abspath(data_dir),
+            splits=tuple(splits),
+            shards=tuple(shards),
+            items=_write_items(os.path.join(staging, ITEMS), embedded),
+        )
+        _commit(staging, output_dir, manifest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def read_manifest(index_dir: str) -> Manifest:
+    """The folder's manifest, or `IndexIntegrityError` when there is none (no index, or a build
+    that did not finish)."""
+    path = os.path.join(index_dir, MANIFEST)
+    if not os.path.isfile(path):
+        raise IndexIntegrityError(f"{index_dir}: no {MANIFEST}: not an index folder, or its build did not finish")
+    with open(path) as f:
+        try:
+            return Manifest.from_json(f.read())
+        except (ValueError, TypeError, KeyError) as e:
+            raise IndexIntegrityError(f"{path}: unreadable manifest: {e}") from e
+
+
+def _read_items(path: str, record: FileRecord) -> Tuple[List[str], np.ndarray]:
+    if not os.path.isfile(path) or os.path.getsize(path) != record.size or sha256_file(path) != record.sha256:
+        raise IndexIntegrityError(f"{path}: missing or does not match the manifest (size/sha256)")
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    if len(rows) != record.n_items or any(int(r[0]) != i for i, r in enumerate(rows)):
+        raise IndexIntegrityError(f"{path}: expected items 0..{record.n_items - 1} in order")
+    return [r[1] for r in rows], np.array([int(r[2]) for r in rows], dtype=np.int64)
+
+
+def open_index(index_dir: str, dimension: Optional[int] = None, verify_checksum: bool = True) -> Index:
+    """Open and verify an index folder. `dimension`, when given, is what the caller's model
+    produces; a different index dimension is refused here rather than crashing Annoy later."""
+    manifest = read_manifest(index_dir)
+    if manifest.metric != METRIC:
+        raise IndexIntegrityError(f"{index_dir}: metric {manifest.metric!r}, this indexer queries {METRIC!r}")
+    if dimension is not None and dimension != manifest.dimension:
+        raise IndexIntegrityError(
+            f"{index_dir}: index dimension {manifest.dimension}, the model produces {dimension}"
+        )
+    if sum(s.n_items for s in manifest.shards) != manifest.n_items:
+        raise IndexIntegrityError(f"{index_dir}: shard item counts do not add up to {manifest.n_items}")
+    model_dir = os.path.join(index_dir, MODEL_DIR)
+    try:
+        fingerprint = model_fingerprint(model_dir)
+    except OSError:
+        fingerprint = None
+    if fingerprint != manifest.model_fingerprint:
+        raise IndexIntegrityError(f"{model_dir}: missing, or not the model the index was built with (fingerprint)")
+    image_ids, landmark_ids = _read_items(os.path.join(index_dir, ITEMS), manifest.items)
+    searcher = ShardedIndex(index_dir, manifest.shards, manifest.dimension, manifest.n_trees, verify_checksum)
+    return Index(index_dir, manifest, searcher, image_ids, landmark_ids)

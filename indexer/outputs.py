@@ -1,0 +1,87 @@
+"""The CSV files prediction writes and evaluation reads, in the Kaggle Google-Landmarks layout.
+
+  submission.csv   id,landmarks        landmarks = "<landmark_id> <confidence>", or empty (no landmark)
+  neighbours.csv   id,rank,neighbour_id,landmark_id,similarity   (raw top-k per embedded query)
+  solution CSV     id,landmark_id      landmark_id empty = a non-landmark query; several ids may be
+                                       space-separated (any of them is correct)
+Writers go through a temporary file and a rename, so a crash leaves no half file under the name.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
+
+SUBMISSION_HEADER = ["id", "landmarks"]
+NEIGHBOURS_HEADER = ["id", "rank", "neighbour_id", "landmark_id", "similarity"]
+
+
+def _write_atomic(path: str, header: Sequence[str], rows: Iterable[Sequence]) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def write_json(path: str, obj) -> None:
+    """`obj` as indented JSON at `path`, via a temporary file and a rename."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def _rows(path: str, required: Sequence[str]) -> List[Dict[str, str]]:
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; header is {reader.fieldnames}")
+        return list(reader)
+
+
+def write_submission(path: str, rows: Iterable[Tuple[str, Optional[Tuple[int, float]]]]) -> None:
+    """One line per (id, prediction or None)."""
+    _write_atomic(path, SUBMISSION_HEADER,
+                  ([i, "" if p is None else f"{p[0]} {p[1]:.6f}"] for i, p in rows))
+
+
+def read_submission(path: str) -> Dict[str, Tuple[int, float]]:
+    """id -> (landmark, confidence) for the rows that predict a landmark."""
+    out: Dict[str, Tuple[int, float]] = {}
+    for n, row in enumerate(_rows(path, SUBMISSION_HEADER), start=2):
+        value = (row["landmarks"] or "").strip()
+        if not value:
+            continue
+        parts = value.split()
+        if len(parts) != 2:
+            raise ValueError(f"{path}:{n}: landmarks must be '<landmark_id> <confidence>', got {value!r}")
+        if row["id"] in out:
+            raise ValueError(f"{path}:{n}: duplicate id {row['id']!r}")
+        out[row["id"]] = (int(parts[0]), float(parts[1]))
+    return out
+
+
+def read_solution(path: str) -> Dict[str, FrozenSet[int]]:
+    """id -> set of correct landmark ids (empty for a non-landmark query)."""
+    return {
+        row["id"]: frozenset(int(x) for x in (row["landmark_id"] or "").split())
+        for row in _rows(path, ["id", "landmark_id"])
+    }
+
+
+def write_neighbours(path: str, rows: Iterable[Tuple[str, int, str, int, float]]) -> None:
+    """(id, rank from 1, neighbour image id, its landmark, similarity) rows."""
+    _write_atomic(path, NEIGHBOURS_HEADER, ((i, r, n, l, f"{s:.6f}") for i, r, n, l, s in rows))
+
+
+def read_neighbours(path: str) -> Dict[str, List[Tuple[int, float]]]:
+    """id -> [(landmark, similarity)], nearest first."""
+    ranked: Dict[str, List[Tuple[int, int, float]]] = {}
+    for row in _rows(path, NEIGHBOURS_HEADER):
+        ranked.setdefault(row["id"], []).append((int(row["rank"]), int(row["landmark_id"]), float(row["similarity"])))
+    return {i: [(l, s) for _, l, s in sorted(v)] for i, v in ranked.items()}

@@ -1,0 +1,231 @@
+"""`python -m indexer.predict --index_dir=IDX --test_csv=CSV --output_dir=PRED [--k] [--min_confidence]
+[--visualize=N] [--solution=CSV]`
+
+1. Opens and verifies the index folder (a bad index fails here, before any work).
+2. Runs `python -m pipelines.preprocess --split=test` on the test CSV in a subprocess (that stage
+   is TF-free and cannot share this process): the same fetch/decode/resize path and failure
+   reasons as the references, into PRED/test_records/ (skipped on a rerun when it already
+   finished for this same CSV).
+3. Embeds PRED/test_records/test-* with the index's own model copy, queries the top k, votes.
+4. Writes PRED/submission.csv with a row for EVERY id in the CSV (empty landmarks when the image
+   failed preprocessing or the confidence is below --min_confidence), PRED/neighbours.csv (raw
+   top-k), PRED/predict_stats.json (counts), PRED/config.json, and with --visualize N
+   PRED/neighbours.png.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+from absl import app, flags, logging
+
+from indexer import outputs, visualize
+from indexer.annoy_index import sha256_file
+from indexer.embed import Embedded, Embedder, embed_records, list_shards, read_export_info, read_jpegs
+from indexer.index_dir import MODEL_DIR, Index, open_index
+from indexer.vote import METHODS, vote
+from pipelines.report import FAILURES_CSV
+
+# bench/bench_index.py, 1M x 256: with 50 trees, recall@10 0.98 at 2000 against 0.85 at Annoy's
+# default (n_trees * k = 500), still far faster than exact search (docs/readme-index.md).
+DEFAULT_SEARCH_K = 2000
+RECORDS_DIR = "test_records"
+DONE_MARKER = "predict-input.json"  # in RECORDS_DIR: which CSV the finished preprocessing was for
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The command line (defined only when run as a program, so modules import side-effect free)."""
+    flags.DEFINE_string("index_dir", None, "index folder from indexer.build")
+    flags.DEFINE_string("test_csv", None, "test CSV (id,url), Google-Landmarks layout")
+    flags.DEFINE_string("output_dir", None, "where submission.csv and the rest go")
+    flags.DEFINE_integer("k", 10, "neighbours per query (they vote)")
+    flags.DEFINE_integer("search_k", DEFAULT_SEARCH_K, "Annoy nodes inspected per query and shard (-1: n_trees * k)")
+    flags.DEFINE_float("min_confidence", 0.0, "answer 'no landmark' below this confidence")
+    flags.DEFINE_enum("vote", "sum", METHODS, "how neighbours vote (indexer/vote.py)")
+    flags.DEFINE_integer("visualize", 0, "draw this many queries with their neighbours into neighbours.png")
+    flags.DEFINE_string("solution", None, "solution CSV: colours the picture right/wrong")
+    flags.DEFINE_integer("image_size", 256, "passed to pipelines.preprocess (use what the references used)")
+    flags.DEFINE_integer("batch_size", 64, "images per embedding batch")
+    flags.mark_flags_as_required(["index_dir", "test_csv", "output_dir"])
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictConfig:
+    index_dir: str
+    test_csv: str
+    output_dir: str
+    k: int
+    search_k: int
+    min_confidence: float
+    vote: str
+    visualize: int
+    solution: Optional[str]
+    image_size: int
+    batch_size: int
+
+
+def read_test_ids(path: str) -> List[str]:
+    """Ids of the test CSV in order, each once."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if "id" not in (reader.fieldnames or []):
+            raise ValueError(f"{path}: no 'id' column (header {reader.fieldnames})")
+        return list(dict.fromkeys(row["id"] for row in reader if row["id"]))
+
+
+def read_failures(records_dir: str) -> Dict[str, str]:
+    """id -> reason from the preprocessing's failures.csv (empty when there is none)."""
+    path = os.path.join(records_dir, FAILURES_CSV)
+    if not os.path.isfile(path):
+        return {}
+    with open(path, newline="") as f:
+        return {row["id"]: row["reason"] for row in csv.DictReader(f)}
+
+
+def input_marker(config: PredictConfig) -> Dict:
+    """What RECORDS_DIR/DONE_MARKER holds once preprocessing finished for this CSV and size."""
+    return {"csv": os.path.abspath(config.test_csv), "sha256": sha256_file(config.test_csv),
+            "image_size": config.image_size}
+
+
+def preprocess_test(config: PredictConfig) -> str:
+    """Run pipelines.preprocess on the test CSV in a subprocess, unless it already finished for
+    this CSV and image size; return the records folder. A folder left by an interrupted run is
+    handed back to the stage, which resumes it; one finished for another CSV is started over."""
+    records = os.path.join(config.output_dir, RECORDS_DIR)
+    marker = os.path.join(records, DONE_MARKER)
+    wanted = input_marker(config)
+    if os.path.isfile(marker):
+        with open(marker) as f:
+            if json.load(f) == wanted:
+                logging.info("test images already preprocessed in %s", records)
+                return records
+        logging.info("%s holds another CSV's images: starting it over", records)
+        shutil.rmtree(records)
+    cmd = [sys.executable, "-m", "pipelines.preprocess", f"--csv={config.test_csv}", f"--output_dir={records}",
+           "--split=test", f"--image_size={config.image_size}"]
+    log_path = os.path.join(config.output_dir, "preprocess.log")
+    logging.info("running %s (log: %s)", " ".join(cmd), log_path)
+    with open(log_path, "w") as log:
+        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
+    if rc != 0:
+        with open(log_path) as log:
+            tail = log.read()[-3000:]
+        raise RuntimeError(f"pipelines.preprocess exited with {rc}; end of {log_path}:\n{tail}")
+    outputs.write_json(marker, wanted)
+    return records
+
+
+def answer(index: Index, embedded: Embedded, config: PredictConfig) -> Tuple[np.ndarray, np.ndarray, List]:
+    """Neighbour items [Q, k], similarities [Q, k] and the vote (landmark, confidence) per query."""
+    items, sims = index.searcher.query(embedded.vectors, config.k, config.search_k)
+    landmarks = np.where(items >= 0, index.landmark_ids[np.maximum(items, 0)], -1)
+    votes = [vote(l.tolist(), s.tolist(), config.vote) for l, s in zip(landmarks, sims)]
+    return items, sims, votes
+
+
+def predict(config: PredictConfig) -> Dict:
+    """The whole prediction; returns the counts also written to predict_stats.json."""
+    os.makedirs(config.output_dir, exist_ok=True)
+    outputs.write_json(os.path.join(config.output_dir, "config.json"), dataclasses.asdict(config))
+    model_dim = int(read_export_info(os.path.join(config.index_dir, MODEL_DIR))["embedding_dim"])
+    index = open_index(config.index_dir, dimension=model_dim)
+    embedder = Embedder(index.model_dir)
+    test_ids = read_test_ids(config.test_csv)
+
+    records = preprocess_test(config)
+    files = list_shards(records, ["test"])
+    t0 = time.perf_counter()
+    embedded = embed_records(files, embedder, config.batch_size)
+    items, sims, votes = answer(index, embedded, config)
+    logging.info("embedded and queried %d test images in %.1f s", len(embedded.image_ids), time.perf_counter() - t0)
+
+    failures = read_failures(records)
+    by_id = {image_id: q for q, image_id in enumerate(embedded.image_ids)}
+    unexpected = set(by_id) - set(test_ids)
+    if unexpected:
+        raise ValueError(f"{records} holds ids not in {config.test_csv}, e.g. {sorted(unexpected)[0]!r}: "
+                         f"a stale records folder? delete it and rerun")
+    rows = []
+    stats = {"test_ids": len(test_ids), "embedded": len(by_id), "failed": 0, "missing": 0,
+             "below_min_confidence": 0, "predicted": 0}
+    for image_id in test_ids:
+        q = by_id.get(image_id)
+        prediction = None if q is None else votes[q]
+        if q is None:
+            stats["failed" if image_id in failures else "missing"] += 1
+        elif prediction is not None and prediction[1] < config.min_confidence:
+            stats["below_min_confidence"] += 1
+            prediction = None
+        stats["predicted"] += prediction is not None
+        rows.append((image_id, prediction))
+    if stats["missing"]:
+        logging.warning("%d test ids are neither in the records nor in failures.csv", stats["missing"])
+    outputs.write_submission(os.path.join(config.output_dir, "submission.csv"), rows)
+    outputs.write_neighbours(os.path.join(config.output_dir, "neighbours.csv"), (
+        (image_id, r + 1, index.image_ids[item], int(index.landmark_ids[item]), float(sims[q, r]))
+        for q, image_id in enumerate(embedded.image_ids)
+        for r, item in enumerate(items[q]) if item >= 0
+    ))
+    if config.visualize > 0 and embedded.image_ids:
+        draw(index, embedded, files, items, sims, dict(rows), config)
+    outputs.write_json(os.path.join(config.output_dir, "predict_stats.json"), stats)
+    logging.info("predict: %s", stats)
+    return stats
+
+
+def draw(index: Index, embedded: Embedded, files: List[str], items: np.ndarray, sims: np.ndarray,
+         answers: Dict[str, Optional[Tuple[int, float]]], config: PredictConfig, per_row: int = 5) -> None:
+    """neighbours.png: the first --visualize embedded queries and their nearest references."""
+    shown = list(range(min(config.visualize, len(embedded.image_ids))))
+    query_ids = [embedded.image_ids[q] for q in shown]
+    queries = read_jpegs(files, query_ids)
+    ref_items = {int(i) for q in shown for i in items[q, :per_row] if i >= 0}
+    ref_files = list_shards(index.manifest.data_dir, index.manifest.splits)
+    refs = read_jpegs(ref_files, [index.image_ids[i] for i in ref_items]) if ref_files else {}
+    if not ref_files:
+        logging.warning("reference shards in %s are gone: neighbours drawn as blanks", index.manifest.data_dir)
+    solution = outputs.read_solution(config.solution) if config.solution else {}
+    rows = [
+        visualize.query_row(
+            image_id, queries.get(image_id), answers[image_id],
+            solution.get(image_id) if config.solution else None,
+            [(refs.get(index.image_ids[i]), int(index.landmark_ids[i]), float(s))
+             for i, s in zip(items[q, :per_row], sims[q, :per_row]) if i >= 0],
+        )
+        for q, image_id in zip(shown, query_ids)
+    ]
+    visualize.draw_grid(rows, os.path.join(config.output_dir, "neighbours.png"))
+
+
+def main(argv) -> None:
+    del argv
+    predict(PredictConfig(
+        index_dir=FLAGS.index_dir,
+        test_csv=FLAGS.test_csv,
+        output_dir=FLAGS.output_dir,
+        k=FLAGS.k,
+        search_k=FLAGS.search_k,
+        min_confidence=FLAGS.min_confidence,
+        vote=FLAGS.vote,
+        visualize=FLAGS.visualize,
+        solution=FLAGS.solution,
+        image_size=FLAGS.image_size,
+        batch_size=FLAGS.batch_size,
+    ))
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
