@@ -70,6 +70,8 @@ FULL = Mode(
 QUICK = Mode(size="tiny", record_size=64, epochs=1, batch=(4, 2), visualize=4, trainer_flags=("--preset=tiny",))
 # Peak learning rate: from scratch it can be high; a pretrained backbone is only nudged.
 LEARNING_RATE = {"none": 2e-3, "pretrained": 3e-4}
+# From scratch, BatchNorm's inference statistics must keep up with a few hundred steps.
+BN_MOMENTUM = {"none": 0.9, "pretrained": 0.99}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +94,7 @@ def config_from_flags() -> DemoConfig:
     out = os.path.abspath(FLAGS.output_dir)
     generate = FLAGS.data_dir is None
     weights = FLAGS.weights if FLAGS.weights in ("none", "imagenet") else os.path.abspath(FLAGS.weights)
-    rate = LEARNING_RATE["none" if weights == "none" else "pretrained"]
+    init = "none" if weights == "none" else "pretrained"
     return DemoConfig(
         output_dir=out,
         data_dir=os.path.join(out, "data") if generate else os.path.abspath(FLAGS.data_dir),
@@ -103,7 +105,8 @@ def config_from_flags() -> DemoConfig:
         record_size=mode.record_size,
         epochs=FLAGS.epochs if FLAGS.epochs is not None else mode.epochs,
         batch=mode.batch,
-        trainer_flags=(*mode.trainer_flags, f"--learning_rate={rate}", f"--weights={weights}",
+        trainer_flags=(*mode.trainer_flags, f"--learning_rate={LEARNING_RATE[init]}",
+                       f"--bn_momentum={BN_MOMENTUM[init]}", f"--weights={weights}",
                        f"--seed={FLAGS.seed}", *FLAGS.train_args),
         visualize=mode.visualize,
     )

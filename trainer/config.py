@@ -40,6 +40,7 @@ class Config:
     pooling: str = "avg"
     gem_p: float = 3.0
     freeze: str = "auto"  # auto | none | a layer name (frozen below it) | a fraction of layers in [0, 1]
+    bn_momentum: float = 0.99  # BatchNormalization moving-average momentum (Keras' default)
     loss: str = "semihard"
     margin: float = 0.2
     batch_p: int = 32  # landmarks per global batch (split over replicas)
@@ -78,6 +79,7 @@ class Config:
                f"--alpha={self.alpha}: only MobileNet and MobileNetV2 have a width multiplier")
         _check(self.checkpoints_to_keep >= 2, "--checkpoints_to_keep: need 2+ to fall back from a bad one")
         _check(self.gem_p > 0, f"--gem_p={self.gem_p}: must be positive")
+        _check(0.0 <= self.bn_momentum < 1.0, f"--bn_momentum={self.bn_momentum}: must be within [0, 1)")
         freeze_fraction(self.freeze)  # validates a numeric value
 
     @property
@@ -128,7 +130,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 
 # Flags that map one-to-one onto a Config field (batch and recall_k are parsed apart).
 _SIMPLE = (
-    "gpus backbone weights alpha image_size embedding_dim pooling gem_p freeze loss margin sampling_window "
+    "gpus backbone weights alpha image_size embedding_dim pooling gem_p freeze bn_momentum loss margin sampling_window "
     "shuffle_buffer epochs steps_per_epoch learning_rate warmup_steps mixed_precision val_queries "
     "val_references checkpoints_to_keep seed"
 ).split()
@@ -151,6 +153,8 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_float("gem_p", d.gem_p, "GeM exponent (fixed).", **on)
     flags.DEFINE_string("freeze", d.freeze, "auto (mixed9 for InceptionV3, else 0.8) | none | layer name (layers "
                         "before it are frozen) | fraction of backbone layers in [0,1].", **on)
+    flags.DEFINE_float("bn_momentum", d.bn_momentum, "BatchNormalization moving-average momentum; lower it (e.g. "
+                       "0.9) when training from scratch for few steps, so inference statistics keep up.", **on)
     flags.DEFINE_enum("loss", d.loss, list(LOSSES), "Triplet mining: FaceNet semi-hard, batch-hard, batch-all.", **on)
     flags.DEFINE_float("margin", d.margin, "Triplet margin (Euclidean distance between unit vectors).", **on)
     flags.DEFINE_string("batch", f"{d.batch_p},{d.batch_k}", "P,K: P landmarks x K images per global batch.", **on)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from typing import Callable, Dict, List, Tuple
 
 import keras
@@ -149,7 +150,8 @@ def train(cfg: Config, strategy: tf.distribute.Strategy) -> Tuple[keras.Model, i
     for epoch in range(done + 1, cfg.epochs + 1):
         if chief:
             print(f"Epoch {epoch}/{cfg.epochs}", flush=True)
-        bar = keras.utils.Progbar(steps, verbose=1 if chief else 0)
+        # One line per epoch when the output is a log, not a terminal (the demo streams it).
+        bar = keras.utils.Progbar(steps, verbose=(1 if sys.stdout.isatty() else 2) if chief else 0)
         total = 0.0
         for i in range(steps):
             loss = float(step(iterator))

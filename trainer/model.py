@@ -101,6 +101,11 @@ def build_embedding_model(cfg: Config) -> keras.Model:
     backbone = build_backbone(cfg)
     spec = BACKBONES[cfg.backbone]
     freeze(backbone, spec.auto_freeze if cfg.freeze == "auto" else cfg.freeze)
+    for layer in backbone.layers:
+        # From scratch, 0.99 lets the inference statistics lag the weights by hundreds of steps
+        # and a short run's embeddings collapse; the flag lets such runs track them faster.
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = cfg.bn_momentum
     images = keras.Input((cfg.image_size, cfg.image_size, 3), name="images")
     x = backbone(_scale(images, spec.scaling))
     if cfg.pooling == "gem":

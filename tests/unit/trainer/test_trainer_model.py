@@ -62,3 +62,10 @@ def test_gem_model_outputs_unit_vectors_and_reloads_with_plain_keras(tmp_path):
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
     model.save(tmp_path / "m.keras")
     np.testing.assert_allclose(keras.models.load_model(tmp_path / "m.keras")(images).numpy(), out, atol=1e-6)
+
+
+def test_bn_momentum_flag_reaches_every_batchnorm_layer():
+    model = model_lib.build_embedding_model(dataclasses.replace(TINY, bn_momentum=0.9))
+    backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    momenta = {layer.momentum for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)}
+    assert momenta == {0.9}
