@@ -9,30 +9,10 @@ Both files use the layout `indexer.predict` writes (indexer/outputs.py). Seeded.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import random
 
-from demo.stages import write_atomic
-
-
-def read_rows(path: str, columns: tuple[str, ...]) -> list[dict]:
-    """The rows of a CSV with a header, checking that `columns` are present."""
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in columns if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path} lacks column(s) {missing} (header: {reader.fieldnames})")
-        return list(reader)
-
-
-def _csv(header: list[str], rows: list[list]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buf.getvalue()
+from indexer.outputs import read_rows, write_neighbours, write_submission
 
 
 def write_random_prediction(train_csv: str, test_csv: str, out_dir: str, seed: int, k: int = 10) -> int:
@@ -46,10 +26,9 @@ def write_random_prediction(train_csv: str, test_csv: str, out_dir: str, seed: i
     for image_id in ids:
         picks = [rng.choice(train) for _ in range(k)]
         sims = sorted((rng.random() for _ in range(k)), reverse=True)
-        submission.append([image_id, f"{picks[0][1]} {sims[0]:.6f}"])
-        neighbours += [[image_id, rank, ref, lid, f"{s:.6f}"] for rank, ((ref, lid), s) in enumerate(zip(picks, sims), 1)]
+        submission.append((image_id, (int(picks[0][1]), sims[0])))
+        neighbours += [(image_id, rank, ref, int(lid), s) for rank, ((ref, lid), s) in enumerate(zip(picks, sims), 1)]
     os.makedirs(out_dir, exist_ok=True)
-    write_atomic(os.path.join(out_dir, "submission.csv"), _csv(["id", "landmarks"], submission))
-    write_atomic(os.path.join(out_dir, "neighbours.csv"),
-                 _csv(["id", "rank", "neighbour_id", "landmark_id", "similarity"], neighbours))
+    write_submission(os.path.join(out_dir, "submission.csv"), submission)
+    write_neighbours(os.path.join(out_dir, "neighbours.csv"), neighbours)
     return len(ids)

@@ -35,7 +35,8 @@ def write_json(path: str, obj) -> None:
     os.replace(tmp, path)
 
 
-def _rows(path: str, required: Sequence[str]) -> List[Dict[str, str]]:
+def read_rows(path: str, required: Sequence[str]) -> List[Dict[str, str]]:
+    """The rows of a CSV with a header, as dicts; ValueError naming the file when a column is missing."""
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         missing = [c for c in required if c not in (reader.fieldnames or [])]
@@ -53,7 +54,7 @@ def write_submission(path: str, rows: Iterable[Tuple[str, Optional[Tuple[int, fl
 def read_submission(path: str) -> Dict[str, Tuple[int, float]]:
     """id -> (landmark, confidence) for the rows that predict a landmark."""
     out: Dict[str, Tuple[int, float]] = {}
-    for n, row in enumerate(_rows(path, SUBMISSION_HEADER), start=2):
+    for n, row in enumerate(read_rows(path, SUBMISSION_HEADER), start=2):
         value = (row["landmarks"] or "").strip()
         if not value:
             continue
@@ -70,7 +71,7 @@ def read_solution(path: str) -> Dict[str, FrozenSet[int]]:
     """id -> set of correct landmark ids (empty for a non-landmark query)."""
     return {
         row["id"]: frozenset(int(x) for x in (row["landmark_id"] or "").split())
-        for row in _rows(path, ["id", "landmark_id"])
+        for row in read_rows(path, ["id", "landmark_id"])
     }
 
 
@@ -82,6 +83,6 @@ def write_neighbours(path: str, rows: Iterable[Tuple[str, int, str, int, float]]
 def read_neighbours(path: str) -> Dict[str, List[Tuple[int, float]]]:
     """id -> [(landmark, similarity)], nearest first."""
     ranked: Dict[str, List[Tuple[int, int, float]]] = {}
-    for row in _rows(path, NEIGHBOURS_HEADER):
+    for row in read_rows(path, NEIGHBOURS_HEADER):
         ranked.setdefault(row["id"], []).append((int(row["rank"]), int(row["landmark_id"]), float(row["similarity"])))
     return {i: [(l, s) for _, l, s in sorted(v)] for i, v in ranked.items()}

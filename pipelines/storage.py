@@ -69,6 +69,18 @@ def _blob(path: str):
     return _gcs_client().bucket(bucket).blob(name)
 
 
+def _existing_blob(path: str):
+    """The blob at a gs:// path with its metadata loaded; FileNotFoundError when absent."""
+    from google.api_core import exceptions
+
+    blob = _blob(path)
+    try:
+        blob.reload()
+    except exceptions.NotFound as e:
+        raise FileNotFoundError(path) from e
+    return blob
+
+
 def read_bytes(path: str) -> bytes:
     """Whole content of a file; FileNotFoundError when it does not exist."""
     if is_gcs(path):
@@ -85,28 +97,14 @@ def read_bytes(path: str) -> bytes:
 def open_read(path: str) -> BinaryIO:
     """A streaming binary reader (large CSVs are not loaded whole)."""
     if is_gcs(path):
-        from google.api_core import exceptions
-
-        blob = _blob(path)
-        try:
-            blob.reload()
-        except exceptions.NotFound as e:
-            raise FileNotFoundError(path) from e
-        return blob.open("rb")
+        return _existing_blob(path).open("rb")
     return open(path, "rb")
 
 
 def size(path: str) -> int:
     """Size in bytes; FileNotFoundError when absent."""
     if is_gcs(path):
-        from google.api_core import exceptions
-
-        blob = _blob(path)
-        try:
-            blob.reload()
-        except exceptions.NotFound as e:
-            raise FileNotFoundError(path) from e
-        return int(blob.size)
+        return int(_existing_blob(path).size)
     return os.path.getsize(path)
 
 
