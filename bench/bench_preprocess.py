@@ -13,7 +13,7 @@ Target: pipeline per core >= 0.8x the bare loop (which is one core). Images per 
 (user+sys time of the run's whole process tree) are printed too: on a machine shared with other jobs the
 wall-clock rates of the two measurements see different contention, the CPU-time rates much less.
 
-    python -m bench.bench_preprocess [--images=300] [--repeat=10] [--modes=in_memory,multi_processing]
+    python -m bench.bench_preprocess [--images=300] [--repeat=20] [--modes=in_memory,multi_processing]
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def run_pipeline(csv_path: str, out_dir: str, mode: str, cores: int) -> Tuple[fl
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=int, default=300, help="distinct generated 1024x768 JPEGs")
-    ap.add_argument("--repeat", type=int, default=10, help="times each image is listed (distinct ids)")
+    ap.add_argument("--repeat", type=int, default=20, help="times each image is listed (distinct ids)")
     ap.add_argument("--modes", default="in_memory,multi_processing", help="DirectRunner modes to time")
     ap.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--workdir", default="", help="keep inputs here (default: a temporary folder)")
