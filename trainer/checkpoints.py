@@ -9,13 +9,10 @@ the previous one is used.
 
 from __future__ import annotations
 
-import logging
 from typing import Optional
 
 import keras
 import tensorflow as tf
-
-log = logging.getLogger(__name__)
 
 
 class TrainingState:
@@ -38,9 +35,8 @@ class TrainingState:
             try:
                 self._checkpoint.restore(path).assert_existing_objects_matched()
             except Exception as err:  # noqa: BLE001 - the reader raises OpError, IndexError, ValueError...
-                log.error("checkpoint %s is unreadable (%s: %s); falling back to the previous one",
-                          path, type(err).__name__, str(err).splitlines()[0] if str(err) else "")
-                print(f"WARNING: checkpoint {path} is unreadable ({type(err).__name__}); "
+                detail = str(err).splitlines()[0] if str(err) else ""
+                print(f"WARNING: checkpoint {path} is unreadable ({type(err).__name__}: {detail}); "
                       "falling back to the previous one", flush=True)
                 continue
             return path

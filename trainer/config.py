@@ -128,12 +128,10 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     ),
 }
 
-# Flags that map one-to-one onto a Config field (batch and recall_k are parsed apart).
-_SIMPLE = (
-    "gpus backbone weights alpha image_size embedding_dim pooling gem_p freeze bn_momentum loss margin sampling_window "
-    "shuffle_buffer epochs steps_per_epoch learning_rate warmup_steps mixed_precision val_queries "
-    "val_references checkpoints_to_keep seed"
-).split()
+# Flags that map one-to-one onto a Config field (paths and preset are required/apart; batch and
+# recall_k are parsed apart): every other field, so a new one cannot be left out of the overrides.
+_SIMPLE = [f.name for f in dataclasses.fields(Config)
+           if f.name not in {"data_dir", "output_dir", "preset", "batch_p", "batch_k", "recall_k"}]
 
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:

@@ -100,7 +100,9 @@ class _History:
 def train(cfg: Config, strategy: tf.distribute.Strategy) -> Tuple[keras.Model, int]:
     """Train (or resume) up to `cfg.epochs` epochs; (model, epochs done). epochs=0 only evaluates."""
     chief = distribute.is_chief(strategy)
-    steps = cfg.steps_per_epoch or max(1, data.count_records(cfg.data_dir, "train") // (cfg.batch_p * cfg.batch_k))
+    # Counting reads every train shard: skip it when nothing will be trained (--epochs=0).
+    steps = cfg.steps_per_epoch or (0 if cfg.epochs == 0 else
+                                    max(1, data.count_records(cfg.data_dir, "train") // (cfg.batch_p * cfg.batch_k)))
     with strategy.scope():
         model = build_embedding_model(cfg)
         optimizer = keras.optimizers.Adam(learning_rate_schedule(cfg, cfg.epochs * steps))
@@ -125,10 +127,11 @@ def train(cfg: Config, strategy: tf.distribute.Strategy) -> Tuple[keras.Model, i
               else tf.summary.create_noop_writer())
     queries = data.eval_dataset(cfg.data_dir, "val", cfg.image_size, cfg.val_queries, 64)
     references = data.eval_dataset(cfg.data_dir, "train", cfg.image_size, cfg.val_references, 64)
+    infer = retrieval.inference_fn(model)
 
     def validate(epoch: int, row: Dict) -> None:
         if chief:
-            row.update(retrieval.evaluate(model, queries, references, cfg.recall_k))
+            row.update(retrieval.evaluate(infer, queries, references, cfg.recall_k))
             with writer.as_default():
                 for key, value in row.items():
                     if key not in ("epoch", "queries", "queries_skipped"):

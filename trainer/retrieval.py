@@ -8,7 +8,7 @@ Similarity is the dot product of unit embeddings; queries go in blocks to bound 
 
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+from typing import Callable, Dict, Sequence, Tuple
 
 import keras
 import numpy as np
@@ -34,26 +34,24 @@ def retrieval_metrics(queries: np.ndarray, query_labels: np.ndarray, refs: np.nd
     return out
 
 
-def embed(model: keras.Model, dataset: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray]:
-    """(embeddings [N, D], labels [N]) of an (images, labels) dataset, in inference mode."""
-    step = _inference_step(model)
+def embed(infer: Callable[[tf.Tensor], tf.Tensor], dataset: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray]:
+    """(embeddings [N, D], labels [N]) of an (images, labels) dataset through `infer` (inference mode)."""
     embeddings, labels = [], []
     for images, batch_labels in dataset:
-        embeddings.append(step(images).numpy())
+        embeddings.append(infer(images).numpy())
         labels.append(batch_labels.numpy())
     return np.concatenate(embeddings), np.concatenate(labels)
 
 
-def _inference_step(model: keras.Model):
-    """One traced inference function per model (a fresh tf.function per call would retrace)."""
-    if not hasattr(model, "_retrieval_step"):
-        model._retrieval_step = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
-    return model._retrieval_step
+def inference_fn(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
+    """The model in inference mode as one traced function; build it once per run (not per epoch:
+    a fresh tf.function retraces) and keep it off the model (it would be saved with the export)."""
+    return tf.function(lambda images: model(images, training=False), reduce_retracing=True)
 
 
-def evaluate(model: keras.Model, queries: tf.data.Dataset, references: tf.data.Dataset,
+def evaluate(infer: Callable[[tf.Tensor], tf.Tensor], queries: tf.data.Dataset, references: tf.data.Dataset,
              ks: Sequence[int]) -> Dict[str, float]:
-    """Retrieval metrics of `model` on query and reference datasets."""
-    q, ql = embed(model, queries)
-    r, rl = embed(model, references)
+    """Retrieval metrics of the embedding `infer` on query and reference datasets."""
+    q, ql = embed(infer, queries)
+    r, rl = embed(infer, references)
     return retrieval_metrics(q, ql, r, rl, ks)
