@@ -16,6 +16,7 @@ from typing import Dict, Iterable, List, Sequence
 
 import numpy as np
 
+from indexer.annoy_index import sha256_file
 from pipelines import schema
 from trainer import contract
 
@@ -40,8 +41,7 @@ def model_fingerprint(export_dir: str) -> str:
     )
     for name in names:
         digest.update(name.encode("utf-8") + b"\0")
-        with open(os.path.join(export_dir, name), "rb") as f:
-            digest.update(hashlib.sha256(f.read()).digest())
+        digest.update(bytes.fromhex(sha256_file(os.path.join(export_dir, name))))  # in chunks: variables can be large
     return digest.hexdigest()
 
 

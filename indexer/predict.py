@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import os
@@ -33,6 +32,7 @@ from indexer.annoy_index import sha256_file
 from indexer.embed import Embedded, Embedder, embed_records, list_shards, read_export_info, read_jpegs
 from indexer.index_dir import MODEL_DIR, Index, open_index
 from indexer.vote import METHODS, vote
+from pipelines import csv_input
 from pipelines.report import FAILURES_CSV
 
 # bench/bench_index.py, 1M x 256: with 50 trees, recall@10 0.98 at 2000 against 0.85 at Annoy's
@@ -76,12 +76,10 @@ class PredictConfig:
 
 
 def read_test_ids(path: str) -> List[str]:
-    """Ids of the test CSV in order, each once."""
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if "id" not in (reader.fieldnames or []):
-            raise ValueError(f"{path}: no 'id' column (header {reader.fieldnames})")
-        return list(dict.fromkeys(row["id"] for row in reader if row["id"]))
+    """Ids of the test CSV in order, each once, parsed exactly as the preprocessing parses them
+    (BOM, header case and spaces, quoting), bad rows included: every id gets a submission row."""
+    rows = csv_input.iter_csv(0, path, "test", 0.0)
+    return list(dict.fromkeys(row.image_id for row in rows if row.image_id))
 
 
 def read_failures(records_dir: str) -> Dict[str, str]:
@@ -89,8 +87,7 @@ def read_failures(records_dir: str) -> Dict[str, str]:
     path = os.path.join(records_dir, FAILURES_CSV)
     if not os.path.isfile(path):
         return {}
-    with open(path, newline="") as f:
-        return {row["id"]: row["reason"] for row in csv.DictReader(f)}
+    return {row["id"]: row["reason"] for row in outputs.read_rows(path, ["id", "reason"])}
 
 
 def input_marker(config: PredictConfig) -> Dict:
@@ -200,7 +197,7 @@ def draw(index: Index, embedded: Embedded, files: List[str], items: np.ndarray, 
     rows = [
         visualize.query_row(
             image_id, queries.get(image_id), answers[image_id],
-            solution.get(image_id) if config.solution else None,
+            solution.get(image_id),
             [(refs.get(index.image_ids[i]), int(index.landmark_ids[i]), float(s))
              for i, s in zip(items[q, :per_row], sims[q, :per_row]) if i >= 0],
         )
