@@ -153,12 +153,9 @@ def _http_once(url: str, cfg: FetchConfig) -> bytes:
 
 def _read_file(path: str, cfg: FetchConfig) -> bytes:
     try:
-        if storage.is_gcs(path):
-            data = storage.read_bytes(path)
-        else:
-            if os.path.getsize(path) > cfg.max_bytes:
-                raise RowFailure("too_large", f"file over {cfg.max_bytes} bytes")
-            data = storage.read_bytes(path)
+        if not storage.is_gcs(path) and os.path.getsize(path) > cfg.max_bytes:  # gs:// is checked after reading
+            raise RowFailure("too_large", f"file over {cfg.max_bytes} bytes")
+        data = storage.read_bytes(path)
     except FileNotFoundError as e:
         raise RowFailure("not_found", path) from e
     except (IsADirectoryError, PermissionError) as e:

@@ -125,8 +125,6 @@ def process_image(data: bytes, cfg: ImageConfig = ImageConfig()) -> Tuple[bytes,
             im = im.resize((w, h), Image.Resampling.BILINEAR)
         buf = io.BytesIO()
         im.save(buf, format="JPEG", quality=cfg.jpeg_quality)
-    except RowFailure:
-        raise
     except Exception as e:
         raise RowFailure("decode_error", f"{type(e).__name__}: {e}") from e
     return buf.getvalue(), im.size[1], im.size[0]

@@ -38,17 +38,17 @@ class Config:
 
     csv: Tuple[str, ...]
     output_dir: str
-    image_size: int = 256
+    image_size: int = image.ImageConfig.image_size
     val_fraction: float = 0.1
     split: str = "auto"
     num_shards: int = 0
     rows_per_shard: int = 2000
-    jpeg_quality: int = 90
-    min_side: int = 32
-    max_pixels: int = 90_000_000
-    fetch_timeout: float = 10.0
-    fetch_retries: int = 3
-    backoff_s: float = 0.5
+    jpeg_quality: int = image.ImageConfig.jpeg_quality
+    min_side: int = image.ImageConfig.min_side
+    max_pixels: int = image.ImageConfig.max_pixels
+    fetch_timeout: float = fetch.FetchConfig.timeout_s
+    fetch_retries: int = fetch.FetchConfig.retries
+    backoff_s: float = fetch.FetchConfig.backoff_s
     fetch_threads: int = 16
     in_memory_below_rows: int = 5000
 

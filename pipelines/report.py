@@ -33,8 +33,9 @@ def _remove_stale(output_dir: str, keys: Sequence[shards.ShardKey]) -> List[str]
         if schema.parse_shard_name(name) and name not in own:
             storage.delete(path)
             removed.append(path)
+    own_markers = {storage.basename(shards.marker_path(output_dir, k)) for k in keys}
     for path in storage.list_dir(storage.join(output_dir, shards.PARTS_DIR)):
-        if storage.basename(path)[: -len(".json")] + schema.SHARD_SUFFIX not in own:
+        if storage.basename(path) not in own_markers:
             storage.delete(path)
             removed.append(path)
     for tmp_dir in (storage.join(output_dir, storage.TMP_DIR), storage.join(output_dir, shards.PARTS_DIR, storage.TMP_DIR)):
@@ -45,13 +46,18 @@ def _remove_stale(output_dir: str, keys: Sequence[shards.ShardKey]) -> List[str]
     return removed
 
 
-def failures_csv(rows: Iterable[Sequence[str]]) -> bytes:
-    """`id,url,reason` lines, sorted, for (id, url, reason[, detail]) tuples."""
+def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
+    """A CSV file's bytes: header, then rows, `\\n` line ends, UTF-8."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["id", "url", "reason"])
-    writer.writerows(sorted((r[0], r[1], r[2]) for r in rows))
+    writer.writerow(header)
+    writer.writerows(rows)
     return buf.getvalue().encode("utf-8")
+
+
+def failures_csv(rows: Iterable[Sequence[str]]) -> bytes:
+    """`id,url,reason` lines, sorted, for (id, url, reason[, detail]) tuples."""
+    return csv_bytes(["id", "url", "reason"], sorted((r[0], r[1], r[2]) for r in rows))
 
 
 def finalize(

@@ -108,12 +108,6 @@ def size(path: str) -> int:
     return os.path.getsize(path)
 
 
-def exists(path: str) -> bool:
-    if is_gcs(path):
-        return _blob(path).exists()
-    return os.path.exists(path)
-
-
 def list_dir(directory: str) -> List[str]:
     """Full paths of the files directly inside a folder (no recursion); [] when it does not exist."""
     if is_gcs(directory):

@@ -26,7 +26,6 @@ output is byte-identical for a seed whatever the worker count or order.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import hashlib
 import io
@@ -39,6 +38,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from pipelines.report import csv_bytes
 
 WORLD_W, WORLD_H = 768, 480
 HORIZON = 330  # y of the ground line in the world image
@@ -414,20 +415,13 @@ def _write_scene(args: Tuple[str, int, str, List[Tuple[int, str]]]) -> int:
     """Render one scene and write all its views; returns the number of files written."""
     out_dir, seed, scene, views = args
     world = render_scene(seed, scene)
+    for folder in {os.path.dirname(url) for _, url in views}:
+        os.makedirs(os.path.join(out_dir, folder), exist_ok=True)
     for view, url in views:
         path = os.path.join(out_dir, url)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
         rng = _rng(seed, "view", scene, view)
         _write_atomic(path, encode(photograph(world, rng), rng))
     return len(views)
-
-
-def _csv_bytes(header: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows)
-    return buf.getvalue().encode()
 
 
 def generate(out_dir: str, seed: int = 0, size: Size = parse_size("default", None), workers: int = 0) -> Dict:
@@ -441,7 +435,7 @@ def generate(out_dir: str, seed: int = 0, size: Size = parse_size("default", Non
     for p in photos:
         by_scene.setdefault(p.scene, []).append((p.view, p.url))
     tasks = sorted(((out_dir, seed, s, v) for s, v in by_scene.items()), key=lambda t: -len(t[3]))
-    workers = workers or os.cpu_count() or 1
+    workers = min(workers or os.cpu_count() or 1, len(tasks))  # each spawned worker re-imports numpy/PIL
     if workers == 1:
         written = sum(map(_write_scene, tasks))
     else:
@@ -451,10 +445,10 @@ def generate(out_dir: str, seed: int = 0, size: Size = parse_size("default", Non
     train = [p for p in by_id if p.split == "train"]
     test = [p for p in by_id if p.split == "test"]
     files = {
-        "landmarks.csv": _csv_bytes(("landmark_id", "name"), landmarks),
-        "train.csv": _csv_bytes(("id", "url", "landmark_id"), ((p.image_id, p.url, p.landmark_id) for p in train)),
-        "test.csv": _csv_bytes(("id", "url"), ((p.image_id, p.url) for p in test)),
-        "test_solution.csv": _csv_bytes(
+        "landmarks.csv": csv_bytes(("landmark_id", "name"), landmarks),
+        "train.csv": csv_bytes(("id", "url", "landmark_id"), ((p.image_id, p.url, p.landmark_id) for p in train)),
+        "test.csv": csv_bytes(("id", "url"), ((p.image_id, p.url) for p in test)),
+        "test_solution.csv": csv_bytes(
             ("id", "landmark_id"), ((p.image_id, "" if p.landmark_id is None else p.landmark_id) for p in test)
         ),
     }

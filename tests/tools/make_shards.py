@@ -11,6 +11,9 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 from PIL import Image
@@ -71,6 +74,15 @@ def main() -> None:
             write_split(
                 os.path.join(args.output_dir, schema.shard_name(split, s, args.shards)), records[s :: args.shards]
             )
+
+
+def run(output_dir: pathlib.Path, *args: str, **flags: object) -> pathlib.Path:
+    """Run this tool in a subprocess (TF-side tests cannot import `tfrecord`) into `output_dir`,
+    with flags given as `"--name=value"` strings or as keywords; returns `output_dir`."""
+    argv = [*args, *(f"--{name}={value}" for name, value in flags.items())]
+    subprocess.run([sys.executable, "-m", "tests.tools.make_shards", f"--output_dir={output_dir}", *argv],
+                   cwd=pathlib.Path(__file__).resolve().parents[2], check=True, capture_output=True, timeout=120)
+    return output_dir
 
 
 if __name__ == "__main__":

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import pathlib
-import subprocess
-import sys
 
+from tests.tools.make_shards import run as make_shards  # noqa: F401 - re-exported for the indexer tests
 from trainer import contract
 
 EMBEDDING_DIM = 16
@@ -57,11 +56,3 @@ def make_export(export_dir: pathlib.Path, dim: int = EMBEDDING_DIM, seed: int = 
         {"embedding_dim": dim, "image_size": IMAGE_SIZE, "backbone": "tiny-test", "weights": "none",
          "epochs_trained": 0}))
     return export_dir
-
-
-def make_shards(output_dir: pathlib.Path, **kwargs) -> pathlib.Path:
-    """Run tests.tools.make_shards into `output_dir` with the given flags."""
-    args = [f"--{k}={v}" for k, v in kwargs.items()]
-    subprocess.run([sys.executable, "-m", "tests.tools.make_shards", f"--output_dir={output_dir}", *args],
-                   check=True, cwd=pathlib.Path(__file__).resolve().parents[3])
-    return output_dir

@@ -8,15 +8,9 @@ import subprocess
 import sys
 from typing import List
 
+from tests.tools.make_shards import run as make_shards  # noqa: F401 - re-exported for the trainer tests
+
 REPO = pathlib.Path(__file__).resolve().parents[3]
-
-
-def make_shards(output_dir: pathlib.Path, *args: str) -> pathlib.Path:
-    """Run tests.tools.make_shards in a subprocess (it imports `tfrecord`, which cannot share a
-    process with TensorFlow)."""
-    subprocess.run([sys.executable, "-m", "tests.tools.make_shards", f"--output_dir={output_dir}", *args],
-                   cwd=REPO, check=True, capture_output=True, timeout=120)
-    return output_dir
 
 
 def train_command(data_dir: pathlib.Path, output_dir: pathlib.Path, *args: str) -> List[str]:
