@@ -152,19 +152,23 @@ def run_chain(cfg: DemoConfig, runner: Runner) -> list[report.Row]:
                           f"--epochs={epochs}"),
                          f"{model_dir}/export/export.json"))
     solution = f"{data}/test_solution.csv"
-    rows = []
+
+    def evaluate(method: str, label: str) -> report.Row:
+        pred, ev = f"{out}/predict/{method}", f"{out}/eval/{method}"
+        runner.run(Stage(f"evaluate_{method}", "indexer.evaluate",
+                         (f"--submission={pred}/submission.csv", f"--solution={solution}",
+                          f"--neighbours={pred}/neighbours.csv", f"--output_dir={ev}"),
+                         f"{ev}/metrics.json"))
+        return report.load_row(label, f"{ev}/metrics.json")
+
     random_pred = f"{out}/predict/random"
     runner.run_local("predict_random", (f"{data}/train.csv", f"{data}/test.csv", str(cfg.seed)),
                      f"{random_pred}/neighbours.csv",
                      lambda: baseline.write_random_prediction(f"{data}/train.csv", f"{data}/test.csv", random_pred,
                                                               cfg.seed))
-    runner.run(Stage("evaluate_random", "indexer.evaluate",
-                     (f"--submission={random_pred}/submission.csv", f"--solution={solution}",
-                      f"--neighbours={random_pred}/neighbours.csv", f"--output_dir={out}/eval/random"),
-                     f"{out}/eval/random/metrics.json"))
-    rows.append(report.load_row("random guess", f"{out}/eval/random/metrics.json"))
+    rows = [evaluate("random", "random guess")]
     for model, label in method_names(cfg).items():
-        index, pred, ev = f"{out}/index/{model}", f"{out}/predict/{model}", f"{out}/eval/{model}"
+        index, pred = f"{out}/index/{model}", f"{out}/predict/{model}"
         runner.run(Stage(f"index_{model}", "indexer.build",
                          (f"--model={out}/models/{model}/export", f"--data_dir={records}", f"--output_dir={index}"),
                          f"{index}/config.json"))
@@ -173,11 +177,7 @@ def run_chain(cfg: DemoConfig, runner: Runner) -> list[report.Row]:
                           f"--solution={solution}", f"--visualize={cfg.visualize}",
                           f"--image_size={cfg.record_size}"),
                          f"{pred}/predict_stats.json"))
-        runner.run(Stage(f"evaluate_{model}", "indexer.evaluate",
-                         (f"--submission={pred}/submission.csv", f"--solution={solution}",
-                          f"--neighbours={pred}/neighbours.csv", f"--output_dir={ev}"),
-                         f"{ev}/metrics.json"))
-        rows.append(report.load_row(label, f"{ev}/metrics.json"))
+        rows.append(evaluate(model, label))
     return rows
 
 
