@@ -1,5 +1,5 @@
 # Every target installs what it needs into .venv on first use (a fresh machine has only Python 3.11).
-# Each stage takes the variables its section of the README names; any other flag goes through
+# Each stage takes the variables its page in docs/ names; any other flag goes through
 # ARGS="--flag=value ...", the same way for every stage.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -10,7 +10,7 @@ ARGS ?=
 GPUS ?= 1
 OUT ?= out
 
-require = $(if $($(1)),,$(error $(1)=... is required: see README.md))
+require = $(if $($(1)),,$(error $(1)=... is required: see README.md and docs/))
 
 .PHONY: venv test demo preprocess train index predict evaluate synthetic \
         bench bench-preprocess bench-train bench-index soak-preprocess clean

@@ -19,7 +19,7 @@ from indexer import outputs
 from indexer.embed import Embedder, embed_records, list_shards
 from indexer.index_dir import write_index
 
-# Defaults from bench/bench_index.py (docs/readme-index.md): 1M x 256 clustered vectors.
+# Defaults from bench/bench_index.py (docs/index.md): 1M x 256 clustered vectors.
 DEFAULT_N_TREES = 50
 
 FLAGS = flags.FLAGS

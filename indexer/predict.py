@@ -36,7 +36,7 @@ from pipelines import csv_input
 from pipelines.report import FAILURES_CSV
 
 # bench/bench_index.py, 1M x 256: with 50 trees, recall@10 0.98 at 2000 against 0.85 at Annoy's
-# default (n_trees * k = 500), still far faster than exact search (docs/readme-index.md).
+# default (n_trees * k = 500), still far faster than exact search (docs/index.md).
 DEFAULT_SEARCH_K = 2000
 RECORDS_DIR = "test_records"
 DONE_MARKER = "predict-input.json"  # in RECORDS_DIR: which CSV the finished preprocessing was for
