@@ -1,24 +1,31 @@
 """Rows of Kaggle GLD CSVs (`id,url,landmark_id` or `id,url`, quoted or not, local or gs://).
 
-Each physical line is parsed on its own, so one malformed line (wrong arity, an unbalanced quote,
-an empty id, a non-integer landmark_id) is one `bad_row` failure and never swallows the lines
-after it; GLD CSVs have no newlines inside fields. Relative urls are resolved against the CSV's
-folder, which is how `landmarks-mini` is laid out. The split is decided here, per row:
-`--split=auto` sends a CSV without a landmark_id column to `test` and other rows to train/val by
-a stable hash of the id; `--split=train` requires labels; `--split=test` keeps labels if present.
+Records are read one physical line at a time, so one malformed line (wrong arity, an unbalanced
+quote, an empty id, a non-integer landmark_id, bytes that are not UTF-8) is one `bad_row` failure
+that keeps its id where one can be read and says what is wrong, and never swallows the lines
+after it. The one exception is a quoted field with a newline inside (legal CSV): while a quote is
+open the next lines are joined, up to `MAX_RECORD_LINES`, and kept joined only when the result
+parses strictly; so every id as the csv module reads it is one row, and a quote that never closes
+stays the one bad line. Bytes are decoded strictly: a row that is not UTF-8 fails, it is never
+"repaired" into another id or url. Relative urls are resolved against the CSV's folder, which is
+how `landmarks-mini` is laid out. The split is decided here, per row: `--split=auto` sends a CSV
+without a landmark_id column to `test` and other rows to train/val by a stable hash of the id;
+`--split=train` requires labels; `--split=test` keeps labels if present.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import io
-from typing import Iterator, NamedTuple, Optional, Tuple, Union
+from typing import BinaryIO, Iterator, List, NamedTuple, Optional, Tuple, Union
 
 from pipelines import fetch, schema, storage
 from pipelines.shards import stable_fraction
 
 SPLIT_MODES = ("auto", "train", "test")
+# How many physical lines one record may span (quoted newlines); more is a bad row.
+MAX_RECORD_LINES = 32
+_RECOVERED_URL_CHARS = 1000
 
 
 class Row(NamedTuple):
@@ -67,10 +74,14 @@ def parse_header(line: str, path: str = "<csv>") -> Header:
 def read_header(path: str) -> Header:
     """The header of a CSV (reads only its first line); ValueError/FileNotFoundError with the path."""
     with storage.open_read(path) as raw:
-        first = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="").readline()
-    if not first.strip():
+        first = raw.readline()
+    try:
+        line = first.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: the header line is not UTF-8 ({e.reason} at byte {e.start})") from None
+    if not line.strip():
         raise ValueError(f"{path}: empty CSV (no header line)")
-    return parse_header(first.rstrip("\r\n"), path)
+    return parse_header(line.rstrip("\r\n"), path)
 
 
 def assign_split(image_id: str, labelled: bool, mode: str, val_fraction: float) -> str:
@@ -78,6 +89,39 @@ def assign_split(image_id: str, labelled: bool, mode: str, val_fraction: float) 
     if mode == "test" or (mode == "auto" and not labelled):
         return "test"
     return "val" if stable_fraction("split", image_id) < val_fraction else "train"
+
+
+def _explain(error: csv.Error) -> str:
+    """The csv module's complaint in a user's words (its own text kept after a colon)."""
+    text = str(error)
+    if "unexpected end of data" in text or "EOF" in text:
+        return f"unbalanced quote (a quoted field is never closed): {text}"
+    if "expected after" in text:
+        return f"text after a closing quote: {text}"
+    if "field limit" in text:
+        return f"a field longer than the csv module's limit of {csv.field_size_limit()} characters: {text}"
+    return text
+
+
+def _recover(line: str, header: Header) -> Tuple[str, str]:
+    """(id, url) of a line that did not parse strictly: a lenient parse, else a split on commas."""
+    try:
+        fields = next(csv.reader([line]), [])
+    except csv.Error:  # e.g. a field over the size limit: lenient parsing refuses it too
+        fields = [f.strip().strip('"') for f in line.split(",")]
+
+    def get(i: Optional[int]) -> str:
+        return fields[i].strip() if i is not None and i < len(fields) else ""
+
+    return get(header.id), get(header.url)[:_RECOVERED_URL_CHARS]
+
+
+def _undecodable(line: str) -> Optional[str]:
+    """Where a line read with `surrogateescape` holds bytes that are not UTF-8 (None if it is UTF-8)."""
+    for column, ch in enumerate(line, start=1):
+        if "\udc80" <= ch <= "\udcff":
+            return f"byte 0x{ord(ch) - 0xDC00:02x} at character {column} is not UTF-8"
+    return None
 
 
 def parse_line(
@@ -88,11 +132,18 @@ def parse_line(
     mode: str,
     val_fraction: float,
 ) -> Union[Row, Failure]:
-    """One CSV line -> a `Row`, or a `bad_row` `Failure` saying what is wrong."""
+    """One CSV record -> a `Row`, or a `bad_row` `Failure` saying what is wrong (with the id
+    when it can be read). `line` may hold undecodable bytes as surrogates (`surrogateescape`)."""
+    bad_bytes = _undecodable(line)
+    if bad_bytes:
+        shown = line.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        image_id, url = _recover(shown, header)
+        return Failure(image_id, url, "bad_row", f"line {order[1]}: {bad_bytes} (ids and urls are never repaired)")
     try:
         fields = next(csv.reader([line], strict=True))
     except csv.Error as e:
-        return Failure("", line[:200], "bad_row", f"line {order[1]}: {e}")
+        image_id, url = _recover(line, header)
+        return Failure(image_id, url, "bad_row", f"line {order[1]}: {_explain(e)}")
 
     def get(i: Optional[int]) -> str:
         return fields[i].strip() if i is not None and i < len(fields) else ""
@@ -116,17 +167,73 @@ def parse_line(
     return Row(image_id, url, fetch.resolve(url, base_dir), label, split, order)
 
 
+def _quote_open(text: str) -> bool:
+    """True when `text` ends inside a quoted field (an odd number of quote characters)."""
+    return text.count('"') % 2 == 1
+
+
+def _parses(text: str) -> bool:
+    try:
+        next(csv.reader([text], strict=True))
+        return True
+    except csv.Error:
+        return False
+
+
+def records(raw: BinaryIO) -> Iterator[Tuple[int, str]]:
+    """(first line number, text without its line end) of each record of a binary CSV stream.
+
+    Text is decoded with `surrogateescape`, so bytes that are not UTF-8 survive, exactly, for
+    `parse_line` to refuse. A line ending inside a quoted field is joined with the next ones
+    (at most `MAX_RECORD_LINES` in all) when that closes the quote and parses strictly; else it
+    stays alone (a bad row) and reading resumes at the next line.
+    """
+    lines = (line.decode("utf-8", "surrogateescape") for line in raw)
+    pending: List[Tuple[int, str]] = []  # lines read ahead and given back
+    line_no = 0
+
+    def next_line() -> Optional[Tuple[int, str]]:
+        nonlocal line_no
+        if pending:
+            return pending.pop(0)
+        text = next(lines, None)
+        if text is None:
+            return None
+        line_no += 1
+        return line_no, text
+
+    while True:
+        item = next_line()
+        if item is None:
+            return
+        number, text = item
+        if _quote_open(text):
+            ahead: List[Tuple[int, str]] = []
+            joined = text
+            while _quote_open(joined) and len(ahead) < MAX_RECORD_LINES - 1:
+                more = next_line()
+                if more is None:
+                    break
+                ahead.append(more)
+                joined += more[1]
+            if ahead and not _quote_open(joined) and _parses(joined.rstrip("\r\n")):
+                text = joined
+            else:
+                pending[:0] = ahead
+        yield number, text.rstrip("\r\n")
+
+
 def iter_csv(csv_index: int, path: str, mode: str, val_fraction: float) -> Iterator[Union[Row, Failure]]:
-    """Every data line of one CSV as a `Row` or a `Failure`, in file order (blank lines skipped)."""
+    """Every data record of one CSV as a `Row` or a `Failure`, in file order (blank lines skipped)."""
     if mode not in SPLIT_MODES:
         raise ValueError(f"--split must be one of {SPLIT_MODES}, not {mode!r}")
     base_dir = storage.dirname(path)
     with storage.open_read(path) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
         header = None
-        for line_no, line in enumerate(text, start=1):
-            line = line.rstrip("\r\n")
+        for line_no, line in records(raw):
             if header is None:
+                if _undecodable(line):
+                    raise ValueError(f"{path}: the header line is not UTF-8")
                 header = parse_header(line, path)
                 continue
             if not line.strip():

@@ -20,6 +20,7 @@ REASONS = (
     "connection_error",  # DNS, refused, reset through every retry
     "not_found",  # local or gs:// object does not exist
     "fetch_error",  # any other fetch failure (permission, bad scheme)
+    "not_a_file",  # a local url naming a FIFO, device (/dev/zero), socket or directory: never opened
     "empty",  # zero bytes
     "not_an_image",  # bytes are no image format we decode (HTML, text, ...)
     "truncated",  # an image whose data ends early or is corrupt

@@ -20,7 +20,7 @@ from typing import List, Optional
 import requests
 import urllib3
 
-from pipelines import storage
+from pipelines import bounded_read, storage
 from pipelines.errors import RowFailure
 
 _SCHEMES_REMOTE = ("http://", "https://", "gs://", "file://")
@@ -107,6 +107,31 @@ def _timed_out(e: BaseException) -> bool:
     return isinstance(e, (TimeoutError, urllib3.exceptions.TimeoutError))
 
 
+def _read_body(r: requests.Response, cfg: FetchConfig, deadline: float) -> bytes:
+    """The body, at most `cfg.max_bytes`, by `deadline` (a wall clock, not per read: a server
+    trickling a few bytes per second must not hold a worker). Each read returns what one socket
+    read got (`read1`), and the socket's timeout is cut to the time left, so the deadline holds
+    to within a scheduler tick whatever the server's pace."""
+    chunks, total = [], 0
+    sock = getattr(getattr(r.raw, "connection", None), "sock", None)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _Transient("timeout", f"download slower than {4 * cfg.timeout_s:.0f} s")
+        if sock is not None:
+            sock.settimeout(min(cfg.timeout_s, left))
+        try:
+            chunk = r.raw.read1(256 << 10, decode_content=True)
+        except (urllib3.exceptions.ReadTimeoutError, TimeoutError) as e:
+            raise _Transient("timeout", f"{type(e).__name__}: {e}") from e
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > cfg.max_bytes:
+            raise RowFailure("too_large", f"body over {cfg.max_bytes} bytes")
+        chunks.append(chunk)
+
+
 def _http_once(url: str, cfg: FetchConfig) -> bytes:
     try:
         host = urllib.parse.urlsplit(url).hostname or ""
@@ -125,16 +150,9 @@ def _http_once(url: str, cfg: FetchConfig) -> bytes:
             declared = r.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > cfg.max_bytes:
                 raise RowFailure("too_large", f"Content-Length {declared} > {cfg.max_bytes}")
-            chunks, total = [], 0
-            for chunk in r.iter_content(chunk_size=256 << 10):
-                total += len(chunk)
-                if total > cfg.max_bytes:
-                    raise RowFailure("too_large", f"body over {cfg.max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise _Transient("timeout", f"download slower than {4 * cfg.timeout_s:.0f} s")
-                chunks.append(chunk)
-            return b"".join(chunks)
-    except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as e:
+            return _read_body(r, cfg, deadline)
+    except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError,
+            urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError) as e:
         raise _Transient("truncated", f"body cut short: {e}") from e
     except requests.exceptions.Timeout as e:
         raise _Transient("timeout", str(e)) from e
@@ -152,16 +170,12 @@ def _http_once(url: str, cfg: FetchConfig) -> bytes:
 
 
 def _read_file(path: str, cfg: FetchConfig) -> bytes:
+    if not storage.is_gcs(path):  # local: regular files only, size and time capped
+        return bounded_read.read_local(path, cfg.max_bytes, 4 * cfg.timeout_s)
     try:
-        if not storage.is_gcs(path) and os.path.getsize(path) > cfg.max_bytes:  # gs:// is checked after reading
-            raise RowFailure("too_large", f"file over {cfg.max_bytes} bytes")
-        data = storage.read_bytes(path)
+        data = storage.read_bytes(path, limit=cfg.max_bytes, timeout_s=cfg.timeout_s)
     except FileNotFoundError as e:
         raise RowFailure("not_found", path) from e
-    except (IsADirectoryError, PermissionError) as e:
-        raise RowFailure("fetch_error", f"{type(e).__name__}: {path}") from e
-    except RowFailure:
-        raise
     except ValueError as e:  # e.g. a gs:// url without a bucket
         raise RowFailure("fetch_error", f"{type(e).__name__}: {e}") from e
     except Exception as e:

@@ -24,7 +24,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
-from pipelines import csv_input, fetch, image, report, storage
+from pipelines import csv_input, fetch, image, output_guard, report, run_tempdir, storage
 from pipelines.transforms import FAILURES, NAMESPACE, BuildShards, DedupById, PlanShards, ReadCsvRows, Report
 
 _LOG = logging.getLogger("pipelines.preprocess")
@@ -210,14 +210,16 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     """Run the pipeline; returns stats.json's content."""
     cfg, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
     csv_bytes = _check_inputs(cfg)
+    output_guard.refuse_other_splits(cfg.output_dir, cfg.csv, cfg.split, cfg.val_fraction)
     storage.make_dirs(cfg.output_dir)
     options = pipeline_options(cfg, beam_args, csv_bytes)
     start = time.monotonic()
-    p = beam.Pipeline(options=options)
-    build(p, cfg)
-    result = p.run()
-    _wait(result)
-    counters = _counters(result)
+    with run_tempdir.private_tempdir():  # Beam's local temp folders go with the run
+        p = beam.Pipeline(options=options)
+        build(p, cfg)
+        result = p.run()
+        _wait(result)
+        counters = _counters(result)
     stats = json.loads(storage.read_bytes(storage.join(cfg.output_dir, report.STATS_JSON)))
     print(summary(stats, counters, time.monotonic() - start, cfg.output_dir), flush=True)
     return stats

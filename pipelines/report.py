@@ -56,8 +56,11 @@ def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
 
 
 def failures_csv(rows: Iterable[Sequence[str]]) -> bytes:
-    """`id,url,reason` lines, sorted, for (id, url, reason[, detail]) tuples."""
-    return csv_bytes(["id", "url", "reason"], sorted((r[0], r[1], r[2]) for r in rows))
+    """`id,url,reason,detail` lines, sorted, for (id, url, reason[, detail]) tuples; `detail` says
+    what exactly went wrong (the line and the quote, the HTTP status, the file kind, ...)."""
+    return csv_bytes(
+        ["id", "url", "reason", "detail"], sorted((r[0], r[1], r[2], r[3] if len(r) > 3 else "") for r in rows)
+    )
 
 
 def finalize(

@@ -16,7 +16,7 @@ import io
 import os
 import threading
 import uuid
-from typing import BinaryIO, List, Tuple
+from typing import BinaryIO, List, Optional, Tuple
 
 TMP_DIR = "_tmp"
 
@@ -81,13 +81,23 @@ def _existing_blob(path: str):
     return blob
 
 
-def read_bytes(path: str) -> bytes:
-    """Whole content of a file; FileNotFoundError when it does not exist."""
+def read_bytes(path: str, limit: Optional[int] = None, timeout_s: Optional[float] = None) -> bytes:
+    """Whole content of a file; FileNotFoundError when it does not exist.
+
+    For gs://, `limit` reads only the first `limit` + 1 bytes (one ranged request, so a caller
+    can tell "over the limit" without downloading a huge object) and `timeout_s` bounds the
+    connect and each read of the request. Local callers that need bounds use `bounded_read`.
+    """
     if is_gcs(path):
         from google.api_core import exceptions
 
+        kwargs: dict = {} if timeout_s is None else {"timeout": timeout_s}
+        if limit is not None:
+            kwargs.update(start=0, end=limit)  # `end` is inclusive
         try:
-            return _blob(path).download_as_bytes()
+            return _blob(path).download_as_bytes(**kwargs)
+        except exceptions.RequestRangeNotSatisfiable:  # a range on an empty object
+            return b""
         except exceptions.NotFound as e:
             raise FileNotFoundError(path) from e
     with open(path, "rb") as f:

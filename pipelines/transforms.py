@@ -22,7 +22,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from pipelines import csv_input, image, schema, shards
+from pipelines import csv_input, decode_budget, image, schema, shards
 from pipelines import fetch as fetch_lib
 from pipelines import report
 from pipelines.csv_input import Failure, Row
@@ -160,7 +160,9 @@ def process_row(row: Row, fetch_cfg: fetch_lib.FetchConfig, image_cfg: image.Ima
     try:
         data = fetch_lib.fetch(row.location, "", fetch_cfg)
         nbytes = len(data)
-        jpeg, height, width = image.process_image(data, image_cfg)
+        cost = decode_budget.decoded_pixels(data, image_cfg.image_size, image_cfg.max_pixels, image_cfg.min_side)
+        with decode_budget.shared().hold(cost):  # bounds the decode memory of all threads together
+            jpeg, height, width = image.process_image(data, image_cfg)
         serialized = schema.serialize(
             schema.ImageRecord(row.image_id, jpeg, height, width, row.landmark_id, row.url)
         )

@@ -47,7 +47,9 @@ def test_gs_csv_in_gs_shards_out(gcs, capsys):
         for x in schema.iter_frames(storage.read_bytes(f"gs://bkt/out/{n}"))
     )
     assert ids == [f"a{i}" for i in range(6)]
-    assert storage.read_bytes("gs://bkt/out/failures.csv").decode() == "id,url,reason\ngone,images/none.jpg,not_found\n"
+    assert storage.read_bytes("gs://bkt/out/failures.csv").decode().startswith(
+        "id,url,reason,detail\ngone,images/none.jpg,not_found,gs://bkt/in/images/none.jpg"
+    )
     assert json.loads(storage.read_bytes("gs://bkt/out/stats.json")) == stats
 
     capsys.readouterr()

@@ -85,7 +85,7 @@ def test_landmarks_mini_is_written_whole(shared_dir, tmp_path):
     with open(data / "train.csv", newline="") as f:
         labels = {r["id"]: int(r["landmark_id"]) for r in csv.DictReader(f)}
     assert {i: r.landmark_id for i, (s, r) in records.items() if s != "test"} == labels
-    assert (tmp_path / "failures.csv").read_text() == "id,url,reason\n"
+    assert (tmp_path / "failures.csv").read_text() == "id,url,reason,detail\n"
 
 
 def test_unreachable_gld_sample_is_all_accounted_for(shared_dir, tmp_path):

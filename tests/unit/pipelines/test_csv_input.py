@@ -45,7 +45,7 @@ def test_malformed_lines_are_bad_rows_and_do_not_swallow_the_next(tmp_path):
     assert [r.image_id for r in out if isinstance(r, Row)] == ["ok1", "ok2"]
     bad = [r for r in out if isinstance(r, Failure)]
     assert [b.reason for b in bad] == ["bad_row"] * 6
-    assert [b.image_id for b in bad] == ["short", "", "", "nourl", "badlabel", "toomany"]
+    assert [b.image_id for b in bad] == ["short", "quote", "", "nourl", "badlabel", "toomany"]  # the id is kept
     assert [r.order for r in out if isinstance(r, Row)] == [(0, 2), (0, 9)]
 
 

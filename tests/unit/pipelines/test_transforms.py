@@ -90,7 +90,7 @@ def test_build_shards_writes_good_rows_and_reports_bad_ones(tmp_path):
 
 def test_report_merges_markers_and_input_failures(tmp_path):
     rec = schema.serialize(schema.ImageRecord("k", b"j", 1, 1, 3, "u"))
-    shards.write_shard(str(tmp_path), shards.ShardKey("test", 0, 1), [shards.Written("k", rec, 3)], [("m", "um", "timeout", "")], "d")
+    shards.write_shard(str(tmp_path), shards.ShardKey("test", 0, 1), [shards.Written("k", rec, 3)], [("m", "um", "timeout", "slow")], "d")
     (tmp_path / "test-00000-of-00002.tfrecord").write_bytes(b"stale plan")
     with BeamTestPipeline() as p:
         stats = {
@@ -100,7 +100,7 @@ def test_report_merges_markers_and_input_failures(tmp_path):
             "written": p | "W" >> beam.Create(["test-00000-of-00001.tfrecord"]),
         } | Report(str(tmp_path), {"image_size": 1})
         assert_that(stats | beam.Map(lambda s: (s["written"], s["failed"], s["accounted_for"])), equal_to([(1, 2, True)]))
-    assert (tmp_path / "failures.csv").read_text() == "id,url,reason\nd,ud,duplicate_id\nm,um,timeout\n"
+    assert (tmp_path / "failures.csv").read_text() == "id,url,reason,detail\nd,ud,duplicate_id,\nm,um,timeout,slow\n"
     saved = json.loads((tmp_path / report.STATS_JSON).read_text())
     assert saved["failed_by_reason"] == {"duplicate_id": 1, "timeout": 1}
     assert saved["images_per_landmark"] == {"3": 1}
