@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-from typing import BinaryIO, Iterator, List, NamedTuple, Optional, Tuple, Union
+import io
+from typing import Iterable, Iterator, List, NamedTuple, Optional, Tuple, Union
 
 from pipelines import fetch, schema, storage
 from pipelines.shards import stable_fraction
@@ -180,15 +181,14 @@ def _parses(text: str) -> bool:
         return False
 
 
-def records(raw: BinaryIO) -> Iterator[Tuple[int, str]]:
-    """(first line number, text without its line end) of each record of a binary CSV stream.
-
-    Text is decoded with `surrogateescape`, so bytes that are not UTF-8 survive, exactly, for
-    `parse_line` to refuse. A line ending inside a quoted field is joined with the next ones
+def records(text_lines: Iterable[str]) -> Iterator[Tuple[int, str]]:
+    """(first line number, text without its line end) of each record, from a CSV's lines as
+    decoded with `surrogateescape` (so bytes that are not UTF-8 survive, exactly, for
+    `parse_line` to refuse). A line ending inside a quoted field is joined with the next ones
     (at most `MAX_RECORD_LINES` in all) when that closes the quote and parses strictly; else it
     stays alone (a bad row) and reading resumes at the next line.
     """
-    lines = (line.decode("utf-8", "surrogateescape") for line in raw)
+    lines = iter(text_lines)
     pending: List[Tuple[int, str]] = []  # lines read ahead and given back
     line_no = 0
 
@@ -229,8 +229,10 @@ def iter_csv(csv_index: int, path: str, mode: str, val_fraction: float) -> Itera
         raise ValueError(f"--split must be one of {SPLIT_MODES}, not {mode!r}")
     base_dir = storage.dirname(path)
     with storage.open_read(path) as raw:
+        # A text layer reads in blocks (a gs:// reader has no fast readline of its own).
+        text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
         header = None
-        for line_no, line in records(raw):
+        for line_no, line in records(text):
             if header is None:
                 if _undecodable(line):
                     raise ValueError(f"{path}: the header line is not UTF-8")

@@ -173,9 +173,13 @@ def _read_file(path: str, cfg: FetchConfig) -> bytes:
     if not storage.is_gcs(path):  # local: regular files only, size and time capped
         return bounded_read.read_local(path, cfg.max_bytes, 4 * cfg.timeout_s)
     try:
-        data = storage.read_bytes(path, limit=cfg.max_bytes, timeout_s=cfg.timeout_s)
+        data = storage.read_bytes(path, limit=cfg.max_bytes, timeout_s=cfg.timeout_s, deadline_s=4 * cfg.timeout_s)
     except FileNotFoundError as e:
         raise RowFailure("not_found", path) from e
+    except storage.ReadBoundExceeded as e:
+        if e.bound == "size":
+            raise RowFailure("too_large", f"object {e}") from e
+        raise _Transient("timeout", f"download slower than {4 * cfg.timeout_s:.0f} s") from e
     except ValueError as e:  # e.g. a gs:// url without a bucket
         raise RowFailure("fetch_error", f"{type(e).__name__}: {e}") from e
     except Exception as e:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+import time
 import uuid
 from typing import BinaryIO, List, Optional, Tuple
 
@@ -81,21 +82,55 @@ def _existing_blob(path: str):
     return blob
 
 
-def read_bytes(path: str, limit: Optional[int] = None, timeout_s: Optional[float] = None) -> bytes:
+class ReadBoundExceeded(Exception):
+    """A bounded read passed its byte limit (`bound` "size") or its wall clock (`bound` "time")."""
+
+    def __init__(self, bound: str, detail: str) -> None:
+        super().__init__(detail)
+        self.bound = bound
+
+
+class _BoundedSink(io.RawIOBase):
+    """A write target that stops a streaming download past `limit` bytes or `deadline`."""
+
+    def __init__(self, limit: Optional[int], deadline: Optional[float]) -> None:
+        super().__init__()
+        self.data = bytearray()
+        self._limit, self._deadline = limit, deadline
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, chunk) -> int:
+        self.data += chunk
+        if self._limit is not None and len(self.data) > self._limit:
+            raise ReadBoundExceeded("size", f"over {self._limit} bytes")
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise ReadBoundExceeded("time", "read past its deadline")
+        return len(chunk)
+
+
+def read_bytes(
+    path: str, limit: Optional[int] = None, timeout_s: Optional[float] = None, deadline_s: Optional[float] = None
+) -> bytes:
     """Whole content of a file; FileNotFoundError when it does not exist.
 
-    For gs://, `limit` reads only the first `limit` + 1 bytes (one ranged request, so a caller
-    can tell "over the limit" without downloading a huge object) and `timeout_s` bounds the
-    connect and each read of the request. Local callers that need bounds use `bounded_read`.
+    For gs:// (local callers that need bounds use `bounded_read`): `limit` asks for the first
+    `limit` + 1 bytes only (one ranged request) and `deadline_s` is a wall clock for the whole
+    read; either raises `ReadBoundExceeded` as the body streams in, so a huge or slow object never
+    fills memory or holds a worker. `timeout_s` bounds the connect and each socket read.
     """
     if is_gcs(path):
         from google.api_core import exceptions
 
+        blob = _blob(path)
         kwargs: dict = {} if timeout_s is None else {"timeout": timeout_s}
-        if limit is not None:
-            kwargs.update(start=0, end=limit)  # `end` is inclusive
         try:
-            return _blob(path).download_as_bytes(**kwargs)
+            if limit is None and deadline_s is None:
+                return blob.download_as_bytes(**kwargs)
+            sink = _BoundedSink(limit, None if deadline_s is None else time.monotonic() + deadline_s)
+            blob.download_to_file(sink, start=0, end=limit, **kwargs)  # `end` is inclusive
+            return bytes(sink.data)
         except exceptions.RequestRangeNotSatisfiable:  # a range on an empty object
             return b""
         except exceptions.NotFound as e:

@@ -15,7 +15,7 @@ def read_failures(out_dir):
     """({(id, reason)}, rows) of failures.csv."""
     with open(out_dir / "failures.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    named = [r["id"] for r in rows if r["id"]]  # a line too broken to have an id reports ""
+    named = [r["id"] for r in rows if r["id"]]  # a line with no readable id reports ""
     assert len(named) == len(set(named)), "an id reported twice"
     return {(r["id"], r["reason"]) for r in rows}, rows
 
@@ -62,7 +62,7 @@ def test_faults_are_reported_with_their_reason_and_nothing_is_lost(tmp_path):
     assert records["g0"][1].source_url == good["g0"]
     assert all(min(r.height, r.width) == 256 for _, r in records.values())
     failures, rows = read_failures(out)
-    expected = {(i, reason) for i, (_, reason) in bad.items()} | {("g0", "duplicate_id"), ("broken", "bad_row"), ("", "bad_row")}
+    expected = {(i, reason) for i, (_, reason) in bad.items()} | {("g0", "duplicate_id"), ("broken", "bad_row"), ("q1", "bad_row")}
     assert failures == expected and len(rows) == len(expected)
     assert stats["rows_in"] == len(lines) - 1 == stats["written"] + stats["failed"]
     assert stats["accounted_for"] is True
