@@ -22,6 +22,7 @@ RGBA decode, RGB copy, resize), or `PIPELINES_DECODE_BUDGET_MPX` from the enviro
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import io
@@ -29,9 +30,11 @@ import logging
 import os
 import threading
 import warnings
-from typing import Iterator, Optional
+from typing import Deque, Iterator, Optional
 
 from PIL import Image
+
+from pipelines.image import ALLOWED_FORMATS
 
 DEFAULT_MPX = 64.0
 ENV = "PIPELINES_DECODE_BUDGET_MPX"
@@ -43,13 +46,18 @@ _JPEG_SCALES = (8, 4, 2)
 
 
 class DecodeBudget:
-    """A counting budget of pixels; `hold(n)` blocks until n (capped at the whole budget) fit."""
+    """A counting budget of pixels; `hold(n)` blocks until n (capped at the whole budget) fit.
+
+    First come, first served: a request never overtakes an earlier one that is still waiting,
+    so a large image waiting for the whole budget cannot be starved by a stream of small ones.
+    """
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError(f"decode budget must be >= 1 pixel, not {capacity}")
         self.capacity = capacity
         self._used = 0
+        self._queue: Deque[object] = collections.deque()
         self._cond = threading.Condition()
 
     @property
@@ -57,12 +65,22 @@ class DecodeBudget:
         with self._cond:
             return self._used
 
+    @property
+    def waiting(self) -> int:
+        """Requests queued and not yet holding their pixels."""
+        with self._cond:
+            return len(self._queue)
+
     @contextlib.contextmanager
     def hold(self, pixels: int) -> Iterator[None]:
         need = min(max(int(pixels), 0), self.capacity)
+        ticket = object()
         with self._cond:
-            self._cond.wait_for(lambda: self._used + need <= self.capacity)
+            self._queue.append(ticket)
+            self._cond.wait_for(lambda: self._queue[0] is ticket and self._used + need <= self.capacity)
+            self._queue.popleft()
             self._used += need
+            self._cond.notify_all()  # the next in line may fit as well
         try:
             yield
         finally:
@@ -76,7 +94,7 @@ def decoded_pixels(data: bytes, image_size: int, max_pixels: int, min_side: int)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:  # reads the header only
+            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as im:  # reads the header only
                 width, height, fmt = im.size[0], im.size[1], im.format
     except Exception:  # not an image, a bomb Pillow refuses, a broken header: no decode happens
         return 0

@@ -1,7 +1,7 @@
 """Why a row was not written: the fixed vocabulary of `failures.csv` reasons.
 
 Every stage that drops a row raises `RowFailure` with one of `REASONS`; the pipeline turns it
-into a `failures.csv` line (`id,url,reason`). Keeping the vocabulary closed makes the report
+into a `failures.csv` line (`id,url,reason,detail`). Keeping the vocabulary closed makes the report
 countable (`stats.json` histograms it) and lets tests assert exact reasons.
 """
 
