@@ -118,11 +118,15 @@ def _recover(line: str, header: Header) -> Tuple[str, str]:
 
 
 def _undecodable(line: str) -> Optional[str]:
-    """Where a line read with `surrogateescape` holds bytes that are not UTF-8 (None if it is UTF-8)."""
-    for column, ch in enumerate(line, start=1):
-        if "\udc80" <= ch <= "\udcff":
-            return f"byte 0x{ord(ch) - 0xDC00:02x} at character {column} is not UTF-8"
-    return None
+    """Where a line read with `surrogateescape` holds bytes that are not UTF-8 (None if it is UTF-8).
+    Valid UTF-8 never decodes to a surrogate, so the first unencodable character is the byte."""
+    if line.isascii():
+        return None
+    try:
+        line.encode("utf-8")
+        return None
+    except UnicodeEncodeError as e:
+        return f"byte 0x{ord(line[e.start]) - 0xDC00:02x} at character {e.start + 1} is not UTF-8"
 
 
 def parse_line(
