@@ -167,7 +167,7 @@ def test_trickling_body_times_out_at_the_download_deadline():
     try:
         t = threading.Thread(target=attempt, daemon=True)
         t.start()
-        t.join(30)  # liveness bound, 15x the 2 s deadline: the old code needed ~9 minutes here
+        t.join(30)  # liveness bound, 15x the 2 s deadline: the old code waited for a 256 KB chunk, ~2 min here
         assert not t.is_alive(), "a trickling body outlasted the download deadline"
         assert result["reason"] == "timeout", result
     finally:
