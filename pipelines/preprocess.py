@@ -13,13 +13,13 @@ Beam's DaskRunner: on `--dask_address=tcp://HOST:PORT`, else on a local cluster 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import re
 import sys
-import contextlib
 import time
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -151,6 +151,8 @@ def pipeline_options(cfg: Config, beam_args: List[str], csv_bytes: int) -> Pipel
     options = PipelineOptions(args)
     if dask_setup.is_dask(runner):
         dask_setup.configure(options, cfg.dask_address)
+    elif cfg.dask_address or cfg.dask_workers:
+        raise SystemExit("--dask_address / --dask_workers need --runner=dask")
     if runner and "Dataflow" in runner:
         setup = options.view_as(SetupOptions)
         if not setup.setup_file and not _flag_given(args, "sdk_container_image") and os.path.exists(_REPO_SETUP):
