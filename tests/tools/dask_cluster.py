@@ -38,12 +38,16 @@ class ClusterStartError(RuntimeError):
     """The scheduler or a worker did not come up; the message carries their log tails."""
 
 
+try:  # loaded here, not in the forked child (loading a library after fork can deadlock)
+    _LIBC: Optional[ctypes.CDLL] = ctypes.CDLL("libc.so.6", use_errno=True)
+except OSError:  # not Linux/glibc: the explicit stop in `dask_cluster` still applies
+    _LIBC = None
+
+
 def _die_with_parent() -> None:
     """preexec_fn: the child gets SIGTERM when the process that started it exits (Linux)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:  # not Linux/glibc: the explicit stop in `dask_cluster` still applies
-        pass
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _env() -> dict:
