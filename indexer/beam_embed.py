@@ -1,0 +1,118 @@
+"""Embed TFRecord shards as a Beam job on any runner: one element per shard, resumable per shard.
+
+`EmbedShards` (one labelled composite): Reshuffle (spread the shard paths over the workers) ->
+ParDo(_EmbedShardFn). A worker process loads the exported model once and keeps it for every
+shard it gets (a process-wide cache: runners call `DoFn.setup` once per DoFn instance, and the
+DaskRunner once per partition), after checking that the model it sees at that path has the
+driver's fingerprint. Per shard it either skips it (its file in EMB already names this shard's
+bytes and this model) or embeds it with the single-process code (`embed.embed_records`) and
+writes EMB/<shard>.npz atomically (embedding_shards.py). The driver then reads the files back in
+shard order, so the result is the single-process result, row for row.
+
+TensorFlow runs inside the workers and shards are read with tf.data: nothing here may import the
+`tfrecord` package (pipelines/schema.py's serialize/deserialize), which cannot share the process.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Dict, Iterator, List, Sequence, Tuple
+
+import apache_beam as beam
+from absl import logging
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from indexer import embedding_shards
+from indexer.embed import Embedded, Embedder, check_export, embed_records, model_fingerprint
+
+_LOCK = threading.Lock()
+_MODELS: Dict[Tuple[str, str], Embedder] = {}  # (export_dir, fingerprint) -> model, one per process
+
+
+def shared_embedder(export_dir: str, fingerprint: str) -> Embedder:
+    """This process's copy of the model, loaded on first use; refuses a model at `export_dir`
+    that is not the one the driver fingerprinted (a stale copy on a worker machine)."""
+    key = (export_dir, fingerprint)
+    with _LOCK:
+        if key not in _MODELS:
+            seen = model_fingerprint(export_dir)
+            if seen != fingerprint:
+                raise ValueError(f"{export_dir} on this worker is not the driver's model "
+                                 f"(fingerprint {seen[:12]} vs {fingerprint[:12]})")
+            _MODELS[key] = Embedder(export_dir)
+        return _MODELS[key]
+
+
+class _EmbedShardFn(beam.DoFn):
+    """Shard path -> EMB/<shard>.npz (skipped when already done); yields (shard, rows, 'embedded'|'resumed')."""
+
+    def __init__(self, export_dir: str, fingerprint: str, embed_dir: str, batch_size: int) -> None:
+        self._export_dir = export_dir
+        self._fingerprint = fingerprint
+        self._embed_dir = embed_dir
+        self._batch_size = batch_size
+        self._embedder = None
+
+    def setup(self) -> None:
+        self._embedder = shared_embedder(self._export_dir, self._fingerprint)
+
+    def process(self, shard: str) -> Iterator[Tuple[str, int, str]]:
+        path = embedding_shards.output_path(self._embed_dir, shard)
+        meta = embedding_shards.shard_meta(shard, self._fingerprint)
+        if embedding_shards.read_meta(path) == meta:
+            yield shard, -1, "resumed"
+            return
+        t0 = time.perf_counter()
+        embedded = embed_records([shard], self._embedder, self._batch_size)
+        embedding_shards.write(path, embedded, meta)
+        logging.info("embedded %s: %d images in %.1f s", shard, len(embedded.image_ids), time.perf_counter() - t0)
+        yield shard, len(embedded.image_ids), "embedded"
+
+
+class EmbedShards(beam.PTransform):
+    """PCollection of shard paths -> one (shard, rows, status) per shard, its embeddings in EMB."""
+
+    def __init__(self, export_dir: str, fingerprint: str, embed_dir: str, batch_size: int) -> None:
+        super().__init__()
+        self._fn = _EmbedShardFn(export_dir, fingerprint, embed_dir, batch_size)
+
+    def expand(self, shards):
+        return (
+            shards
+            | "SpreadShards" >> beam.Reshuffle()  # shards are heavy: never fuse them onto one worker
+            | "EmbedShard" >> beam.ParDo(self._fn)
+        )
+
+
+def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
+    """Beam options from the passthrough flags. On the DaskRunner a partition is a unit of work,
+    and its default of 128 elements per partition would put every shard on one worker: unless
+    told otherwise, each shard gets its own partition."""
+    args: List[str] = list(beam_args)
+    runner = PipelineOptions(args).view_as(StandardOptions).runner or ""
+    if "dask" in runner.lower() and not any(a.startswith(("--dask_npartitions", "--dask_partition_size"))
+                                             for a in args):
+        args.append("--dask_partition_size=1")
+    return PipelineOptions(args)
+
+
+def embed_with_beam(files: Sequence[str], export_dir: str, embed_dir: str, batch_size: int,
+                    beam_args: Sequence[str]) -> Embedded:
+    """Run the job over `files` (resuming whatever EMB already holds) and return the embeddings in
+    file order."""
+    import tensorflow as tf
+
+    dimension = int(check_export(export_dir)["embedding_dim"])
+    fingerprint = model_fingerprint(export_dir)
+    tf.io.gfile.makedirs(embed_dir)
+    embedding_shards.remove_stale_temporaries(embed_dir)
+    options = pipeline_options(beam_args)
+    t0 = time.perf_counter()
+    with beam.Pipeline(options=options) as p:
+        _ = p | "ShardPaths" >> beam.Create(list(files)) | "EmbedShards" >> EmbedShards(
+            export_dir, fingerprint, embed_dir, batch_size)
+    embedded = embedding_shards.gather(embed_dir, files, fingerprint, dimension)
+    logging.info("Beam job (%s): %d shards, %d images in %s, %.1f s", options.view_as(StandardOptions).runner
+                 or "DirectRunner", len(files), len(embedded.image_ids), embed_dir, time.perf_counter() - t0)
+    return embedded
