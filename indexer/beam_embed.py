@@ -85,10 +85,25 @@ class EmbedShards(beam.PTransform):
         )
 
 
+def unknown_options(beam_args: Sequence[str]) -> List[str]:
+    """The passthrough flags no Beam options class knows (a typo of this command's own flags
+    would otherwise be dropped by Beam with a warning while choosing the Beam path)."""
+    if any(a.startswith("--dask_") for a in beam_args):
+        import apache_beam.runners.dask.dask_runner  # noqa: F401 - defines the --dask_* options
+
+    options = PipelineOptions(list(beam_args))
+    known = options.get_all_options()
+    return sorted(set(options.get_all_options(retain_unknown_options=True)) - set(known))
+
+
 def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
-    """Beam options from the passthrough flags. On the DaskRunner a partition is a unit of work,
-    and its default of 128 elements per partition would put every shard on one worker: unless
-    told otherwise, each shard gets its own partition."""
+    """Beam options from the passthrough flags, refusing unknown ones. On the DaskRunner a
+    partition is a unit of work, and its default of 128 elements per partition would put every
+    shard on one worker: unless told otherwise, each shard gets its own partition."""
+    unknown = unknown_options(beam_args)
+    if unknown:
+        raise ValueError(f"unknown flag(s): {', '.join('--' + u for u in unknown)} (neither this command's nor "
+                         f"Beam pipeline options)")
     args: List[str] = list(beam_args)
     runner = PipelineOptions(args).view_as(StandardOptions).runner or ""
     if "dask" in runner.lower() and not any(a.startswith(("--dask_npartitions", "--dask_partition_size"))
@@ -109,9 +124,16 @@ def embed_with_beam(files: Sequence[str], export_dir: str, embed_dir: str, batch
     embedding_shards.remove_stale_temporaries(embed_dir)
     options = pipeline_options(beam_args)
     t0 = time.perf_counter()
-    with beam.Pipeline(options=options) as p:
-        _ = p | "ShardPaths" >> beam.Create(list(files)) | "EmbedShards" >> EmbedShards(
-            export_dir, fingerprint, embed_dir, batch_size)
+    p = beam.Pipeline(options=options)
+    _ = p | "ShardPaths" >> beam.Create(list(files)) | "EmbedShards" >> EmbedShards(
+        export_dir, fingerprint, embed_dir, batch_size)
+    result = p.run()
+    try:
+        result.wait_until_finish()
+    finally:
+        client = getattr(result, "client", None)  # the DaskRunner leaves its dask Client connected
+        if client is not None:
+            client.close()
     embedded = embedding_shards.gather(embed_dir, files, fingerprint, dimension)
     logging.info("Beam job (%s): %d shards, %d images in %s, %.1f s", options.view_as(StandardOptions).runner
                  or "DirectRunner", len(files), len(embedded.image_ids), embed_dir, time.perf_counter() - t0)

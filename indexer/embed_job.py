@@ -58,8 +58,15 @@ def parse_flags(argv: List[str]) -> List[str]:
 
 
 def settings_from_flags(argv: Sequence[str]) -> EmbedSettings:
-    """The parsed flags plus the passthrough Beam options (argv after the program name)."""
-    return EmbedSettings(flags.FLAGS.embed_runner, flags.FLAGS.embed_dir, tuple(argv[1:]))
+    """The parsed flags plus the passthrough Beam options (argv after the program name), checked
+    now, before any work: a flag that is neither this command's nor Beam's is an error."""
+    settings = EmbedSettings(flags.FLAGS.embed_runner, flags.FLAGS.embed_dir, tuple(argv[1:]))
+    if settings.beam_args:
+        from indexer.beam_embed import pipeline_options
+
+        choose(settings, [])  # Beam options with --embed_runner=local
+        pipeline_options(settings.beam_args)
+    return settings
 
 
 def record_count(files: Sequence[str]) -> Optional[int]:

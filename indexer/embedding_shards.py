@@ -16,7 +16,9 @@ import hashlib
 import io
 import json
 import os
+import socket
 import uuid
+import zipfile
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -51,10 +53,17 @@ def shard_meta(shard: str, model_fingerprint: str) -> Dict:
             "shard_sha256": shard_sha256(shard), "model_fingerprint": model_fingerprint}
 
 
+def provenance() -> Dict:
+    """Which worker process wrote a file (for the logs and tests; not part of the done check)."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
 def write(path: str, embedded: Embedded, meta: Dict) -> None:
-    """Write one shard's embeddings: temporary name, then rename over `path`."""
+    """Write one shard's embeddings with `meta` and this process's `provenance()` under "written_by":
+    temporary name, then rename over `path`."""
     import tensorflow as tf
 
+    meta = dict(meta, written_by=provenance())
     buf = io.BytesIO()
     np.savez(buf, ids=np.array(embedded.image_ids, dtype=str), landmark_ids=embedded.landmark_ids.astype(np.int64),
              vectors=embedded.vectors.astype(np.float32, copy=False), meta=np.array(json.dumps(meta, sort_keys=True)))
@@ -79,15 +88,18 @@ def read(path: str) -> Tuple[Dict, Embedded]:
 
 
 def read_meta(path: str) -> Optional[Dict]:
-    """The meta of an existing, readable file; None when there is none (or it is unreadable)."""
+    """The meta of an existing, readable file, without "written_by"; None when there is none (or
+    it is unreadable)."""
     import tensorflow as tf
 
     if not tf.io.gfile.exists(path):
         return None
     try:
-        return read(path)[0]
-    except (ValueError, OSError, KeyError):  # a foreign or damaged file: redo the shard
+        meta = read(path)[0]
+    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile):  # foreign or damaged: redo the shard
         return None
+    meta.pop("written_by", None)
+    return meta
 
 
 def remove_stale_temporaries(embed_dir: str) -> int:
