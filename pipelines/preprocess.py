@@ -5,7 +5,9 @@ DIR/stats.json. Flags this module does not know go to Beam, so any runner works
 (`--runner=DataflowRunner --project=... --region=... --temp_location=gs://...`). Without
 `--runner` it runs on the DirectRunner: in one process for small inputs (start-up matters to
 callers such as `indexer.predict`), else in multi-processing mode over every core; pass
-`--direct_running_mode` / `--direct_num_workers` to choose yourself.
+`--direct_running_mode` / `--direct_num_workers` to choose yourself. `--runner=dask` runs on
+Beam's DaskRunner: on `--dask_address=tcp://HOST:PORT`, else on a local cluster of
+`--dask_workers` processes started for the run (docs/scale.md).
 """
 
 from __future__ import annotations
@@ -17,15 +19,16 @@ import logging
 import os
 import re
 import sys
+import contextlib
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
-from pipelines import csv_input, fetch, image, report, storage
-from pipelines.transforms import FAILURES, NAMESPACE, BuildShards, DedupById, PlanShards, ReadCsvRows, Report
+from pipelines import csv_input, dask_setup, fetch, image, report, storage
+from pipelines.transforms import NAMESPACE, BuildShards, DedupById, PlanShards, ReadCsvRows, Report
 
 _LOG = logging.getLogger("pipelines.preprocess")
 _REPO_SETUP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
@@ -51,6 +54,8 @@ class Config:
     backoff_s: float = fetch.FetchConfig.backoff_s
     fetch_threads: int = 16
     in_memory_below_rows: int = 5000
+    dask_address: str = ""
+    dask_workers: int = 0
 
     def image_config(self) -> image.ImageConfig:
         return image.ImageConfig(self.image_size, self.min_side, self.max_pixels, self.jpeg_quality)
@@ -92,11 +97,18 @@ def parse_args(argv: Sequence[str]) -> Tuple[Config, List[str]]:
         "--in_memory_below_rows", type=int, default=d.in_memory_below_rows,
         help="DirectRunner default: one process below this many (estimated) rows, else multi-processing",
     )
+    ap.add_argument("--dask_address", default=d.dask_address, help="--runner=dask: scheduler address")
+    ap.add_argument(
+        "--dask_workers", type=int, default=d.dask_workers,
+        help="--runner=dask without an address: local worker processes to start (0 = one per core)",
+    )
     args, beam_args = ap.parse_known_args(list(argv))
     if not 0 <= args.val_fraction < 1:
         ap.error("--val_fraction must be in [0, 1)")
     if args.image_size < 1 or args.fetch_threads < 1 or args.rows_per_shard < 1 or args.num_shards < 0:
         ap.error("--image_size, --fetch_threads, --rows_per_shard must be >= 1 and --num_shards >= 0")
+    if args.dask_workers < 0:
+        ap.error("--dask_workers must be >= 0")
     fields = {f.name for f in dataclasses.fields(Config)}
     values = {k: v for k, v in vars(args).items() if k in fields}
     values["csv"] = tuple(p.strip() for p in args.csv.split(",") if p.strip())
@@ -137,6 +149,8 @@ def pipeline_options(cfg: Config, beam_args: List[str], csv_bytes: int) -> Pipel
             if not small and not _flag_given(args, "direct_num_workers"):
                 args.append(f"--direct_num_workers={len(os.sched_getaffinity(0))}")
     options = PipelineOptions(args)
+    if dask_setup.is_dask(runner):
+        dask_setup.configure(options, cfg.dask_address)
     if runner and "Dataflow" in runner:
         setup = options.view_as(SetupOptions)
         if not setup.setup_file and not _flag_given(args, "sdk_container_image") and os.path.exists(_REPO_SETUP):
@@ -154,11 +168,13 @@ def build(p: beam.Pipeline, cfg: Config) -> beam.pvalue.PCollection:
     written = plan["tasks"] | "Build" >> BuildShards(
         cfg.output_dir, cfg.fetch_config(), cfg.image_config(), cfg.fetch_threads
     )
-    input_failures = (parsed[FAILURES], unique[FAILURES]) | "InputFailures" >> beam.Flatten()
+    input_failures = (parsed.failures, unique.failures) | "InputFailures" >> beam.Flatten()
     rows_in = (
-        (parsed.rows, parsed[FAILURES])
+        (parsed.rows, parsed.failures)
         | "AllRows" >> beam.Flatten()
-        | "CountRows" >> beam.combiners.Count.Globally()
+        # without_defaults: an empty input gives no count (Report reads 0) instead of a default
+        # injected through a side input, which the DaskRunner does not run as a dependency.
+        | "CountRows" >> beam.CombineGlobally(beam.combiners.CountCombineFn()).without_defaults()
     )
     return {"counts": plan["counts"], "failures": input_failures, "rows_in": rows_in, "written": written} | (
         "Report" >> Report(cfg.output_dir, cfg.settings())
@@ -177,8 +193,12 @@ def _counters(result) -> Dict[str, int]:
     return dict(sorted(totals.items()))
 
 
-def _wait(result) -> None:
-    """Wait for the job, logging its counters every 30 s on runners that run asynchronously."""
+def _wait(result, poll: bool = True) -> None:
+    """Wait for the job, logging its counters every 30 s on runners that run asynchronously and
+    report metrics (`poll`; the DaskRunner reports none, and its result fails the job when a
+    wait with a duration times out)."""
+    if not poll:
+        result.wait_until_finish()
     while not PipelineState.is_terminal(result.state):
         result.wait_until_finish(duration=PROGRESS_EVERY_MS)
         if not PipelineState.is_terminal(result.state):
@@ -197,7 +217,8 @@ def summary(stats: dict, counters: Dict[str, int], seconds: float, output_dir: s
     lines += [f"    {reason:<18}{n:>9}" for reason, n in sorted(stats["failed_by_reason"].items(), key=lambda kv: -kv[1])]
     lines += [
         f"  shards   " + "  ".join(f"{k}={v}" for k, v in stats["shards"].items())
-        + f"  (this run: {counters.get('shards_written', 0)} written, {counters.get('shards_skipped', 0)} already done)",
+        + (f"  (this run: {counters.get('shards_written', 0)} written, {counters.get('shards_skipped', 0)} already done)"
+           if counters else ""),
         f"  landmarks {stats['landmarks']}, bytes written {stats['bytes_written'] / 1e6:.1f} MB, "
         f"fetched {stats['source_bytes'] / 1e6:.1f} MB",
         f"  every row accounted for: {stats['accounted_for']}",
@@ -206,17 +227,30 @@ def summary(stats: dict, counters: Dict[str, int], seconds: float, output_dir: s
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def _local_dask_cluster(cfg: Config, options: PipelineOptions) -> Iterator[None]:
+    """On a Dask run without a scheduler address, a local cluster for the run's duration."""
+    if dask_setup.has_address(options):
+        yield
+        return
+    with dask_setup.local_cluster(cfg.dask_workers) as address:
+        dask_setup.configure(options, address)
+        yield
+
+
 def run(argv: Optional[Sequence[str]] = None) -> dict:
     """Run the pipeline; returns stats.json's content."""
     cfg, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
     csv_bytes = _check_inputs(cfg)
     storage.make_dirs(cfg.output_dir)
     options = pipeline_options(cfg, beam_args, csv_bytes)
+    on_dask = dask_setup.is_dask(options.view_as(StandardOptions).runner)
     start = time.monotonic()
-    p = beam.Pipeline(options=options)
-    build(p, cfg)
-    result = p.run()
-    _wait(result)
+    with _local_dask_cluster(cfg, options) if on_dask else contextlib.nullcontext():
+        p = beam.Pipeline(options=options)
+        build(p, cfg)
+        result = p.run()
+        _wait(result, poll=not on_dask)
     counters = _counters(result)
     stats = json.loads(storage.read_bytes(storage.join(cfg.output_dir, report.STATS_JSON)))
     print(summary(stats, counters, time.monotonic() - start, cfg.output_dir), flush=True)

@@ -6,8 +6,13 @@ Only light rows (id, url, label) travel between stages: bytes are fetched inside
 which fetches, decodes and writes one whole shard per element with a thread pool (fetching is
 I/O-bound and Pillow releases the GIL while decoding, resizing and encoding). So the runner never
 shuffles image bytes: a DirectRunner holds the row list, not the dataset, in memory. Every
-failure is handled per row and routed to a tagged `failures` output or the shard's marker;
-nothing but a storage error on the output itself can fail the job.
+failure is handled per row and routed to a `failures` output or the shard's marker; nothing but
+a storage error on the output itself can fail the job.
+
+Built from what every runner executes alike, Beam's DaskRunner included (docs/scale.md): steps
+with several outputs emit `(tag, value)` pairs split by `routing.SplitByTag` (no
+`with_outputs`), and the report gathers its inputs as main inputs, so it is the one final step
+that everything leads to (no side inputs, no dead ends).
 """
 
 from __future__ import annotations
@@ -16,19 +21,20 @@ import concurrent.futures
 import itertools
 import logging
 import time
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
-from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
 from pipelines import csv_input, image, schema, shards
 from pipelines import fetch as fetch_lib
 from pipelines import report
 from pipelines.csv_input import Failure, Row
+from pipelines.routing import SplitByTag, tagged
 from pipelines.errors import RowFailure
 
 NAMESPACE = "preprocess"
+ROWS = "rows"
 FAILURES = "failures"
 PROGRESS_EVERY_S = 15.0
 
@@ -51,13 +57,25 @@ class _ParseCsv(beam.DoFn):
             rows.inc()
             if isinstance(item, Failure):
                 bad.inc()
-                yield pvalue.TaggedOutput(FAILURES, item)
+                yield tagged(FAILURES, item)
             else:
-                yield item
+                yield tagged(ROWS, item)
+
+
+class RowsAndFailures(NamedTuple):
+    """The two outputs of `ReadCsvRows` and `DedupById`."""
+
+    rows: beam.PCollection
+    failures: beam.PCollection
+
+
+def _split_rows(pairs) -> RowsAndFailures:
+    routed = pairs | "Route" >> SplitByTag(ROWS, FAILURES)
+    return RowsAndFailures(routed[ROWS], routed[FAILURES])
 
 
 class ReadCsvRows(beam.PTransform):
-    """CSV paths -> `Row`s (main output) and `bad_row` `Failure`s (tag `failures`)."""
+    """CSV paths -> `.rows` (`Row`s) and `.failures` (`bad_row` `Failure`s)."""
 
     def __init__(self, csv_paths: Sequence[str], mode: str = "auto", val_fraction: float = 0.1) -> None:
         super().__init__()
@@ -66,34 +84,35 @@ class ReadCsvRows(beam.PTransform):
         self._val_fraction = val_fraction
 
     def expand(self, pbegin):
-        return (
+        return _split_rows(
             pbegin
             | "Paths" >> beam.Create(list(enumerate(self._paths)))
-            | "Parse" >> beam.ParDo(_ParseCsv(self._mode, self._val_fraction)).with_outputs(FAILURES, main="rows")
+            | "Parse" >> beam.ParDo(_ParseCsv(self._mode, self._val_fraction))
         )
 
 
 def _keep_first(id_rows: Tuple[str, Sequence[Row]]) -> Iterator:
     _, rows = id_rows
     ordered = sorted(rows, key=lambda r: r.order)
-    yield ordered[0]
+    yield tagged(ROWS, ordered[0])
     for dup in ordered[1:]:
         _counter("failed_duplicate_id").inc()
         first = ordered[0].order
-        yield pvalue.TaggedOutput(
+        yield tagged(
             FAILURES, Failure(dup.image_id, dup.url, "duplicate_id", f"first seen in csv {first[0]} line {first[1]}")
         )
 
 
 class DedupById(beam.PTransform):
-    """Keep the first occurrence of each id (by csv, then line); later ones -> `duplicate_id`."""
+    """Keep the first occurrence of each id (by csv, then line) in `.rows`; later ones go to
+    `.failures` as `duplicate_id`."""
 
     def expand(self, rows):
-        return (
+        return _split_rows(
             rows
             | "ById" >> beam.Map(lambda r: (r.image_id, r))
             | "Group" >> beam.GroupByKey()
-            | "KeepFirst" >> beam.FlatMap(_keep_first).with_outputs(FAILURES, main="rows")
+            | "KeepFirst" >> beam.FlatMap(_keep_first)
         )
 
 
@@ -111,9 +130,9 @@ class _Plan(beam.DoFn):
         if shards.is_complete(self._output_dir, key, digest):
             _counter("shards_skipped").inc()
             _counter("rows_skipped").inc(len(rows))
-            yield pvalue.TaggedOutput("skipped", key.name)
+            yield tagged("skipped", key.name)
             return
-        yield (tuple(key), digest, rows)
+        yield tagged("tasks", (tuple(key), digest, rows))
 
 
 class PlanShards(beam.PTransform):
@@ -149,9 +168,10 @@ class PlanShards(beam.PTransform):
             (keyed, every)
             | "Merge" >> beam.Flatten()
             | "ByShard" >> beam.GroupByKey()
-            | "SkipFinished" >> beam.ParDo(_Plan(self._output_dir, self._settings)).with_outputs("skipped", main="tasks")
+            | "SkipFinished" >> beam.ParDo(_Plan(self._output_dir, self._settings))
+            | "Route" >> SplitByTag("tasks", "skipped")
         )
-        return {"tasks": planned.tasks, "skipped": planned.skipped, "counts": counts}
+        return {"tasks": planned["tasks"], "skipped": planned["skipped"], "counts": counts}
 
 
 def process_row(row: Row, fetch_cfg: fetch_lib.FetchConfig, image_cfg: image.ImageConfig) -> Tuple:
@@ -233,11 +253,32 @@ class BuildShards(beam.PTransform):
         return tasks | "Spread" >> beam.Reshuffle() | "Build" >> beam.ParDo(self._dofn)
 
 
+REPORT_INPUTS = ("counts", "failures", "rows_in", "written")
+
+
+class _Finalize(beam.DoFn):
+    """All report inputs, gathered under one key -> failures.csv, stats.json; yields the stats."""
+
+    def __init__(self, output_dir: str, settings: Dict[str, object]) -> None:
+        self._output_dir = output_dir
+        self._settings = settings
+
+    def process(self, keyed: Tuple[None, Iterable[Tuple[str, object]]]) -> Iterator[dict]:
+        parts: Dict[str, list] = {name: [] for name in REPORT_INPUTS}
+        for name, value in keyed[1]:
+            if name in parts:
+                parts[name].append(value)
+        yield report.finalize(
+            self._output_dir, dict(parts["counts"]), parts["failures"], sum(parts["rows_in"]), self._settings
+        )
+
+
 class Report(beam.PTransform):
     """{"counts", "failures", "rows_in", "written"} -> the stats dict, after every shard is done.
 
-    Writes failures.csv and stats.json (see `pipelines.report`); `written` is consumed as a side
-    input only so that this runs after the last shard.
+    Writes failures.csv and stats.json (see `pipelines.report`). The inputs are gathered as main
+    inputs under one key (a GroupByKey): that is what makes this run once, after the last shard
+    (`written` is there only for that), on every runner. `rows_in` may be empty (no rows: 0).
     """
 
     def __init__(self, output_dir: str, settings: Dict[str, object]) -> None:
@@ -246,20 +287,15 @@ class Report(beam.PTransform):
         self._settings = settings
 
     def expand(self, inputs):
-        output_dir, settings = self._output_dir, self._settings
-
-        def _finalize(_, counts, failures, rows_in, written):
-            return report.finalize(output_dir, counts, failures, rows_in, settings)
-
+        labelled = [
+            inputs[name] | f"Label_{name}" >> beam.Map(lambda value, tag: tagged(tag, value), name)
+            for name in REPORT_INPUTS
+        ]
+        once = inputs["counts"].pipeline | "Once" >> beam.Create([tagged("once", None)])
         return (
-            inputs["counts"].pipeline
-            | "Once" >> beam.Create([None])
-            | "Finalize"
-            >> beam.Map(
-                _finalize,
-                beam.pvalue.AsDict(inputs["counts"]),
-                beam.pvalue.AsList(inputs["failures"]),
-                beam.pvalue.AsSingleton(inputs["rows_in"]),
-                beam.pvalue.AsList(inputs["written"]),
-            )
+            [once, *labelled]
+            | "Gather" >> beam.Flatten()
+            | "OneKey" >> beam.Map(lambda item: (None, item))
+            | "All" >> beam.GroupByKey()
+            | "Finalize" >> beam.ParDo(_Finalize(self._output_dir, self._settings))
         )

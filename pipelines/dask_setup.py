@@ -1,0 +1,65 @@
+"""`--runner=dask`: Beam's DaskRunner on a given Dask cluster, or on a local one started for the run.
+
+    --runner=dask --dask_address=tcp://HOST:8786   a running cluster (`dask scheduler` + workers,
+                                                  or Kubernetes / YARN / HPC deployments)
+    --runner=dask [--dask_workers=N]              a local cluster of N worker processes (default:
+                                                  one per core), stopped when the run ends
+
+Beam's own spelling works too (`--runner=apache_beam.runners.dask.dask_runner.DaskRunner
+--dask_client_address=...`). Without an address, Beam itself would start a default
+`distributed.LocalCluster` and never close it; here the local cluster is explicit, one thread
+per worker process (`BuildShards` runs its own fetch threads) and closed at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from typing import Iterator, Optional
+
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
+_SHORT_NAMES = {"dask", "daskrunner", DASK_RUNNER.lower()}
+
+_LOG = logging.getLogger(__name__)
+
+
+def is_dask(runner: Optional[str]) -> bool:
+    return bool(runner) and runner.lower() in _SHORT_NAMES
+
+
+def configure(options: PipelineOptions, address: str) -> None:
+    """Point `options` at the DaskRunner's class, and at `address` unless the caller gave Beam's
+    own `--dask_client_address` / `--dask_scheduler_file`."""
+    from apache_beam.runners.dask.dask_runner import DaskOptions  # needs apache-beam[dask]
+
+    options.view_as(StandardOptions).runner = DASK_RUNNER
+    dask = options.view_as(DaskOptions)
+    if address and not dask.address and not dask.scheduler_file:
+        dask.address = address
+
+
+def has_address(options: PipelineOptions) -> bool:
+    from apache_beam.runners.dask.dask_runner import DaskOptions
+
+    dask = options.view_as(DaskOptions)
+    return bool(dask.address or dask.scheduler_file)
+
+
+@contextlib.contextmanager
+def local_cluster(workers: int = 0) -> Iterator[str]:
+    """A `distributed.LocalCluster` of `workers` processes (0: one per core) on 127.0.0.1, one
+    thread each; yields its scheduler address and closes it on exit."""
+    from distributed import LocalCluster  # only Dask runs import it
+
+    n = workers or len(os.sched_getaffinity(0))
+    cluster = LocalCluster(
+        n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    )
+    try:
+        _LOG.info("started a local Dask cluster of %d worker processes at %s", n, cluster.scheduler_address)
+        yield cluster.scheduler_address
+    finally:
+        cluster.close()
