@@ -15,6 +15,7 @@ TensorFlow runs inside the workers and shards are read with tf.data: nothing her
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Dict, Iterator, List, Sequence, Tuple
@@ -25,6 +26,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from indexer import embedding_shards
 from indexer.embed import Embedded, Embedder, check_export, embed_records, model_fingerprint
+from pipelines import dask_setup
 
 _LOCK = threading.Lock()
 _MODELS: Dict[Tuple[str, str], Embedder] = {}  # (export_dir, fingerprint) -> model, one per process
@@ -96,24 +98,38 @@ def unknown_options(beam_args: Sequence[str]) -> List[str]:
     return sorted(set(options.get_all_options(retain_unknown_options=True)) - set(known))
 
 
-def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
-    """Beam options from the passthrough flags, refusing unknown ones. On the DaskRunner a
-    partition is a unit of work, and its default of 128 elements per partition would put every
-    shard on one worker: unless told otherwise, each shard gets its own partition."""
+def pipeline_options(beam_args: Sequence[str], dask_address: str = "") -> PipelineOptions:
+    """Beam options from the passthrough flags, refusing unknown ones; `--runner=dask` becomes the
+    DaskRunner (on `dask_address` when given). On the DaskRunner a partition is a unit of work,
+    and its default of 128 elements per partition would put every shard on one worker: unless
+    told otherwise, each shard gets its own partition."""
     unknown = unknown_options(beam_args)
     if unknown:
         raise ValueError(f"unknown flag(s): {', '.join('--' + u for u in unknown)} (neither this command's nor "
                          f"Beam pipeline options)")
     args: List[str] = list(beam_args)
-    runner = PipelineOptions(args).view_as(StandardOptions).runner or ""
-    if "dask" in runner.lower() and not any(a.startswith(("--dask_npartitions", "--dask_partition_size"))
-                                             for a in args):
+    on_dask = dask_setup.is_dask(PipelineOptions(args).view_as(StandardOptions).runner)
+    if on_dask and not any(a.startswith(("--dask_npartitions", "--dask_partition_size")) for a in args):
         args.append("--dask_partition_size=1")
-    return PipelineOptions(args)
+    options = PipelineOptions(args)
+    if on_dask:
+        dask_setup.configure(options, dask_address)
+    return options
+
+
+@contextlib.contextmanager
+def _cluster_if_needed(options: PipelineOptions, dask_workers: int) -> Iterator[None]:
+    """On a Dask job without a scheduler, a local cluster for the job's duration."""
+    if not dask_setup.is_dask(options.view_as(StandardOptions).runner) or dask_setup.has_address(options):
+        yield
+        return
+    with dask_setup.local_cluster(dask_workers) as address:
+        dask_setup.configure(options, address)
+        yield
 
 
 def embed_with_beam(files: Sequence[str], export_dir: str, embed_dir: str, batch_size: int,
-                    beam_args: Sequence[str]) -> Embedded:
+                    beam_args: Sequence[str], dask_address: str = "", dask_workers: int = 0) -> Embedded:
     """Run the job over `files` (resuming whatever EMB already holds) and return the embeddings in
     file order."""
     import tensorflow as tf
@@ -122,18 +138,19 @@ def embed_with_beam(files: Sequence[str], export_dir: str, embed_dir: str, batch
     fingerprint = model_fingerprint(export_dir)
     tf.io.gfile.makedirs(embed_dir)
     embedding_shards.remove_stale_temporaries(embed_dir)
-    options = pipeline_options(beam_args)
+    options = pipeline_options(beam_args, dask_address)
     t0 = time.perf_counter()
-    p = beam.Pipeline(options=options)
-    _ = p | "ShardPaths" >> beam.Create(list(files)) | "EmbedShards" >> EmbedShards(
-        export_dir, fingerprint, embed_dir, batch_size)
-    result = p.run()
-    try:
-        result.wait_until_finish()
-    finally:
-        client = getattr(result, "client", None)  # the DaskRunner leaves its dask Client connected
-        if client is not None:
-            client.close()
+    with _cluster_if_needed(options, dask_workers):
+        p = beam.Pipeline(options=options)
+        _ = p | "ShardPaths" >> beam.Create(list(files)) | "EmbedShards" >> EmbedShards(
+            export_dir, fingerprint, embed_dir, batch_size)
+        result = p.run()
+        try:
+            result.wait_until_finish()
+        finally:
+            client = getattr(result, "client", None)  # the DaskRunner leaves its dask Client connected
+            if client is not None:
+                client.close()
     embedded = embedding_shards.gather(embed_dir, files, fingerprint, dimension)
     logging.info("Beam job (%s): %d shards, %d images in %s, %.1f s", options.view_as(StandardOptions).runner
                  or "DirectRunner", len(files), len(embedded.image_ids), embed_dir, time.perf_counter() - t0)

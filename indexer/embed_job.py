@@ -8,6 +8,9 @@ Flags (both commands):
                                   (counted from the preprocessing's stats.json), else local.
   --embed_dir=DIR                 where the Beam job keeps one embeddings file per shard
                                   (default: <output_dir>/embeddings); gs:// for remote workers.
+  --runner=dask [--dask_address=tcp://HOST:PORT | --dask_workers=N]
+                                  the Beam job on a Dask cluster, or on a local one started for
+                                  the run, as `pipelines.preprocess` (pipelines/dask_setup.py).
 Any other flag the command does not know is a Beam pipeline option, passed through as
 `pipelines.preprocess` does (--runner, --direct_num_workers, --dask_client_address, ...).
 """
@@ -38,6 +41,8 @@ class EmbedSettings:
     runner: str = "auto"
     embed_dir: Optional[str] = None  # None: <output_dir>/embeddings
     beam_args: Tuple[str, ...] = ()
+    dask_address: str = ""  # --runner=dask: the scheduler; empty: a local cluster for the run
+    dask_workers: int = 0  # that local cluster's worker processes (0: one per core)
 
 
 def define_flags() -> None:
@@ -45,6 +50,9 @@ def define_flags() -> None:
                       f"local: one process; beam: a Beam job, one work item per shard, resumable; auto: beam "
                       f"when Beam options are given or there are >= {AUTO_BEAM_MIN_RECORDS} records")
     flags.DEFINE_string("embed_dir", None, "the Beam job's per-shard embeddings (default: <output_dir>/embeddings)")
+    flags.DEFINE_string("dask_address", "", "--runner=dask: scheduler address (empty: start a local cluster)")
+    flags.DEFINE_integer("dask_workers", 0, "--runner=dask without an address: local worker processes (0: one "
+                         "per core)", lower_bound=0)
 
 
 def parse_flags(argv: List[str]) -> List[str]:
@@ -60,7 +68,8 @@ def parse_flags(argv: List[str]) -> List[str]:
 def settings_from_flags(argv: Sequence[str]) -> EmbedSettings:
     """The parsed flags plus the passthrough Beam options (argv after the program name), checked
     now, before any work: a flag that is neither this command's nor Beam's is an error."""
-    settings = EmbedSettings(flags.FLAGS.embed_runner, flags.FLAGS.embed_dir, tuple(argv[1:]))
+    settings = EmbedSettings(flags.FLAGS.embed_runner, flags.FLAGS.embed_dir, tuple(argv[1:]),
+                             flags.FLAGS.dask_address, flags.FLAGS.dask_workers)
     if settings.beam_args:
         from indexer.beam_embed import pipeline_options
 
@@ -107,4 +116,5 @@ def embed_shards(files: Sequence[str], export_dir: str, batch_size: int, setting
         return embed_records(files, Embedder(export_dir), batch_size)
     from indexer.beam_embed import embed_with_beam  # Beam is imported only when used
 
-    return embed_with_beam(files, export_dir, settings.embed_dir or default_dir, batch_size, settings.beam_args)
+    return embed_with_beam(files, export_dir, settings.embed_dir or default_dir, batch_size, settings.beam_args,
+                           settings.dask_address, settings.dask_workers)

@@ -99,6 +99,8 @@ def test_dask_gets_one_shard_per_partition_unless_told():
         return options.partition_size, options.npartitions
 
     assert partitioning([DASK_RUNNER]) == (1, None)  # the runner's default: 128 elements, all on one worker
+    assert partitioning(["--runner=dask"]) == (1, None)
+    assert pipeline_options(["--runner=dask"], "tcp://127.0.0.1:1").view_as(DaskOptions).address == "tcp://127.0.0.1:1"
     assert partitioning([DASK_RUNNER, "--dask_npartitions=3"]) == (None, 3)
     assert partitioning(["--runner=DirectRunner"]) == (None, None)
 
@@ -130,7 +132,7 @@ def test_dask_runner_gives_the_single_process_embeddings(files, tiny_export, in_
     emb = tmp_path / "emb"
     with dask_cluster(workers=2) as address:
         got = embed_shards(files, str(tiny_export), 16,
-                           EmbedSettings("auto", str(emb), (DASK_RUNNER, f"--dask_client_address={address}")),
+                           EmbedSettings("auto", str(emb), ("--runner=dask",), dask_address=address),
                            str(tmp_path / "unused"))
     assert_same(in_process, got)
     pids = {w["pid"] for w in writers(emb, files)}
