@@ -1,12 +1,13 @@
 """Embed TFRecord shards as a Beam job on any runner: one element per shard, resumable per shard.
 
 `EmbedShards` (one labelled composite): Reshuffle (spread the shard paths over the workers) ->
-ParDo(_EmbedShardFn). A worker process loads the exported model once and keeps it for every
-shard it gets (a process-wide cache: runners call `DoFn.setup` once per DoFn instance, and the
-DaskRunner once per partition), after checking that the model it sees at that path has the
-driver's fingerprint. Per shard it either skips it (its file in EMB already names this shard's
-bytes and this model) or embeds it with the single-process code (`embed.embed_records`) and
-writes EMB/<shard>.npz atomically (embedding_shards.py). The driver then reads the files back in
+ParDo(_EmbedShardFn). A worker process loads the exported model once, on the first shard that
+needs it, and keeps it for every shard it gets (a process-wide cache rather than `DoFn.setup`:
+the DaskRunner deserialises and sets up the DoFn once per partition), after checking that the
+model it sees at that path has the driver's fingerprint. Per shard it either skips it (its
+file in EMB already names this shard's bytes and this model) or embeds it with the
+single-process code (`embed.embed_records`) and writes EMB/<shard>.npz atomically
+(embedding_shards.py). The driver then reads the files back in
 shard order, so the result is the single-process result, row for row.
 
 TensorFlow runs inside the workers and shards are read with tf.data: nothing here may import the
@@ -47,33 +48,30 @@ def shared_embedder(export_dir: str, fingerprint: str) -> Embedder:
 
 
 class _EmbedShardFn(beam.DoFn):
-    """Shard path -> EMB/<shard>.npz (skipped when already done); yields (shard, rows, 'embedded'|'resumed')."""
+    """Shard path -> EMB/<shard>.npz, skipped when already done; yields (shard, 'embedded'|'resumed').
+    The model is loaded on the first shard that needs it, so a fully resumed job loads none."""
 
     def __init__(self, export_dir: str, fingerprint: str, embed_dir: str, batch_size: int) -> None:
         self._export_dir = export_dir
         self._fingerprint = fingerprint
         self._embed_dir = embed_dir
         self._batch_size = batch_size
-        self._embedder = None
 
-    def setup(self) -> None:
-        self._embedder = shared_embedder(self._export_dir, self._fingerprint)
-
-    def process(self, shard: str) -> Iterator[Tuple[str, int, str]]:
+    def process(self, shard: str) -> Iterator[Tuple[str, str]]:
         path = embedding_shards.output_path(self._embed_dir, shard)
         meta = embedding_shards.shard_meta(shard, self._fingerprint)
         if embedding_shards.read_meta(path) == meta:
-            yield shard, -1, "resumed"
+            yield shard, "resumed"
             return
         t0 = time.perf_counter()
-        embedded = embed_records([shard], self._embedder, self._batch_size)
+        embedded = embed_records([shard], shared_embedder(self._export_dir, self._fingerprint), self._batch_size)
         embedding_shards.write(path, embedded, meta)
         logging.info("embedded %s: %d images in %.1f s", shard, len(embedded.image_ids), time.perf_counter() - t0)
-        yield shard, len(embedded.image_ids), "embedded"
+        yield shard, "embedded"
 
 
 class EmbedShards(beam.PTransform):
-    """PCollection of shard paths -> one (shard, rows, status) per shard, its embeddings in EMB."""
+    """PCollection of shard paths -> one (shard, status) per shard, its embeddings in EMB."""
 
     def __init__(self, export_dir: str, fingerprint: str, embed_dir: str, batch_size: int) -> None:
         super().__init__()

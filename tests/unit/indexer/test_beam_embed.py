@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from indexer import embedding_shards
+from indexer import beam_embed, embedding_shards
 from indexer.beam_embed import embed_with_beam, pipeline_options, shared_embedder
 from indexer.embed import Embedded, Embedder, embed_records, list_shards, model_fingerprint
 from indexer.embed_job import AUTO_BEAM_MIN_RECORDS, EmbedSettings, choose, embed_shards
@@ -69,6 +69,10 @@ def test_rerun_redoes_only_missing_stale_or_changed_shards(files, tiny_export, i
     assert all(a.st_ino != c.st_ino for a, c in zip(after[1:3], changed)), "stale files are redone"
     assert (after[3].st_ino, after[3].st_mtime_ns) == (before[3].st_ino, before[3].st_mtime_ns), "done: kept"
     assert sorted(os.listdir(emb)) == sorted(os.path.basename(p) for p in paths)
+
+    beam_embed._MODELS.clear()
+    assert_same(in_process, embed_with_beam(files, str(tiny_export), str(emb), 16, []))
+    assert not beam_embed._MODELS, "a fully resumed job loads no model"
 
 
 def test_gather_refuses_missing_or_foreign_files(files, tiny_export, tmp_path):
