@@ -13,7 +13,7 @@ OUT ?= out
 require = $(if $($(1)),,$(error $(1)=... is required: see README.md and docs/))
 
 .PHONY: venv test demo preprocess train index predict evaluate synthetic \
-        bench bench-preprocess bench-train bench-index bench-embed soak-preprocess clean
+        bench bench-preprocess bench-train bench-index bench-embed soak-preprocess soak-preprocess-dask clean
 
 $(STAMP): requirements.lock setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -73,6 +73,10 @@ bench-embed: $(STAMP)
 
 soak-preprocess: $(STAMP)
 	$(PY) -m bench.soak_preprocess $(ARGS)
+
+# The same soak on the DirectRunner's multi-processing mode and on a local Dask cluster, side by side.
+soak-preprocess-dask: $(STAMP)
+	$(PY) -m bench.soak_preprocess --runners=multi_processing,dask $(ARGS)
 
 clean:
 	rm -rf $(OUT) .pytest_cache

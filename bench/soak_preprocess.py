@@ -7,7 +7,15 @@ good ids exactly, every bad id is in failures.csv exactly once with its expected
 were asked once, 429/5xx were retried after a backoff, and the job succeeded. Prints the counts,
 the wall time and the peak memory of the pipeline's process tree. Exits 1 when a check fails.
 
-    python -m bench.soak_preprocess [--rows=10000] [--bad_fraction=0.2] [pipeline flags...]
+`--runners=multi_processing,dask` soaks the same rows on each runner in turn (the server's
+request counts reset between runs) and prints them side by side: good images written per
+second of wall time, per core (the cores this machine lets the run use) and per CPU-second of
+the run's whole process tree (Dask workers included), start-up included.
+`default` is the runner the pipeline picks itself; `multi_processing` the DirectRunner over
+every core; `dask` a local Dask cluster of one worker process per core (`--runner=dask`).
+
+    python -m bench.soak_preprocess [--rows=10000] [--bad_fraction=0.2] [--runners=default]
+                                    [pipeline flags...]
 """
 
 from __future__ import annotations
@@ -78,49 +86,52 @@ def make_rows(srv: FaultServer, n: int, bad_fraction: float, seed: int) -> Tuple
     return lines, good, bad
 
 
-def peak_rss_of(proc: subprocess.Popen, stop: threading.Event, peak: List[int]) -> None:
+CORES = len(os.sched_getaffinity(0))
+RUNNER_FLAGS = {
+    "default": [],
+    "multi_processing": ["--direct_running_mode=multi_processing", f"--direct_num_workers={CORES}"],
+    "dask": ["--runner=dask", f"--dask_workers={CORES}"],
+}
+
+
+def watch_tree(proc: subprocess.Popen, stop: threading.Event, peak: List[int], cpu: Dict[int, float]) -> None:
+    """Peak RSS of the process tree, and the last CPU time (user+sys) seen of each process in it."""
     root = psutil.Process(proc.pid)
     while not stop.is_set():
         try:
-            total = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
-            peak[0] = max(peak[0], total)
+            tree = [root, *root.children(recursive=True)]
         except psutil.Error:
-            pass
+            tree = []
+        total = 0
+        for p in tree:
+            try:
+                total += p.memory_info().rss
+                t = p.cpu_times()
+                cpu[p.pid] = t.user + t.system
+            except psutil.Error:
+                pass
+        peak[0] = max(peak[0], total)
         time.sleep(0.2)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rows", type=int, default=10_000)
-    ap.add_argument("--bad_fraction", type=float, default=0.2)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--stall_s", type=float, default=5.0, help="how long slow/stalled answers hang")
-    args, pipeline_flags = ap.parse_known_args()
-    # A 2 s timeout leaves the loopback server, busy on a small shared machine, room to answer.
-    flags = {"--fetch_timeout": "2", "--fetch_retries": "2", "--backoff_s": "0.2"}
-    for f in pipeline_flags:
-        flags[f.split("=")[0]] = f.split("=", 1)[1] if "=" in f else ""
-    backoff = float(flags["--backoff_s"])
-    retries = int(flags["--fetch_retries"])
-
-    work = tempfile.mkdtemp(prefix="soak_preprocess_")
-    with FaultServer(stall_s=args.stall_s, image_size=(480, 360), pool=100) as srv:
-        lines, good, bad = make_rows(srv, args.rows, args.bad_fraction, args.seed)
-        csv_path = os.path.join(work, "soak.csv")
-        with open(csv_path, "w") as f:
-            f.write("id,url,landmark_id\n" + "\n".join(lines) + "\n")
-        out = os.path.join(work, "out")
-        cmd = [sys.executable, "-m", "pipelines.preprocess", f"--csv={csv_path}", f"--output_dir={out}"]
-        cmd += [f"{k}={v}" if v else k for k, v in flags.items()]
-        print(f"{len(lines)} rows ({len(good)} good, {len(bad)} bad) from {srv.url('', '')[:-2]}: {' '.join(cmd[2:])}")
-        start = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        stop, peak = threading.Event(), [0]
-        watcher = threading.Thread(target=peak_rss_of, args=(proc, stop, peak), daemon=True)
-        watcher.start()
-        stdout, stderr = proc.communicate()
-        wall = time.monotonic() - start
-        stop.set()
+def soak(srv: FaultServer, csv_path: str, out: str, flags: List[str], good: Dict, bad: Dict, backoff: float,
+         retries: int) -> Dict:
+    """One pipeline run on the rows; its checks and figures."""
+    with srv.lock:
+        srv.hits.clear()
+        srv.times.clear()
+    cmd = [sys.executable, "-m", "pipelines.preprocess", f"--csv={csv_path}", f"--output_dir={out}", *flags]
+    print(" ".join(cmd[2:]), flush=True)
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stop, peak, cpu = threading.Event(), [0], {}
+    watcher = threading.Thread(target=watch_tree, args=(proc, stop, peak, cpu), daemon=True)
+    watcher.start()
+    stdout, stderr = proc.communicate()
+    wall = time.monotonic() - start
+    stop.set()
+    watcher.join()
+    with srv.lock:
         hits, times = dict(srv.hits), {k: list(v) for k, v in srv.times.items()}
 
     checks: List[Tuple[str, bool]] = [("job succeeded (exit 0)", proc.returncode == 0)]
@@ -131,13 +142,17 @@ def main() -> None:
         if schema.parse_shard_name(name):
             with open(os.path.join(out, name), "rb") as f:
                 written.update(schema.deserialize(p).image_id for p in schema.iter_frames(f.read()))
-    with open(os.path.join(out, "failures.csv"), newline="") as f:
-        failures = list(csv.DictReader(f))
+    failures_path = os.path.join(out, "failures.csv")
+    failures = []
+    if os.path.exists(failures_path):
+        with open(failures_path, newline="") as f:
+            failures = list(csv.DictReader(f))
     expected_failures = collections.Counter(
         (k.split(":", 1)[1] if k.startswith("dup:") else k, reason) for k, reason in bad.items()
     )
     got_failures = collections.Counter((r["id"], r["reason"]) for r in failures)
-    checks.append(("written ids == good ids, each once", set(written) == set(good) and max(written.values()) == 1))
+    checks.append(("written ids == good ids, each once",
+                   set(written) == set(good) and bool(written) and max(written.values()) == 1))
     checks.append(("every bad id in failures.csv once, right reason", got_failures == expected_failures))
     four = [p for p in hits if p.split("/")[1] in ("404", "403", "410")]
     checks.append(("4xx asked once each", len(four) > 0 and all(hits[p] == 1 for p in four)))
@@ -154,10 +169,55 @@ def main() -> None:
     print("failures by reason: " + ", ".join(f"{k}={v}" for k, v in sorted(reasons.items())))
     if gaps:
         print(f"5xx retry gaps: min {min(gaps):.2f} s, median {sorted(gaps)[len(gaps) // 2]:.2f} s")
-    print(f"wall {wall:.1f} s, peak memory (pipeline process tree) {peak[0] / 2**20:.0f} MiB")
+    cpu_s = sum(cpu.values())
+    print(f"wall {wall:.1f} s, CPU {cpu_s:.1f} s, peak memory (pipeline process tree) {peak[0] / 2**20:.0f} MiB")
     for name, ok in checks:
         print(f"  [{'ok' if ok else 'FAIL'}] {name}")
-    sys.exit(0 if all(ok for _, ok in checks) else 1)
+    return {"ok": all(ok for _, ok in checks), "written": sum(written.values()), "wall": wall, "cpu": cpu_s,
+            "peak_mib": peak[0] / 2**20}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=10_000)
+    ap.add_argument("--bad_fraction", type=float, default=0.2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--stall_s", type=float, default=5.0, help="how long slow/stalled answers hang")
+    ap.add_argument("--runners", default="default", help=f"comma list of {', '.join(RUNNER_FLAGS)}")
+    args, pipeline_flags = ap.parse_known_args()
+    runners = [r.strip() for r in args.runners.split(",") if r.strip()]
+    unknown = [r for r in runners if r not in RUNNER_FLAGS]
+    if unknown or not runners:
+        ap.error(f"--runners: unknown {unknown}; choose from {', '.join(RUNNER_FLAGS)}")
+    # A 2 s timeout leaves the loopback server, busy on a small shared machine, room to answer.
+    flags = {"--fetch_timeout": "2", "--fetch_retries": "2", "--backoff_s": "0.2"}
+    for f in pipeline_flags:
+        flags[f.split("=")[0]] = f.split("=", 1)[1] if "=" in f else ""
+    backoff = float(flags["--backoff_s"])
+    retries = int(flags["--fetch_retries"])
+
+    work = tempfile.mkdtemp(prefix="soak_preprocess_")
+    load_start = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    results = {}
+    with FaultServer(stall_s=args.stall_s, image_size=(480, 360), pool=100) as srv:
+        lines, good, bad = make_rows(srv, args.rows, args.bad_fraction, args.seed)
+        csv_path = os.path.join(work, "soak.csv")
+        with open(csv_path, "w") as f:
+            f.write("id,url,landmark_id\n" + "\n".join(lines) + "\n")
+        print(f"{len(lines)} rows ({len(good)} good, {len(bad)} bad) from {srv.url('', '')[:-2]}")
+        for runner in runners:
+            print(f"--- {runner}")
+            run_flags = [f"{k}={v}" if v else k for k, v in flags.items()] + RUNNER_FLAGS[runner]
+            results[runner] = soak(srv, csv_path, os.path.join(work, runner), run_flags, good, bad, backoff, retries)
+    if len(runners) > 1:
+        load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"\ngood images written per second, start-up included, {CORES} cores; "
+              f"1/5/15-min load average at the start {load_start}, at the end {load}")
+        print(f"{'runner':<18}{'wall s':>8}{'img/s':>8}{'img/s/core':>12}{'img/CPU-s':>11}{'peak MiB':>10}  checks")
+        for runner, r in results.items():
+            print(f"{runner:<18}{r['wall']:>8.1f}{r['written'] / r['wall']:>8.1f}{r['written'] / r['wall'] / CORES:>12.1f}"
+                  f"{r['written'] / max(r['cpu'], 1e-9):>11.1f}{r['peak_mib']:>10.0f}  {'ok' if r['ok'] else 'FAIL'}")
+    sys.exit(0 if all(r["ok"] for r in results.values()) else 1)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,13 @@ def has_address(options: PipelineOptions) -> bool:
     return bool(dask.address or dask.scheduler_file)
 
 
+def close_client(result) -> None:
+    """Close the scheduler connection that the DaskRunner opens per run and never closes."""
+    client = getattr(result, "client", None)
+    if client is not None:
+        client.close()
+
+
 @contextlib.contextmanager
 def local_cluster(workers: int = 0) -> Iterator[str]:
     """A `distributed.LocalCluster` of `workers` processes (0: one per core) on 127.0.0.1, one

@@ -250,7 +250,11 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
         p = beam.Pipeline(options=options)
         build(p, cfg)
         result = p.run()
-        _wait(result, poll=not on_dask)
+        try:
+            _wait(result, poll=not on_dask)
+        finally:
+            if on_dask:
+                dask_setup.close_client(result)
     counters = _counters(result)
     stats = json.loads(storage.read_bytes(storage.join(cfg.output_dir, report.STATS_JSON)))
     print(summary(stats, counters, time.monotonic() - start, cfg.output_dir), flush=True)

@@ -30,8 +30,8 @@ from pipelines import csv_input, image, schema, shards
 from pipelines import fetch as fetch_lib
 from pipelines import report
 from pipelines.csv_input import Failure, Row
-from pipelines.routing import SplitByTag, tagged
 from pipelines.errors import RowFailure
+from pipelines.routing import SplitByTag, tagged
 
 NAMESPACE = "preprocess"
 ROWS = "rows"
