@@ -30,9 +30,10 @@ from pipelines import schema
 from pipelines.report import STATS_JSON
 
 RUNNERS = ("auto", "local", "beam")
-# Above this many records a one-process run takes long enough (20k InceptionV3 embeddings: about
-# 6 minutes on 2 cores, docs/scale.md) that per-shard resume and more workers pay for the job's
-# start-up (a few seconds on the DirectRunner).
+# From this many records on, a one-process run takes long enough (20k InceptionV3 embeddings: about
+# 20 minutes on 2 cores at the 7.6 images per CPU-second measured by bench/bench_embed.py,
+# docs/scale.md) that per-shard resume and more workers pay for the job's start-up (seconds on
+# the DirectRunner).
 AUTO_BEAM_MIN_RECORDS = 20_000
 
 
