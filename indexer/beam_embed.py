@@ -96,7 +96,7 @@ def unknown_options(beam_args: Sequence[str]) -> List[str]:
     return sorted(set(options.get_all_options(retain_unknown_options=True)) - set(known))
 
 
-def pipeline_options(beam_args: Sequence[str], dask_address: str = "") -> PipelineOptions:
+def pipeline_options(beam_args: Sequence[str], dask_address: str = "", dask_workers: int = 0) -> PipelineOptions:
     """Beam options from the passthrough flags, refusing unknown ones; `--runner=dask` becomes the
     DaskRunner (on `dask_address` when given). On the DaskRunner a partition is a unit of work,
     and its default of 128 elements per partition would put every shard on one worker: unless
@@ -112,6 +112,8 @@ def pipeline_options(beam_args: Sequence[str], dask_address: str = "") -> Pipeli
     options = PipelineOptions(args)
     if on_dask:
         dask_setup.configure(options, dask_address)
+    elif dask_address or dask_workers:
+        raise ValueError("--dask_address / --dask_workers need --runner=dask")
     return options
 
 
@@ -136,7 +138,7 @@ def embed_with_beam(files: Sequence[str], export_dir: str, embed_dir: str, batch
     fingerprint = model_fingerprint(export_dir)
     tf.io.gfile.makedirs(embed_dir)
     embedding_shards.remove_stale_temporaries(embed_dir)
-    options = pipeline_options(beam_args, dask_address)
+    options = pipeline_options(beam_args, dask_address, dask_workers)
     t0 = time.perf_counter()
     with _cluster_if_needed(options, dask_workers):
         p = beam.Pipeline(options=options)

@@ -71,11 +71,11 @@ def settings_from_flags(argv: Sequence[str]) -> EmbedSettings:
     now, before any work: a flag that is neither this command's nor Beam's is an error."""
     settings = EmbedSettings(flags.FLAGS.embed_runner, flags.FLAGS.embed_dir, tuple(argv[1:]),
                              flags.FLAGS.dask_address, flags.FLAGS.dask_workers)
-    if settings.beam_args:
+    if settings.beam_args or settings.dask_address or settings.dask_workers:
         from indexer.beam_embed import pipeline_options
 
         choose(settings, [])  # Beam options with --embed_runner=local
-        pipeline_options(settings.beam_args)
+        pipeline_options(settings.beam_args, settings.dask_address, settings.dask_workers)
     return settings
 
 

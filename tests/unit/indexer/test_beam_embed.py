@@ -123,6 +123,8 @@ def test_runner_choice(tmp_path):
         choose(EmbedSettings("local", beam_args=("--runner=DirectRunner",)), shard_files)
     with pytest.raises(ValueError, match="unknown flag.*--n_tree"):  # a typo never silently picks Beam
         pipeline_options(["--direct_num_workers=2", "--n_tree=3"])
+    with pytest.raises(ValueError, match="need --runner=dask"):
+        pipeline_options(["--runner=DirectRunner"], dask_address="tcp://127.0.0.1:1")
 
 
 def test_embed_shards_local_path_writes_nothing(files, tiny_export, in_process, tmp_path):
