@@ -15,8 +15,8 @@ from typing import Tuple
 
 from absl import app, flags, logging
 
-from indexer import outputs
-from indexer.embed import Embedder, embed_records, list_shards
+from indexer import embed_job, outputs
+from indexer.embed import list_shards
 from indexer.index_dir import write_index
 
 # Defaults from bench/bench_index.py (docs/index.md): 1M x 256 clustered vectors.
@@ -35,6 +35,7 @@ def define_flags() -> None:
     flags.DEFINE_list("splits", ["train", "val"], "which splits of --data_dir are references")
     flags.DEFINE_integer("batch_size", 64, "images per embedding batch")
     flags.DEFINE_integer("seed", 0, "Annoy's random seed (same inputs + seed: same index)")
+    embed_job.define_flags()
     flags.mark_flags_as_required(["model", "data_dir", "output_dir"])
 
 
@@ -48,6 +49,7 @@ class BuildConfig:
     splits: Tuple[str, ...]
     batch_size: int
     seed: int
+    embedding: embed_job.EmbedSettings = embed_job.EmbedSettings()
 
 
 def build(config: BuildConfig) -> None:
@@ -57,9 +59,9 @@ def build(config: BuildConfig) -> None:
     files = list_shards(config.data_dir, config.splits)
     if not files:
         raise FileNotFoundError(f"no {'/'.join(config.splits)} shards in {config.data_dir}")
-    embedder = Embedder(config.model)
     t0 = time.perf_counter()
-    embedded = embed_records(files, embedder, config.batch_size)
+    embedded = embed_job.embed_shards(files, config.model, config.batch_size, config.embedding,
+                                      os.path.join(config.output_dir, "embeddings"))
     t1 = time.perf_counter()
     if not embedded.image_ids:
         raise ValueError(f"the {len(files)} reference shard(s) in {config.data_dir} hold no records")
@@ -74,7 +76,6 @@ def build(config: BuildConfig) -> None:
 
 
 def main(argv) -> None:
-    del argv
     build(BuildConfig(
         model=FLAGS.model,
         data_dir=FLAGS.data_dir,
@@ -84,9 +85,10 @@ def main(argv) -> None:
         splits=tuple(FLAGS.splits),
         batch_size=FLAGS.batch_size,
         seed=FLAGS.seed,
+        embedding=embed_job.settings_from_flags(argv),
     ))
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=embed_job.parse_flags)

@@ -54,6 +54,15 @@ def read_export_info(export_dir: str) -> Dict:
         return json.load(f)
 
 
+def check_export(export_dir: str) -> Dict:
+    """export.json of `export_dir`, or a clear FileNotFoundError when it is not a model export."""
+    if not os.path.isdir(os.path.join(export_dir, contract.SAVED_MODEL_DIR)):
+        raise FileNotFoundError(
+            f"{export_dir} is not a model export: no {contract.SAVED_MODEL_DIR}/ (trainer/contract.py)"
+        )
+    return read_export_info(export_dir)
+
+
 class Embedder:
     """The export's serving signature plus what export.json says about it."""
 
@@ -61,11 +70,7 @@ class Embedder:
         import tensorflow as tf
 
         model_path = os.path.join(export_dir, contract.SAVED_MODEL_DIR)
-        if not os.path.isdir(model_path):
-            raise FileNotFoundError(
-                f"{export_dir} is not a model export: no {contract.SAVED_MODEL_DIR}/ (trainer/contract.py)"
-            )
-        self.info = read_export_info(export_dir)
+        self.info = check_export(export_dir)
         self.dimension = int(self.info["embedding_dim"])
         self._model = tf.saved_model.load(model_path)  # keeps the signature's variables alive
         self._signature = self._model.signatures[contract.SIGNATURE]

@@ -27,9 +27,9 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from absl import app, flags, logging
 
-from indexer import outputs, visualize
+from indexer import embed_job, outputs, visualize
 from indexer.annoy_index import sha256_file
-from indexer.embed import Embedded, Embedder, embed_records, list_shards, read_export_info, read_jpegs
+from indexer.embed import Embedded, list_shards, read_export_info, read_jpegs
 from indexer.index_dir import MODEL_DIR, Index, open_index
 from indexer.vote import METHODS, vote
 from pipelines import csv_input
@@ -57,6 +57,7 @@ def define_flags() -> None:
     flags.DEFINE_string("solution", None, "solution CSV: colours the picture right/wrong")
     flags.DEFINE_integer("image_size", 256, "passed to pipelines.preprocess (use what the references used)")
     flags.DEFINE_integer("batch_size", 64, "images per embedding batch")
+    embed_job.define_flags()
     flags.mark_flags_as_required(["index_dir", "test_csv", "output_dir"])
 
 
@@ -73,6 +74,7 @@ class PredictConfig:
     solution: Optional[str]
     image_size: int
     batch_size: int
+    embedding: embed_job.EmbedSettings = embed_job.EmbedSettings()
 
 
 def read_test_ids(path: str) -> List[str]:
@@ -138,13 +140,13 @@ def predict(config: PredictConfig) -> Dict:
     outputs.write_json(os.path.join(config.output_dir, "config.json"), dataclasses.asdict(config))
     model_dim = int(read_export_info(os.path.join(config.index_dir, MODEL_DIR))["embedding_dim"])
     index = open_index(config.index_dir, dimension=model_dim)
-    embedder = Embedder(index.model_dir)
     test_ids = read_test_ids(config.test_csv)
 
     records = preprocess_test(config)
     files = list_shards(records, ["test"])
     t0 = time.perf_counter()
-    embedded = embed_records(files, embedder, config.batch_size)
+    embedded = embed_job.embed_shards(files, index.model_dir, config.batch_size, config.embedding,
+                                      os.path.join(config.output_dir, "embeddings"))
     items, sims, votes = answer(index, embedded, config)
     logging.info("embedded and queried %d test images in %.1f s", len(embedded.image_ids), time.perf_counter() - t0)
 
@@ -207,7 +209,6 @@ def draw(index: Index, embedded: Embedded, files: List[str], items: np.ndarray, 
 
 
 def main(argv) -> None:
-    del argv
     predict(PredictConfig(
         index_dir=FLAGS.index_dir,
         test_csv=FLAGS.test_csv,
@@ -220,9 +221,10 @@ def main(argv) -> None:
         solution=FLAGS.solution,
         image_size=FLAGS.image_size,
         batch_size=FLAGS.batch_size,
+        embedding=embed_job.settings_from_flags(argv),
     ))
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=embed_job.parse_flags)

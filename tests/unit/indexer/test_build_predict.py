@@ -228,8 +228,12 @@ def test_predict_refuses_a_damaged_index_before_preprocessing(built, tmp_path, t
 def test_build_and_evaluate_command_lines(tiny_export, reference_shards, tmp_path, repo_root):
     idx = tmp_path / "idx"
     subprocess.run([sys.executable, "-m", "indexer.build", f"--model={tiny_export}", f"--data_dir={reference_shards}",
-                    f"--output_dir={idx}", "--n_trees=3", "--num_shards=2"], check=True, cwd=repo_root)
+                    f"--output_dir={idx}", "--n_trees=3", "--num_shards=2",
+                    "--embed_runner=beam", "--direct_num_workers=1"],  # a flag build does not know goes to Beam
+                   check=True, cwd=repo_root)
     assert len(index_dir.open_index(str(idx)).manifest.shards) == 2
+    assert len(list((idx / "embeddings").glob("*.tfrecord.npz"))) == 4, "embedded by the Beam job, per shard"
+    assert json.loads((idx / "config.json").read_text())["embedding"]["beam_args"] == ["--direct_num_workers=1"]
     (tmp_path / "sub.csv").write_text("id,landmarks\na,1 0.9\nb,\n")
     (tmp_path / "sol.csv").write_text("id,landmark_id\na,1\nb,2\n")
     out = subprocess.run([sys.executable, "-m", "indexer.evaluate", f"--submission={tmp_path / 'sub.csv'}",
@@ -285,3 +289,19 @@ def test_failed_preprocessing_is_reported_with_its_log(built, reference_shards, 
     with pytest.raises(RuntimeError, match="exited with 2(.|\n)*preprocess blew up"):
         predict.predict(predict_config(built, test_csv[0], pred))
     assert not (pred / "submission.csv").exists()
+
+
+def test_predict_embeds_queries_with_a_beam_job_like_in_process(built, reference_shards, tmp_path, test_csv):
+    from indexer.embed_job import EmbedSettings
+
+    csv_path, _ = test_csv
+    answers = []
+    for name, embedding in (("local", EmbedSettings("local")), ("beam", EmbedSettings("beam"))):
+        config = predict_config(built, csv_path, tmp_path / name, embedding=embedding)
+        fake_preprocessed(tmp_path / name, reference_shards, config)
+        assert predict.predict(config)["predicted"] == 12
+        answers.append(read_submission(str(tmp_path / name / "submission.csv")))
+    assert len(list((tmp_path / "beam" / "embeddings").glob("test-*.npz"))) == 2
+    assert answers[0].keys() == answers[1].keys()
+    for image_id, (landmark, confidence) in answers[0].items():
+        assert answers[1][image_id][0] == landmark and answers[1][image_id][1] == pytest.approx(confidence, abs=1e-5)

@@ -1,0 +1,129 @@
+"""Reference-embedding throughput per runner, side by side in one run (CPU).
+
+    python -m bench.bench_embed [--models=tiny,mobilenet,inception_v3] [--records=512] [--shards=8]
+                                [--modes=local,direct,direct_mp,dask,dask_warm] [--workers=2]
+
+Writes generated JPEG shards shaped like the preprocessing's output (341x256, bench_train's
+generator) to a temporary directory, exports each model with random weights (throughput does not
+depend on the weights: `tiny` is the indexer tests' 32 px CNN, `mobilenet` is MobileNet alpha
+0.25 at 224 px, `inception_v3` is the default backbone at 299 px), and embeds the shards:
+  local      the single-process path (`embed.embed_records`, tf.data over all shards), model
+             loaded and warmed up on one batch first: the steady-state rate
+  direct     the Beam job (`beam_embed`) on the in-process DirectRunner
+  direct_mp  the Beam job on the DirectRunner's multi-processing mode, --workers processes
+  dask       the Beam job on a fresh local Dask cluster of --workers processes x 1 thread
+             (tests/tools/dask_cluster.py), start-up included
+  dask_warm  the same job again on that cluster, into a new folder: its workers already hold the
+             model, so this is the steady-state rate
+Each Beam row's embeddings are checked against the local row's (max |difference|). img/s/core
+divides by the machine's cores: every mode here uses all of them. img/CPU-s divides by the CPU
+time this process used (user + system, all threads). It is the per-core rate that a shared,
+overloaded machine still measures, but only for modes that run here (local, direct).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from typing import Callable, Dict, List
+
+import numpy as np
+
+DASK_RUNNER = "--runner=apache_beam.runners.dask.dask_runner.DaskRunner"
+
+
+def export_model(name: str, directory: str) -> str:
+    """An export of `name` with random weights into `directory`/export; returns its path."""
+    if name == "tiny":
+        import pathlib
+
+        from tests.unit.indexer.indexer_helpers import make_export
+
+        return str(make_export(pathlib.Path(directory) / "export"))
+    from trainer.config import Config
+    from trainer.export import export
+    from trainer.model import build_embedding_model
+
+    shapes = {"mobilenet": dict(backbone="mobilenet", alpha=0.25, image_size=224),
+              "inception_v3": dict(backbone="inception_v3", image_size=299)}
+    cfg = Config(data_dir=directory, output_dir=directory, weights="none", **shapes[name])
+    return export(build_embedding_model(cfg), cfg, directory, epochs_trained=0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="tiny,mobilenet,inception_v3")
+    ap.add_argument("--records", type=int, default=512)
+    ap.add_argument("--shards", type=int, default=8)
+    ap.add_argument("--modes", default="local,direct,direct_mp,dask,dask_warm")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--batch_size", type=int, default=64)
+    args = ap.parse_args()
+
+    from bench.bench_train import write_shards
+    from indexer.beam_embed import embed_with_beam
+    from indexer.embed import Embedder, embed_records, list_shards
+    from tests.tools.dask_cluster import dask_cluster
+
+    cores = os.cpu_count() or 1
+    modes = args.modes.split(",")
+    tmp = tempfile.mkdtemp(prefix="bench-embed-")
+    rows: List[str] = []
+    try:
+        write_shards(tmp, args.records, args.shards)
+        files = list_shards(tmp, ["train"])
+        for model in args.models.split(","):
+            export_dir = export_model(model, os.path.join(tmp, model))
+            results: Dict[str, float] = {}
+            reference = None
+
+            def timed(mode: str, run: Callable[[], object]) -> None:
+                nonlocal reference
+                t0, c0 = time.perf_counter(), time.process_time()
+                embedded = run()
+                seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+                n = len(embedded.image_ids)
+                if reference is None:
+                    reference = embedded
+                diff = float(np.abs(embedded.vectors - reference.vectors).max())
+                same = embedded.image_ids == reference.image_ids
+                results[mode] = n / seconds
+                per_cpu = f"{n / cpu:.1f}" if mode in ("local", "direct") else "-"
+                rows.append(f"| {model} | {mode} | {n} | {seconds:.1f} | {n / seconds:.1f} | "
+                            f"{n / seconds / cores:.1f} | {per_cpu} | {diff:.1e}{'' if same else ' ORDER DIFFERS'} | "
+                            f"{os.getloadavg()[0]:.1f} |")
+                print(rows[-1], flush=True)
+
+            def beam(mode: str, beam_args: List[str]) -> None:
+                out = os.path.join(tmp, model, f"emb-{mode}")
+                timed(mode, lambda: embed_with_beam(files, export_dir, out, args.batch_size, beam_args))
+
+            embedder = Embedder(export_dir)
+            embed_records(files[:1], embedder, 8)  # warm-up: first calls, tf.data start
+            timed("local", lambda: embed_records(files, embedder, args.batch_size))
+            if "direct" in modes:
+                beam("direct", ["--runner=DirectRunner"])
+            if "direct_mp" in modes:
+                beam("direct_mp", ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
+                                   f"--direct_num_workers={args.workers}"])
+            if "dask" in modes or "dask_warm" in modes:
+                with dask_cluster(workers=args.workers) as address:
+                    dask_args = [DASK_RUNNER, f"--dask_client_address={address}"]
+                    beam("dask", dask_args)
+                    if "dask_warm" in modes:
+                        beam("dask_warm", dask_args)
+            print("  ratios vs local: " + ", ".join(f"{m} {v / results['local']:.2f}x" for m, v in results.items()),
+                  flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\n{cores} cores, {args.records} records of 341x256 in {args.shards} shards, batch {args.batch_size}")
+    print("| model | mode | images | s | img/s | img/s/core | img/CPU-s | max abs diff vs local | load avg |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
