@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -33,6 +34,7 @@ from indexer.embed import Embedded, Embedder, embed_records, list_shards, read_e
 from indexer.index_dir import MODEL_DIR, Index, open_index
 from indexer.vote import METHODS, vote
 from pipelines import csv_input
+from pipelines.cli_errors import InputError, absl_main
 from pipelines.report import FAILURES_CSV
 
 # bench/bench_index.py, 1M x 256: with 50 trees, recall@10 0.98 at 2000 against 0.85 at Annoy's
@@ -40,6 +42,10 @@ from pipelines.report import FAILURES_CSV
 DEFAULT_SEARCH_K = 2000
 RECORDS_DIR = "test_records"
 DONE_MARKER = "predict-input.json"  # in RECORDS_DIR: which CSV the finished preprocessing was for
+# Fetch settings handed on to pipelines.preprocess when given (else its own defaults apply).
+PREPROCESS_FLAGS = {"fetch_timeout": flags.DEFINE_float, "fetch_retries": flags.DEFINE_integer,
+                    "backoff_s": flags.DEFINE_float, "fetch_threads": flags.DEFINE_integer,
+                    "max_pixels": flags.DEFINE_integer}
 
 FLAGS = flags.FLAGS
 
@@ -57,6 +63,10 @@ def define_flags() -> None:
     flags.DEFINE_string("solution", None, "solution CSV: colours the picture right/wrong")
     flags.DEFINE_integer("image_size", 256, "passed to pipelines.preprocess (use what the references used)")
     flags.DEFINE_integer("batch_size", 64, "images per embedding batch")
+    for name, define in PREPROCESS_FLAGS.items():
+        define(name, None, f"passed to pipelines.preprocess as --{name} (default: its own)")
+    flags.DEFINE_multi_string("preprocess_arg", [], "any other flag for pipelines.preprocess, e.g. "
+                              "--preprocess_arg=--direct_num_workers=4 (repeatable)")
     flags.mark_flags_as_required(["index_dir", "test_csv", "output_dir"])
 
 
@@ -73,6 +83,22 @@ class PredictConfig:
     solution: Optional[str]
     image_size: int
     batch_size: int
+    preprocess_flags: Tuple[str, ...] = ()  # extra flags for pipelines.preprocess
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+
+
+def check_settings(config: PredictConfig) -> None:
+    """Refuse settings that would silently answer nothing (InputError naming the flag)."""
+    if config.k < 1:
+        raise InputError(f"--k={config.k}: at least 1 neighbour must vote")
+    if config.search_k != -1 and config.search_k < config.k:
+        raise InputError(f"--search_k={config.search_k}: -1 (Annoy's default, n_trees * k) or at least --k={config.k}")
+    if not math.isfinite(config.min_confidence):
+        raise InputError(f"--min_confidence={config.min_confidence}: must be a finite number")
+    if config.batch_size < 1 or config.image_size < 1 or config.visualize < 0:
+        raise InputError("--batch_size and --image_size must be at least 1, --visualize at least 0")
 
 
 def read_test_ids(path: str) -> List[str]:
@@ -111,7 +137,7 @@ def preprocess_test(config: PredictConfig) -> str:
         logging.info("%s holds another CSV's images: starting it over", records)
         shutil.rmtree(records)
     cmd = [sys.executable, "-m", "pipelines.preprocess", f"--csv={config.test_csv}", f"--output_dir={records}",
-           "--split=test", f"--image_size={config.image_size}"]
+           "--split=test", f"--image_size={config.image_size}", *config.preprocess_flags]
     log_path = os.path.join(config.output_dir, "preprocess.log")
     logging.info("running %s (log: %s)", " ".join(cmd), log_path)
     with open(log_path, "w") as log:
@@ -220,9 +246,11 @@ def main(argv) -> None:
         solution=FLAGS.solution,
         image_size=FLAGS.image_size,
         batch_size=FLAGS.batch_size,
+        preprocess_flags=(*(f"--{name}={FLAGS[name].value}" for name in PREPROCESS_FLAGS
+                            if FLAGS[name].value is not None), *FLAGS.preprocess_arg),
     ))
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    app.run(absl_main("indexer.predict", main))
