@@ -50,6 +50,10 @@ PREPROCESS_FLAGS = {"fetch_timeout": flags.DEFINE_float, "fetch_retries": flags.
 FLAGS = flags.FLAGS
 
 
+class PreprocessingFailed(InputError, RuntimeError):
+    """pipelines.preprocess exited non-zero; the message ends with its last log line."""
+
+
 def define_flags() -> None:
     """The command line (defined only when run as a program, so modules import side-effect free)."""
     flags.DEFINE_string("index_dir", None, "index folder from indexer.build")
@@ -144,8 +148,8 @@ def preprocess_test(config: PredictConfig) -> str:
         rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
     if rc != 0:
         with open(log_path) as log:
-            tail = log.read()[-3000:]
-        raise RuntimeError(f"pipelines.preprocess exited with {rc}; end of {log_path}:\n{tail}")
+            last = ([line.strip() for line in log if line.strip()] or ["(empty log)"])[-1]
+        raise PreprocessingFailed(f"{config.test_csv}: pipelines.preprocess exited with {rc} (log: {log_path}): {last}")
     outputs.write_json(marker, wanted)
     return records
 

@@ -16,6 +16,7 @@ import io
 from typing import Iterator, NamedTuple, Optional, Tuple, Union
 
 from pipelines import fetch, schema, storage
+from pipelines.cli_errors import InputError
 from pipelines.shards import stable_fraction
 
 SPLIT_MODES = ("auto", "train", "test")
@@ -51,12 +52,16 @@ class Header:
     width: int
 
 
+class CsvHeaderError(InputError, ValueError):
+    """A CSV whose header cannot be used (the message names the file)."""
+
+
 def parse_header(line: str, path: str = "<csv>") -> Header:
     """Column positions from the header line; ValueError (a clear message) when unusable."""
     names = [c.strip().lower() for c in next(csv.reader([line.lstrip("\ufeff")]), [])]
     missing = [c for c in ("id", "url") if c not in names]
     if missing:
-        raise ValueError(
+        raise CsvHeaderError(
             f"{path}: header {names} lacks column(s) {missing}; expected the Kaggle GLD layout "
             "id,url[,landmark_id]"
         )
@@ -69,7 +74,7 @@ def read_header(path: str) -> Header:
     with storage.open_read(path) as raw:
         first = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="").readline()
     if not first.strip():
-        raise ValueError(f"{path}: empty CSV (no header line)")
+        raise CsvHeaderError(f"{path}: empty CSV (no header line)")
     return parse_header(first.rstrip("\r\n"), path)
 
 

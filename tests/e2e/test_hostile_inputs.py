@@ -222,6 +222,33 @@ def test_predict_refuses_a_truncated_index_in_one_line_and_accepts_fetch_flags(i
     assert line.startswith(f"indexer.predict: error: {copy / 'index-00000-of-00001.ann'}: "), line
 
 
+def test_predict_reports_a_bad_test_csv_or_failed_preprocessing_in_one_line(index, tmp_path, repo_root,
+                                                                           monkeypatch):
+    from indexer import predict
+    from pipelines.cli_errors import InputError, one_line
+
+    csv_path = write(tmp_path / "test.csv", "id,link\nq,q.jpg\n")
+    done = cli(repo_root, "indexer.predict", f"--index_dir={index}", f"--test_csv={csv_path}",
+               f"--output_dir={tmp_path / 'pred'}")
+    assert one_error_line(done, "indexer.predict").startswith(
+        f"indexer.predict: error: {csv_path}: header ['id', 'link'] lacks column(s) ['url']")
+
+    def failing_run(cmd, stdout=None, stderr=None):
+        stdout.write("INFO starting\npipelines.preprocess: error: something the user can fix\n")
+        return subprocess.CompletedProcess(cmd, 1)
+
+    monkeypatch.setattr(predict.subprocess, "run", failing_run)
+    csv_path.write_text("id,url\nq,q.jpg\n")
+    config = predict.PredictConfig(str(index), str(csv_path), str(tmp_path / "pred2"), k=5, search_k=-1,
+                                   min_confidence=0.0, vote="sum", visualize=0, solution=None, image_size=32,
+                                   batch_size=8)
+    os.makedirs(config.output_dir)
+    with pytest.raises(InputError) as raised:
+        predict.preprocess_test(config)
+    assert one_line(raised.value) == (f"{csv_path}: pipelines.preprocess exited with 1 (log: {tmp_path}/pred2/"
+                                      "preprocess.log): pipelines.preprocess: error: something the user can fix")
+
+
 @pytest.mark.parametrize("flag, expected", [
     ("--k=0", "--k=0: at least 1 neighbour must vote"),
     ("--k=-3", "--k=-3: at least 1 neighbour must vote"),
