@@ -32,6 +32,7 @@ from absl import app, flags
 
 from demo import baseline, report
 from demo.stages import Runner, Stage, StageFailed, write_atomic
+from pipelines.cli_errors import InputError, absl_main
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", None, "Folder for every stage's outputs and the results.")
@@ -124,7 +125,7 @@ def method_names(cfg: DemoConfig) -> dict[str, str]:
 def check_data_dir(data_dir: str) -> None:
     missing = [n for n in ("train.csv", "test.csv", "test_solution.csv") if not os.path.isfile(f"{data_dir}/{n}")]
     if missing:
-        raise SystemExit(f"demo: {data_dir} lacks {', '.join(missing)}: it must be a Google-Landmarks-layout folder "
+        raise InputError(f"{data_dir} lacks {', '.join(missing)}: it must be a Google-Landmarks-layout folder "
                          "(train.csv id,url,landmark_id; test.csv id,url; test_solution.csv id,landmark_id)")
 
 
@@ -143,7 +144,7 @@ def run_chain(cfg: DemoConfig, runner: Runner) -> list[report.Row]:
     with open(f"{records}/stats.json") as f:
         landmarks = json.load(f)["landmarks"]
     if landmarks < 2:
-        raise SystemExit(f"demo: {data}/train.csv yields {landmarks} landmark(s); triplets need at least 2")
+        raise InputError(f"{data}/train.csv yields {landmarks} landmark(s); triplets need at least 2")
     batch = f"--batch={min(cfg.batch[0], landmarks)},{cfg.batch[1]}"  # P x K needs P distinct landmarks
     for model, epochs in (("base", 0), ("triplet", cfg.epochs)):
         model_dir = f"{out}/models/{model}"
@@ -228,4 +229,4 @@ def main(argv: list[str]) -> Optional[int]:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(absl_main("demo", main))

@@ -21,6 +21,8 @@ from typing import Optional
 
 import numpy as np
 
+from pipelines.cli_errors import InputError
+
 METRIC = "angular"  # the only metric the indexer builds: embeddings are L2-normalised
 
 # Bytes before the vector in one Annoy node, per metric (annoylib.h node structs; int32 ids,
@@ -29,7 +31,7 @@ METRIC = "angular"  # the only metric the indexer builds: embeddings are L2-norm
 _NODE_HEADER = {"angular": 12, "euclidean": 16, "manhattan": 16, "dot": 16}
 
 
-class IndexIntegrityError(RuntimeError):
+class IndexIntegrityError(InputError, RuntimeError):
     """An index file or folder does not match its manifest; loading it could crash the process."""
 
 

@@ -17,7 +17,9 @@ from absl import app, flags, logging
 
 from indexer import embed_job, outputs
 from indexer.embed import list_shards
+from pipelines.cli_errors import InputError, absl_main
 from indexer.index_dir import write_index
+from trainer import shard_check
 
 # Defaults from bench/bench_index.py (docs/index.md): 1M x 256 clustered vectors.
 DEFAULT_N_TREES = 50
@@ -36,6 +38,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("batch_size", 64, "images per embedding batch")
     flags.DEFINE_integer("seed", 0, "Annoy's random seed (same inputs + seed: same index)")
     embed_job.define_flags()
+    flags.DEFINE_bool("skip_corrupt_records", False, "damaged reference shards: index the records before the first "
+                      "damaged one of each (counted in the log) instead of stopping with an error naming the file")
     flags.mark_flags_as_required(["model", "data_dir", "output_dir"])
 
 
@@ -50,21 +54,24 @@ class BuildConfig:
     batch_size: int
     seed: int
     embedding: embed_job.EmbedSettings = embed_job.EmbedSettings()
+    skip_corrupt_records: bool = False
 
 
 def build(config: BuildConfig) -> None:
     """Embed the references and commit the index folder; logs counts and timings."""
     if config.n_trees < 1 or config.num_shards < 1:
-        raise ValueError("--n_trees and --num_shards must be at least 1")
+        raise InputError("--n_trees and --num_shards must be at least 1")
     files = list_shards(config.data_dir, config.splits)
     if not files:
         raise FileNotFoundError(f"no {'/'.join(config.splits)} shards in {config.data_dir}")
+    if config.skip_corrupt_records:
+        shard_check.scan_all(files, log=logging.warning)
     t0 = time.perf_counter()
     embedded = embed_job.embed_shards(files, config.model, config.batch_size, config.embedding,
-                                      os.path.join(config.output_dir, "embeddings"))
+                                      os.path.join(config.output_dir, "embeddings"), config.skip_corrupt_records)
     t1 = time.perf_counter()
     if not embedded.image_ids:
-        raise ValueError(f"the {len(files)} reference shard(s) in {config.data_dir} hold no records")
+        raise InputError(f"the {len(files)} reference shard(s) in {config.data_dir} hold no records")
     logging.info("embedded %d reference images from %d shards in %.1f s (%.0f img/s)",
                  len(embedded.image_ids), len(files), t1 - t0, len(embedded.image_ids) / (t1 - t0))
     manifest = write_index(config.output_dir, embedded, config.model, config.n_trees, config.num_shards,
@@ -86,9 +93,10 @@ def main(argv) -> None:
         batch_size=FLAGS.batch_size,
         seed=FLAGS.seed,
         embedding=embed_job.settings_from_flags(argv),
+        skip_corrupt_records=FLAGS.skip_corrupt_records,
     ))
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main, flags_parser=embed_job.parse_flags)
+    app.run(absl_main("indexer.build", main), flags_parser=embed_job.parse_flags)

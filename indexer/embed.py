@@ -18,7 +18,7 @@ import numpy as np
 
 from indexer.annoy_index import sha256_file
 from pipelines import schema
-from trainer import contract
+from trainer import contract, shard_check
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,26 +96,39 @@ def list_shards(directory: str, splits: Sequence[str]) -> List[str]:
     return sorted(p for split in splits for p in tf.io.gfile.glob(schema.shard_pattern(directory, split)))
 
 
-def _batches(files: Sequence[str], batch_size: int):
+def _batches(files: Sequence[str], batch_size: int, skip_corrupt: bool = False):
     import tensorflow as tf
 
+    records = (tf.data.Dataset.from_tensor_slices(list(files)).flat_map(shard_check.reader(True)) if skip_corrupt
+               else tf.data.TFRecordDataset(list(files)))
     return (
-        tf.data.TFRecordDataset(list(files))
+        records
         .batch(batch_size)
         .map(schema.tf_parse, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
 
 
-def embed_records(files: Sequence[str], embedder: Embedder, batch_size: int = 64) -> Embedded:
-    """Embed every record of `files`, in file order (empty arrays when there are none)."""
+def embed_records(files: Sequence[str], embedder: Embedder, batch_size: int = 64,
+                  skip_corrupt: bool = False) -> Embedded:
+    """Embed every record of `files`, in file order (empty arrays when there are none). A damaged
+    shard raises `shard_check.CorruptShardError` naming it; with `skip_corrupt` each shard ends at
+    its first damaged record instead (see shard_check.scan_all for the count)."""
+    import tensorflow as tf
+
     ids: List[str] = []
     landmarks: List[np.ndarray] = []
     vectors: List[np.ndarray] = []
-    for batch in _batches(files, batch_size):
-        vectors.append(embedder(batch[schema.ENCODED]))
-        ids.extend(x.decode("utf-8") for x in batch[schema.ID].numpy())
-        landmarks.append(batch[schema.LANDMARK_ID].numpy().astype(np.int64))
+    try:
+        for batch in _batches(files, batch_size, skip_corrupt):
+            vectors.append(embedder(batch[schema.ENCODED]))
+            ids.extend(x.decode("utf-8") for x in batch[schema.ID].numpy())
+            landmarks.append(batch[schema.LANDMARK_ID].numpy().astype(np.int64))
+    except tf.errors.DataLossError as err:  # names no file: find the shard
+        damaged = shard_check.locate(files, err)
+        if damaged is None:
+            raise
+        raise damaged from err
     if not ids:
         return Embedded([], np.zeros(0, np.int64), np.zeros((0, embedder.dimension), np.float32))
     return Embedded(ids, np.concatenate(landmarks), np.concatenate(vectors))

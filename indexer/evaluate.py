@@ -17,6 +17,7 @@ from absl import app, flags
 
 from indexer import metrics, outputs
 from indexer.vote import METHODS
+from pipelines.cli_errors import InputError, absl_main
 
 FLAGS = flags.FLAGS
 
@@ -44,6 +45,7 @@ def evaluate(config: EvaluateConfig) -> Dict:
     """Compute every metric the inputs allow and write metrics.json (+ the curve's PNG)."""
     solution = outputs.read_solution(config.solution)
     predictions = outputs.read_submission(config.submission)
+    check_ids(config, predictions, solution)
     result: Dict = {
         "queries": len(solution),
         "landmark_queries": sum(1 for t in solution.values() if t),
@@ -61,6 +63,17 @@ def evaluate(config: EvaluateConfig) -> Dict:
         plot_curve(curve, os.path.join(config.output_dir, "accuracy_vs_k.png"))
     outputs.write_json(os.path.join(config.output_dir, "metrics.json"), result)
     return result
+
+
+def check_ids(config: EvaluateConfig, predictions: Dict, solution: Dict) -> None:
+    """The submission answers only queries of the solution, and the solution has a landmark query
+    (else GAP is undefined): InputError naming the file otherwise."""
+    unknown = [image_id for image_id in predictions if image_id not in solution]
+    if unknown:
+        raise InputError(f"{config.submission}: {len(unknown)} id(s) not in the solution {config.solution}, "
+                         f"e.g. {unknown[0]!r}")
+    if not any(solution.values()):
+        raise InputError(f"{config.solution}: no query with a landmark: GAP and accuracy are undefined")
 
 
 def plot_curve(curve: List[float], path: str) -> None:
@@ -105,4 +118,4 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    app.run(absl_main("indexer.evaluate", main))

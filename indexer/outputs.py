@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
+from pipelines.cli_errors import InputError
+
 SUBMISSION_HEADER = ["id", "landmarks"]
 NEIGHBOURS_HEADER = ["id", "rank", "neighbour_id", "landmark_id", "similarity"]
+
+
+class BadCsvError(InputError, ValueError):
+    """A CSV that cannot be read as its layout says; the message names the file and row."""
 
 
 def _write_atomic(path: str, header: Sequence[str], rows: Iterable[Sequence]) -> None:
@@ -41,7 +48,7 @@ def read_rows(path: str, required: Sequence[str]) -> List[Dict[str, str]]:
         reader = csv.DictReader(f)
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; header is {reader.fieldnames}")
+            raise BadCsvError(f"{path}: missing column(s) {missing}; header is {reader.fieldnames}")
         return list(reader)
 
 
@@ -51,28 +58,49 @@ def write_submission(path: str, rows: Iterable[Tuple[str, Optional[Tuple[int, fl
                   ([i, "" if p is None else f"{p[0]} {p[1]:.6f}"] for i, p in rows))
 
 
+def unique_ids(path: str, rows: List[Dict[str, str]]) -> List[Dict[str, str]]:
+    """`rows`, after checking that no id appears twice (a blank row counts: one answer per id)."""
+    first: Dict[str, int] = {}
+    for n, row in enumerate(rows, start=2):
+        if row["id"] in first:
+            raise BadCsvError(f"{path}: row {n}: duplicate id {row['id']!r} (first in row {first[row['id']]})")
+        first[row["id"]] = n
+    return rows
+
+
+def _prediction(path: str, n: int, value: str) -> Tuple[int, float]:
+    """'<landmark_id> <confidence>' -> (landmark, confidence), a finite confidence."""
+    parts = value.split()
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        landmark, confidence = int(parts[0]), float(parts[1])
+    except ValueError:
+        raise BadCsvError(f"{path}: row {n}: landmarks must be '<landmark_id> <confidence>', got {value!r}") from None
+    if not math.isfinite(confidence):
+        raise BadCsvError(f"{path}: row {n}: confidence {parts[1]!r} is not a finite number (GAP ranks by it)")
+    return landmark, confidence
+
+
 def read_submission(path: str) -> Dict[str, Tuple[int, float]]:
     """id -> (landmark, confidence) for the rows that predict a landmark."""
     out: Dict[str, Tuple[int, float]] = {}
-    for n, row in enumerate(read_rows(path, SUBMISSION_HEADER), start=2):
+    for n, row in enumerate(unique_ids(path, read_rows(path, SUBMISSION_HEADER)), start=2):
         value = (row["landmarks"] or "").strip()
-        if not value:
-            continue
-        parts = value.split()
-        if len(parts) != 2:
-            raise ValueError(f"{path}:{n}: landmarks must be '<landmark_id> <confidence>', got {value!r}")
-        if row["id"] in out:
-            raise ValueError(f"{path}:{n}: duplicate id {row['id']!r}")
-        out[row["id"]] = (int(parts[0]), float(parts[1]))
+        if value:
+            out[row["id"]] = _prediction(path, n, value)
     return out
 
 
 def read_solution(path: str) -> Dict[str, FrozenSet[int]]:
     """id -> set of correct landmark ids (empty for a non-landmark query)."""
-    return {
-        row["id"]: frozenset(int(x) for x in (row["landmark_id"] or "").split())
-        for row in read_rows(path, ["id", "landmark_id"])
-    }
+    solution = {}
+    for n, row in enumerate(unique_ids(path, read_rows(path, ["id", "landmark_id"])), start=2):
+        try:
+            solution[row["id"]] = frozenset(int(x) for x in (row["landmark_id"] or "").split())
+        except ValueError:
+            raise BadCsvError(f"{path}: row {n}: landmark_id {row['landmark_id']!r} is not integers") from None
+    return solution
 
 
 def write_neighbours(path: str, rows: Iterable[Tuple[str, int, str, int, float]]) -> None:

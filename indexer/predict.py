@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -33,6 +34,7 @@ from indexer.embed import Embedded, list_shards, read_export_info, read_jpegs
 from indexer.index_dir import MODEL_DIR, Index, open_index
 from indexer.vote import METHODS, vote
 from pipelines import csv_input
+from pipelines.cli_errors import InputError, absl_main
 from pipelines.report import FAILURES_CSV
 
 # bench/bench_index.py, 1M x 256: with 50 trees, recall@10 0.98 at 2000 against 0.85 at Annoy's
@@ -40,8 +42,16 @@ from pipelines.report import FAILURES_CSV
 DEFAULT_SEARCH_K = 2000
 RECORDS_DIR = "test_records"
 DONE_MARKER = "predict-input.json"  # in RECORDS_DIR: which CSV the finished preprocessing was for
+# Fetch settings handed on to pipelines.preprocess when given (else its own defaults apply).
+PREPROCESS_FLAGS = {"fetch_timeout": flags.DEFINE_float, "fetch_retries": flags.DEFINE_integer,
+                    "backoff_s": flags.DEFINE_float, "fetch_threads": flags.DEFINE_integer,
+                    "max_pixels": flags.DEFINE_integer}
 
 FLAGS = flags.FLAGS
+
+
+class PreprocessingFailed(InputError, RuntimeError):
+    """pipelines.preprocess exited non-zero; the message ends with its last log line."""
 
 
 def define_flags() -> None:
@@ -58,6 +68,10 @@ def define_flags() -> None:
     flags.DEFINE_integer("image_size", 256, "passed to pipelines.preprocess (use what the references used)")
     flags.DEFINE_integer("batch_size", 64, "images per embedding batch")
     embed_job.define_flags()
+    for name, define in PREPROCESS_FLAGS.items():
+        define(name, None, f"passed to pipelines.preprocess as --{name} (default: its own)")
+    flags.DEFINE_multi_string("preprocess_arg", [], "any other flag for pipelines.preprocess, e.g. "
+                              "--preprocess_arg=--direct_num_workers=4 (repeatable)")
     flags.mark_flags_as_required(["index_dir", "test_csv", "output_dir"])
 
 
@@ -75,6 +89,22 @@ class PredictConfig:
     image_size: int
     batch_size: int
     embedding: embed_job.EmbedSettings = embed_job.EmbedSettings()
+    preprocess_flags: Tuple[str, ...] = ()  # extra flags for pipelines.preprocess
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+
+
+def check_settings(config: PredictConfig) -> None:
+    """Refuse settings that would silently answer nothing (InputError naming the flag)."""
+    if config.k < 1:
+        raise InputError(f"--k={config.k}: at least 1 neighbour must vote")
+    if config.search_k != -1 and config.search_k < config.k:
+        raise InputError(f"--search_k={config.search_k}: -1 (Annoy's default, n_trees * k) or at least --k={config.k}")
+    if not math.isfinite(config.min_confidence):
+        raise InputError(f"--min_confidence={config.min_confidence}: must be a finite number")
+    if config.batch_size < 1 or config.image_size < 1 or config.visualize < 0:
+        raise InputError("--batch_size and --image_size must be at least 1, --visualize at least 0")
 
 
 def read_test_ids(path: str) -> List[str]:
@@ -113,15 +143,15 @@ def preprocess_test(config: PredictConfig) -> str:
         logging.info("%s holds another CSV's images: starting it over", records)
         shutil.rmtree(records)
     cmd = [sys.executable, "-m", "pipelines.preprocess", f"--csv={config.test_csv}", f"--output_dir={records}",
-           "--split=test", f"--image_size={config.image_size}"]
+           "--split=test", f"--image_size={config.image_size}", *config.preprocess_flags]
     log_path = os.path.join(config.output_dir, "preprocess.log")
     logging.info("running %s (log: %s)", " ".join(cmd), log_path)
     with open(log_path, "w") as log:
         rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
     if rc != 0:
         with open(log_path) as log:
-            tail = log.read()[-3000:]
-        raise RuntimeError(f"pipelines.preprocess exited with {rc}; end of {log_path}:\n{tail}")
+            last = ([line.strip() for line in log if line.strip()] or ["(empty log)"])[-1]
+        raise PreprocessingFailed(f"{config.test_csv}: pipelines.preprocess exited with {rc} (log: {log_path}): {last}")
     outputs.write_json(marker, wanted)
     return records
 
@@ -222,9 +252,11 @@ def main(argv) -> None:
         image_size=FLAGS.image_size,
         batch_size=FLAGS.batch_size,
         embedding=embed_job.settings_from_flags(argv),
+        preprocess_flags=(*(f"--{name}={FLAGS[name].value}" for name in PREPROCESS_FLAGS
+                            if FLAGS[name].value is not None), *FLAGS.preprocess_arg),
     ))
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main, flags_parser=embed_job.parse_flags)
+    app.run(absl_main("indexer.predict", main), flags_parser=embed_job.parse_flags)

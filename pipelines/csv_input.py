@@ -21,6 +21,7 @@ import io
 from typing import Iterable, Iterator, List, NamedTuple, Optional, Tuple, Union
 
 from pipelines import fetch, schema, storage
+from pipelines.cli_errors import InputError
 from pipelines.shards import stable_fraction
 
 SPLIT_MODES = ("auto", "train", "test")
@@ -59,12 +60,16 @@ class Header:
     width: int
 
 
+class CsvHeaderError(InputError, ValueError):
+    """A CSV whose header cannot be used (the message names the file)."""
+
+
 def parse_header(line: str, path: str = "<csv>") -> Header:
     """Column positions from the header line; ValueError (a clear message) when unusable."""
     names = [c.strip().lower() for c in next(csv.reader([line.lstrip("\ufeff")]), [])]
     missing = [c for c in ("id", "url") if c not in names]
     if missing:
-        raise ValueError(
+        raise CsvHeaderError(
             f"{path}: header {names} lacks column(s) {missing}; expected the Kaggle GLD layout "
             "id,url[,landmark_id]"
         )
@@ -79,9 +84,9 @@ def read_header(path: str) -> Header:
     try:
         line = first.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: the header line is not UTF-8 ({e.reason} at byte {e.start})") from None
+        raise CsvHeaderError(f"{path}: the header line is not UTF-8 ({e.reason} at byte {e.start})") from None
     if not line.strip():
-        raise ValueError(f"{path}: empty CSV (no header line)")
+        raise CsvHeaderError(f"{path}: empty CSV (no header line)")
     return parse_header(line.rstrip("\r\n"), path)
 
 

@@ -28,6 +28,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, 
 from apache_beam.runners.runner import PipelineState
 
 from pipelines import csv_input, dask_setup, fetch, image, output_guard, report, run_tempdir, storage
+from pipelines.cli_errors import InputError, run_argv
 from pipelines.transforms import NAMESPACE, BuildShards, DedupById, PlanShards, ReadCsvRows, Report
 
 _LOG = logging.getLogger("pipelines.preprocess")
@@ -118,16 +119,16 @@ def parse_args(argv: Sequence[str]) -> Tuple[Config, List[str]]:
 def _check_inputs(cfg: Config) -> int:
     """Fail early, with the path, on a missing CSV or a header without id/url; returns total CSV bytes."""
     if not cfg.csv:
-        raise SystemExit("--csv names no file")
+        raise InputError("--csv names no file")
     total = 0
     for path in cfg.csv:
         try:
             csv_input.read_header(path)
             total += storage.size(path)
         except FileNotFoundError:
-            raise SystemExit(f"--csv: {path} does not exist") from None
+            raise InputError(f"{path}: does not exist (--csv)") from None
         except ValueError as e:
-            raise SystemExit(str(e)) from None
+            raise InputError(str(e)) from None
     return total
 
 
@@ -289,7 +290,7 @@ def main() -> None:
     worker_logs = logging.getLogger("apache_beam.runners.portability.local_job_service")
     worker_logs.setLevel(logging.INFO)
     worker_logs.addFilter(_WorkerLogFilter())
-    run()
+    run_argv("pipelines.preprocess", run)
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ def deserialize(data: bytes) -> ImageRecord:
     )
 
 
-def _masked_crc(data: bytes) -> bytes:
+def masked_crc(data: bytes) -> bytes:
     import google_crc32c  # ships with google-cloud-storage; a C implementation
 
     crc = google_crc32c.value(data)
@@ -133,7 +133,7 @@ def _masked_crc(data: bytes) -> bytes:
 def frame(payload: bytes) -> bytes:
     """One TFRecord frame: length, masked CRC of the length, payload, masked CRC of the payload."""
     length = struct.pack("<Q", len(payload))
-    return length + _masked_crc(length) + payload + _masked_crc(payload)
+    return length + masked_crc(length) + payload + masked_crc(payload)
 
 
 def iter_frames(data: bytes) -> Iterator[bytes]:
@@ -143,14 +143,14 @@ def iter_frames(data: bytes) -> Iterator[bytes]:
         if pos + 12 > len(data):
             raise ValueError(f"truncated TFRecord header at byte {pos}")
         length_bytes = data[pos : pos + 8]
-        if data[pos + 8 : pos + 12] != _masked_crc(length_bytes):
+        if data[pos + 8 : pos + 12] != masked_crc(length_bytes):
             raise ValueError(f"corrupt TFRecord length CRC at byte {pos}")
         (length,) = struct.unpack("<Q", length_bytes)
         start, end = pos + 12, pos + 12 + length
         if end + 4 > len(data):
             raise ValueError(f"truncated TFRecord payload at byte {pos}")
         payload = data[start:end]
-        if data[end : end + 4] != _masked_crc(payload):
+        if data[end : end + 4] != masked_crc(payload):
             raise ValueError(f"corrupt TFRecord payload CRC at byte {pos}")
         yield payload
         pos = end + 4

@@ -14,13 +14,15 @@ from typing import Any, Dict, Optional, Tuple
 
 from absl import flags
 
+from pipelines.cli_errors import InputError
+
 BACKBONES = ("inception_v3", "resnet50", "mobilenet", "mobilenet_v2", "efficientnet_b0")
 LOSSES = ("semihard", "batch_hard", "batch_all")
 POOLINGS = ("avg", "gem")
 CONFIG_FILE = "config.json"
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     """A flag value that cannot work, with a message that says which flag and why."""
 
 
@@ -57,6 +59,7 @@ class Config:
     recall_k: Tuple[int, ...] = (1, 5, 10)
     checkpoints_to_keep: int = 3
     seed: int = 0
+    skip_corrupt_records: bool = False  # damaged shards: skip the rest of the shard (counted) instead of stopping
 
     def __post_init__(self) -> None:
         _check(self.backbone in BACKBONES, f"--backbone={self.backbone}: expected one of {BACKBONES}")
@@ -168,6 +171,9 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_list("recall_k", [str(k) for k in d.recall_k], "k values reported as recall@k.", **on)
     flags.DEFINE_integer("checkpoints_to_keep", d.checkpoints_to_keep, "Epoch checkpoints kept (2+).", **on)
     flags.DEFINE_integer("seed", d.seed, "Seed for sampling and augmentation.", **on)
+    flags.DEFINE_bool("skip_corrupt_records", d.skip_corrupt_records, "Damaged train/val shards: skip from the first "
+                      "damaged record to the end of that shard (counted in the log and history.json) instead of "
+                      "stopping with an error naming the file.", **on)
 
 
 def from_flags(values: flags.FlagValues) -> Config:

@@ -13,7 +13,7 @@ from typing import List, Optional
 import tensorflow as tf
 
 from pipelines import schema
-from trainer import sampling
+from trainer import sampling, shard_check
 from trainer.config import Config
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -63,15 +63,16 @@ def train_image(encoded: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
 
 
 def _records(files: List[str], shuffle: bool, seed: int,
-             context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
-    """Serialized records of `files`, this input pipeline's share of them under multi-worker."""
+             context: Optional[tf.distribute.InputContext] = None, skip_corrupt: bool = False) -> tf.data.Dataset:
+    """Serialized records of `files`, this input pipeline's share of them under multi-worker;
+    `skip_corrupt`: each shard ends at its first damaged record (shard_check.py)."""
     ds = tf.data.Dataset.from_tensor_slices(files)
     shard_files = context is not None and context.num_input_pipelines > 1 and len(files) >= context.num_input_pipelines
     if shard_files:
         ds = ds.shard(context.num_input_pipelines, context.input_pipeline_id)
     if shuffle:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8), num_parallel_calls=AUTOTUNE,
+    ds = ds.interleave(shard_check.reader(skip_corrupt), cycle_length=min(len(files), 8), num_parallel_calls=AUTOTUNE,
                        deterministic=not shuffle)
     if context is not None and context.num_input_pipelines > 1 and not shard_files:
         ds = ds.shard(context.num_input_pipelines, context.input_pipeline_id)
@@ -82,7 +83,8 @@ def train_dataset(cfg: Config, context: Optional[tf.distribute.InputContext] = N
     """Endless (images [P*K, S, S, 3], labels [P*K]) batches for one replica, P = cfg.replica_p."""
     pipeline = context.input_pipeline_id if context is not None else 0
     seed = cfg.seed * 1009 + pipeline
-    records = _records(list_shards(cfg.data_dir, "train"), shuffle=True, seed=seed, context=context)
+    records = _records(list_shards(cfg.data_dir, "train"), shuffle=True, seed=seed, context=context,
+                       skip_corrupt=cfg.skip_corrupt_records)
     records = records.shuffle(cfg.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     ds = sampling.pk_records(records, cfg.replica_p, cfg.batch_k, cfg.sampling_window, seed)
     # One stateless seed per element keeps augmentation deterministic under a parallel map.
@@ -94,9 +96,10 @@ def train_dataset(cfg: Config, context: Optional[tf.distribute.InputContext] = N
     return ds.batch(cfg.replica_p * cfg.batch_k, drop_remainder=True).prefetch(AUTOTUNE)
 
 
-def eval_dataset(data_dir: str, split: str, size: int, limit: int, batch_size: int) -> tf.data.Dataset:
+def eval_dataset(data_dir: str, split: str, size: int, limit: int, batch_size: int,
+                 skip_corrupt: bool = False) -> tf.data.Dataset:
     """(images [B, S, S, 3], labels [B]) for the first `limit` records of a split (0: all), in order."""
-    ds = _records(list_shards(data_dir, split), shuffle=False, seed=0)
+    ds = _records(list_shards(data_dir, split), shuffle=False, seed=0, skip_corrupt=skip_corrupt)
     if limit:
         ds = ds.take(limit)
 
@@ -107,7 +110,8 @@ def eval_dataset(data_dir: str, split: str, size: int, limit: int, batch_size: i
     return ds.map(prepare, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE)
 
 
-def count_records(data_dir: str, split: str) -> int:
-    """Number of records in a split (one streaming pass over its shards)."""
-    ds = tf.data.TFRecordDataset(list_shards(data_dir, split), num_parallel_reads=AUTOTUNE)
+def count_records(data_dir: str, split: str, skip_corrupt: bool = False) -> int:
+    """Number of (readable, with `skip_corrupt`) records in a split (one streaming pass over its shards)."""
+    ds = tf.data.Dataset.from_tensor_slices(list_shards(data_dir, split)).interleave(
+        shard_check.reader(skip_corrupt), num_parallel_calls=AUTOTUNE)
     return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))

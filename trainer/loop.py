@@ -13,7 +13,7 @@ import json
 import math
 import os
 import sys
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import keras
 import tensorflow as tf
@@ -97,12 +97,14 @@ class _History:
             tf.io.gfile.rename(tmp, self.path, overwrite=True)
 
 
-def train(cfg: Config, strategy: tf.distribute.Strategy) -> Tuple[keras.Model, int]:
-    """Train (or resume) up to `cfg.epochs` epochs; (model, epochs done). epochs=0 only evaluates."""
+def train(cfg: Config, strategy: tf.distribute.Strategy, notes: Optional[Dict] = None) -> Tuple[keras.Model, int]:
+    """Train (or resume) up to `cfg.epochs` epochs; (model, epochs done). epochs=0 only evaluates.
+    `notes` (e.g. the damaged-shard counts of --skip_corrupt_records) go into every history row."""
+    notes = notes or {}
     chief = distribute.is_chief(strategy)
     # Counting reads every train shard: skip it when nothing will be trained (--epochs=0).
-    steps = cfg.steps_per_epoch or (0 if cfg.epochs == 0 else
-                                    max(1, data.count_records(cfg.data_dir, "train") // (cfg.batch_p * cfg.batch_k)))
+    steps = cfg.steps_per_epoch or (0 if cfg.epochs == 0 else max(1, data.count_records(
+        cfg.data_dir, "train", cfg.skip_corrupt_records) // (cfg.batch_p * cfg.batch_k)))
     with strategy.scope():
         model = build_embedding_model(cfg)
         optimizer = keras.optimizers.Adam(learning_rate_schedule(cfg, cfg.epochs * steps))
@@ -125,8 +127,9 @@ def train(cfg: Config, strategy: tf.distribute.Strategy) -> Tuple[keras.Model, i
     history = _History(os.path.join(cfg.output_dir, HISTORY_FILE), chief, done if restored else -1)
     writer = (tf.summary.create_file_writer(os.path.join(cfg.output_dir, LOG_DIR)) if chief
               else tf.summary.create_noop_writer())
-    queries = data.eval_dataset(cfg.data_dir, "val", cfg.image_size, cfg.val_queries, 64)
-    references = data.eval_dataset(cfg.data_dir, "train", cfg.image_size, cfg.val_references, 64)
+    queries = data.eval_dataset(cfg.data_dir, "val", cfg.image_size, cfg.val_queries, 64, cfg.skip_corrupt_records)
+    references = data.eval_dataset(cfg.data_dir, "train", cfg.image_size, cfg.val_references, 64,
+                                   cfg.skip_corrupt_records)
     infer = retrieval.inference_fn(model)
 
     def validate(epoch: int, row: Dict) -> None:
@@ -140,7 +143,7 @@ def train(cfg: Config, strategy: tf.distribute.Strategy) -> Tuple[keras.Model, i
             shown = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                              for k, v in row.items() if k != "epoch")
             print(f"epoch {epoch}/{cfg.epochs} {shown}", flush=True)
-        history.add(row)
+        history.add({**row, **notes})
 
     if restored is None:
         validate(0, {"epoch": 0})

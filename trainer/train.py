@@ -10,45 +10,53 @@ OUT/export/ (trainer/contract.py). `--epochs=0` exports the untrained (pretraine
 
 from __future__ import annotations
 
-import sys
-
 from absl import app, flags, logging
 
+from pipelines import cli_errors
 from trainer import config
 
 config.define_flags()
+flags.DEFINE_bool("overwrite", False, "Delete a previous run in --output_dir (checkpoints, history, logs, export) "
+                  "and start over; without it a rerun resumes, and one with another model shape is refused.")
 FLAGS = flags.FLAGS
 
 
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        cfg = config.from_flags(FLAGS)
-    except config.ConfigError as err:
-        sys.exit(f"trainer: error: {err}")
+    cfg = config.from_flags(FLAGS)
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines would drown the progress bars
     # TensorFlow is imported only now: devices must be configured before its runtime starts.
     import keras
+    import tensorflow as tf
 
-    from trainer import data, distribute, export, loop
+    from trainer import data, distribute, export, loop, run_dir, shard_check
 
+    shards = [path for split in ("train", "val") for path in data.list_shards(cfg.data_dir, split)]
+    run_dir.check_rerun(cfg.output_dir, cfg, FLAGS.overwrite)
+    strategy = distribute.make_strategy(cfg.gpus)
+    if cfg.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    keras.utils.set_random_seed(cfg.seed)
+    if distribute.is_chief(strategy):
+        if FLAGS.overwrite:
+            for path in run_dir.clear(cfg.output_dir):
+                print(f"--overwrite: removed {path}", flush=True)
+        cfg.save(cfg.output_dir)
+    if FLAGS.overwrite:
+        distribute.barrier(strategy)  # no worker restores before the chief has cleared the old run
+    notes = shard_check.scan_all(shards).counts() if cfg.skip_corrupt_records else None
     try:
-        for split in ("train", "val"):
-            data.list_shards(cfg.data_dir, split)
-        strategy = distribute.make_strategy(cfg.gpus)
-        if cfg.mixed_precision:
-            keras.mixed_precision.set_global_policy("mixed_float16")
-        keras.utils.set_random_seed(cfg.seed)
-        if distribute.is_chief(strategy):
-            cfg.save(cfg.output_dir)
-        model, epochs_done = loop.train(cfg, strategy)
-    except (config.ConfigError, FileNotFoundError) as err:
-        sys.exit(f"trainer: error: {err}")
+        model, epochs_done = loop.train(cfg, strategy, notes)
+    except tf.errors.DataLossError as err:  # names no file: find the shard
+        damaged = shard_check.locate(shards, err)
+        if damaged is None:
+            raise
+        raise damaged from err
     if distribute.is_chief(strategy):  # other workers hold the same weights
         print(f"exported {export.export(model, cfg, cfg.output_dir, epochs_done)}", flush=True)
     distribute.barrier(strategy)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(cli_errors.absl_main("trainer", main))
