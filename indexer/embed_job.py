@@ -27,7 +27,7 @@ from absl import flags, logging
 
 from indexer.embed import Embedded, Embedder, embed_records
 from pipelines import schema
-from pipelines.cli_errors import InputError
+from pipelines.cli_errors import SettingsError
 from pipelines.report import STATS_JSON
 
 RUNNERS = ("auto", "local", "beam")
@@ -99,7 +99,7 @@ def record_count(files: Sequence[str]) -> Optional[int]:
 def choose(settings: EmbedSettings, files: Sequence[str]) -> str:
     """'local' or 'beam' for these shards."""
     if settings.runner == "local" and settings.beam_args:
-        raise InputError(f"unknown flag(s) {' '.join(settings.beam_args)}: Beam options need --embed_runner=beam "
+        raise SettingsError(f"unknown flag(s) {' '.join(settings.beam_args)}: Beam options need --embed_runner=beam "
                          f"(or auto)")
     if settings.runner != "auto":
         return settings.runner
@@ -115,7 +115,7 @@ def embed_shards(files: Sequence[str], export_dir: str, batch_size: int, setting
     (each shard ends at its first damaged record) is for the in-process path only."""
     how = choose(settings, files)
     if skip_corrupt and how != "local":
-        raise InputError("--skip_corrupt_records needs --embed_runner=local: the Beam job stops at a damaged shard")
+        raise SettingsError("--skip_corrupt_records needs --embed_runner=local: the Beam job stops at a damaged shard")
     logging.info("embedding %d shard(s) %s", len(files), "in this process" if how == "local" else "as a Beam job")
     if how == "local":
         return embed_records(files, Embedder(export_dir), batch_size, skip_corrupt)

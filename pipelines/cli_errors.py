@@ -27,6 +27,10 @@ class InputError(Exception):
     and says what is wrong, on one line."""
 
 
+class SettingsError(InputError, ValueError):
+    """A flag value or combination that cannot work (still a ValueError for library callers)."""
+
+
 # OSErrors that name a path the user gave; other OSErrors (disk full, ...) keep their traceback.
 _EXPECTED_OS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 EXPECTED = (InputError, *_EXPECTED_OS)
