@@ -1,7 +1,10 @@
-"""`python -m indexer.predict --index_dir=IDX --test_csv=CSV --output_dir=PRED [--k] [--min_confidence]
-[--visualize=N] [--solution=CSV]`
+"""`python -m indexer.predict --index_dir=IDX (--test_csv=CSV | --images=DIR) --output_dir=PRED [--k]
+[--min_confidence] [--visualize=N] [--solution=CSV]`
 
-1. Opens and verifies the index folder (a bad index fails here, before any work).
+0. With --images, lists the folder's photos (recursively, id = file stem) into PRED/images.csv
+   (`id,url`), which then is the test CSV.
+1. Opens and verifies the index folder (a bad index fails here, before any work) through
+   `indexer.api.Recognizer`, which also answers the queries below.
 2. Runs `python -m pipelines.preprocess --split=test` on the test CSV in a subprocess (that stage
    is TF-free and cannot share this process): the same fetch/decode/resize path and failure
    reasons as the references, into PRED/test_records/ (skipped on a rerun when it already
@@ -27,17 +30,16 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from absl import app, flags, logging
 
-from indexer import outputs, visualize
+from indexer import image_folder, outputs, visualize
 from indexer.annoy_index import sha256_file
-from indexer.embed import Embedded, Embedder, embed_records, list_shards, read_export_info, read_jpegs
-from indexer.index_dir import MODEL_DIR, Index, open_index
-from indexer.vote import METHODS, vote
+from indexer.api import DEFAULT_SEARCH_K, Recognizer
+from indexer.embed import Embedded, list_shards, read_jpegs
+from indexer.index_dir import Index
+from indexer.vote import METHODS
 from pipelines import csv_input
 from pipelines.report import FAILURES_CSV
 
-# bench/bench_index.py, 1M x 256: with 50 trees, recall@10 0.98 at 2000 against 0.85 at Annoy's
-# default (n_trees * k = 500), still far faster than exact search (docs/index.md).
-DEFAULT_SEARCH_K = 2000
+FOLDER_CSV = "images.csv"  # in PRED: the --images folder as a test CSV
 RECORDS_DIR = "test_records"
 DONE_MARKER = "predict-input.json"  # in RECORDS_DIR: which CSV the finished preprocessing was for
 
@@ -48,6 +50,7 @@ def define_flags() -> None:
     """The command line (defined only when run as a program, so modules import side-effect free)."""
     flags.DEFINE_string("index_dir", None, "index folder from indexer.build")
     flags.DEFINE_string("test_csv", None, "test CSV (id,url), Google-Landmarks layout")
+    flags.DEFINE_string("images", None, "instead of --test_csv: a folder of photos (recursive; id = file stem)")
     flags.DEFINE_string("output_dir", None, "where submission.csv and the rest go")
     flags.DEFINE_integer("k", 10, "neighbours per query (they vote)")
     flags.DEFINE_integer("search_k", DEFAULT_SEARCH_K, "Annoy nodes inspected per query and shard (-1: n_trees * k)")
@@ -57,13 +60,14 @@ def define_flags() -> None:
     flags.DEFINE_string("solution", None, "solution CSV: colours the picture right/wrong")
     flags.DEFINE_integer("image_size", 256, "passed to pipelines.preprocess (use what the references used)")
     flags.DEFINE_integer("batch_size", 64, "images per embedding batch")
-    flags.mark_flags_as_required(["index_dir", "test_csv", "output_dir"])
+    flags.mark_flags_as_required(["index_dir", "output_dir"])
+    flags.mark_flags_as_mutual_exclusive(["test_csv", "images"], required=True)
 
 
 @dataclasses.dataclass(frozen=True)
 class PredictConfig:
     index_dir: str
-    test_csv: str
+    test_csv: Optional[str]  # None with `images`: PRED/images.csv is written from the folder
     output_dir: str
     k: int
     search_k: int
@@ -73,6 +77,7 @@ class PredictConfig:
     solution: Optional[str]
     image_size: int
     batch_size: int
+    images: Optional[str] = None
 
 
 def read_test_ids(path: str) -> List[str]:
@@ -124,28 +129,31 @@ def preprocess_test(config: PredictConfig) -> str:
     return records
 
 
-def answer(index: Index, embedded: Embedded, config: PredictConfig) -> Tuple[np.ndarray, np.ndarray, List]:
-    """Neighbour items [Q, k], similarities [Q, k] and the vote (landmark, confidence) per query."""
-    items, sims = index.searcher.query(embedded.vectors, config.k, config.search_k)
-    landmarks = np.where(items >= 0, index.landmark_ids[np.maximum(items, 0)], -1)
-    votes = [vote(l.tolist(), s.tolist(), config.vote) for l, s in zip(landmarks, sims)]
-    return items, sims, votes
+def open_recognizer(config: PredictConfig) -> Recognizer:
+    """The index and model, opened and verified once, with this run's query settings."""
+    return Recognizer.open(config.index_dir, k=config.k, search_k=config.search_k, vote_method=config.vote,
+                           min_confidence=config.min_confidence, image_size=config.image_size)
 
 
 def predict(config: PredictConfig) -> Dict:
     """The whole prediction; returns the counts also written to predict_stats.json."""
     os.makedirs(config.output_dir, exist_ok=True)
     outputs.write_json(os.path.join(config.output_dir, "config.json"), dataclasses.asdict(config))
-    model_dim = int(read_export_info(os.path.join(config.index_dir, MODEL_DIR))["embedding_dim"])
-    index = open_index(config.index_dir, dimension=model_dim)
-    embedder = Embedder(index.model_dir)
+    if config.images:
+        folder_csv = os.path.join(config.output_dir, FOLDER_CSV)
+        logging.info("%d photos in %s listed in %s", image_folder.write_folder_csv(config.images, folder_csv),
+                     config.images, folder_csv)
+        config = dataclasses.replace(config, test_csv=folder_csv)
+    recognizer = open_recognizer(config)
+    index = recognizer.index
     test_ids = read_test_ids(config.test_csv)
 
     records = preprocess_test(config)
     files = list_shards(records, ["test"])
     t0 = time.perf_counter()
-    embedded = embed_records(files, embedder, config.batch_size)
-    items, sims, votes = answer(index, embedded, config)
+    embedded = recognizer.embed_records(files, config.batch_size)
+    answers = recognizer.answer(embedded.vectors)
+    items, sims, votes = answers.items, answers.similarities, answers.votes
     logging.info("embedded and queried %d test images in %.1f s", len(embedded.image_ids), time.perf_counter() - t0)
 
     failures = read_failures(records)
@@ -162,7 +170,7 @@ def predict(config: PredictConfig) -> Dict:
         prediction = None if q is None else votes[q]
         if q is None:
             stats["failed" if image_id in failures else "missing"] += 1
-        elif prediction is not None and prediction[1] < config.min_confidence:
+        elif prediction is not None and not recognizer.accepted(prediction):
             stats["below_min_confidence"] += 1
             prediction = None
         stats["predicted"] += prediction is not None
@@ -211,6 +219,7 @@ def main(argv) -> None:
     predict(PredictConfig(
         index_dir=FLAGS.index_dir,
         test_csv=FLAGS.test_csv,
+        images=FLAGS.images,
         output_dir=FLAGS.output_dir,
         k=FLAGS.k,
         search_k=FLAGS.search_k,
