@@ -22,7 +22,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from pipelines import csv_input, image, schema, shards
+from pipelines import image, layouts, schema, shards
 from pipelines import fetch as fetch_lib
 from pipelines import report
 from pipelines.csv_input import Failure, Row
@@ -40,14 +40,15 @@ def _counter(name: str):
 
 
 class _ParseCsv(beam.DoFn):
-    def __init__(self, mode: str, val_fraction: float) -> None:
+    def __init__(self, mode: str, val_fraction: float, layout: layouts.Layout) -> None:
         self._mode = mode
         self._val_fraction = val_fraction
+        self._layout = layout
 
     def process(self, indexed_path: Tuple[int, str]) -> Iterator:
         index, path = indexed_path
         rows, bad = _counter("rows_read"), _counter("failed_bad_row")
-        for item in csv_input.iter_csv(index, path, self._mode, self._val_fraction):
+        for item in layouts.iter_rows(index, path, self._mode, self._val_fraction, self._layout):
             rows.inc()
             if isinstance(item, Failure):
                 bad.inc()
@@ -57,19 +58,22 @@ class _ParseCsv(beam.DoFn):
 
 
 class ReadCsvRows(beam.PTransform):
-    """CSV paths -> `Row`s (main output) and `bad_row` `Failure`s (tag `failures`)."""
+    """CSV paths -> `Row`s (main output) and `bad_row` `Failure`s (tag `failures`), read in the
+    given `pipelines.layouts.Layout`."""
 
-    def __init__(self, csv_paths: Sequence[str], mode: str = "auto", val_fraction: float = 0.1) -> None:
+    def __init__(self, csv_paths: Sequence[str], mode: str = "auto", val_fraction: float = 0.1,
+                 layout: layouts.Layout = layouts.Layout()) -> None:
         super().__init__()
         self._paths = list(csv_paths)
         self._mode = mode
         self._val_fraction = val_fraction
+        self._layout = layout
 
     def expand(self, pbegin):
         return (
             pbegin
             | "Paths" >> beam.Create(list(enumerate(self._paths)))
-            | "Parse" >> beam.ParDo(_ParseCsv(self._mode, self._val_fraction)).with_outputs(FAILURES, main="rows")
+            | "Parse" >> beam.ParDo(_ParseCsv(self._mode, self._val_fraction, self._layout)).with_outputs(FAILURES, main="rows")
         )
 
 
