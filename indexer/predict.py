@@ -30,7 +30,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from absl import app, flags, logging
 
-from indexer import image_folder, outputs, visualize
+from indexer import image_folder, outputs, solutions, visualize
 from indexer.annoy_index import sha256_file
 from indexer.api import DEFAULT_SEARCH_K, Recognizer
 from indexer.embed import Embedded, list_shards, read_jpegs
@@ -201,7 +201,7 @@ def draw(index: Index, embedded: Embedded, files: List[str], items: np.ndarray, 
     refs = read_jpegs(ref_files, [index.image_ids[i] for i in ref_items]) if ref_files else {}
     if not ref_files:
         logging.warning("reference shards in %s are gone: neighbours drawn as blanks", index.manifest.data_dir)
-    solution = outputs.read_solution(config.solution) if config.solution else {}
+    solution = solutions.read_solution(config.solution).truth if config.solution else {}
     rows = [
         visualize.query_row(
             image_id, queries.get(image_id), answers[image_id],
