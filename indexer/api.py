@@ -19,16 +19,17 @@ from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from indexer.embed import Embedded, Embedder, embed_records, read_export_info
+from indexer.embed import Embedded, Embedder, embed_records, expected_records, read_export_info
 from indexer.image_folder import list_images
 from indexer.index_dir import MODEL_DIR, Index, open_index
 from indexer.vote import METHODS, vote
-from pipelines import image
+from pipelines import console, image
 from pipelines.errors import RowFailure
 
 # bench/bench_index.py, 1M x 256: with 50 trees, recall@10 0.98 at 2000 against 0.85 at Annoy's
 # default (n_trees * k = 500), still far faster than exact search (docs/index.md).
 DEFAULT_SEARCH_K = 2000
+QUERY_CHUNK = 1024  # queries per Annoy call, between progress updates
 
 ImageInput = Union[bytes, str, os.PathLike]
 
@@ -69,7 +70,8 @@ class Recognizer:
     """An opened index plus its model: embeds images and answers with the neighbours' vote."""
 
     def __init__(self, index: Index, embedder: Embedder, k: int = 10, search_k: int = DEFAULT_SEARCH_K,
-                 vote_method: str = "sum", min_confidence: float = 0.0, image_size: int = 256) -> None:
+                 vote_method: str = "sum", min_confidence: float = 0.0, image_size: int = 256,
+                 progress: bool = False) -> None:
         if k < 1:
             raise ValueError(f"k must be at least 1, not {k}")
         if vote_method not in METHODS:
@@ -81,26 +83,43 @@ class Recognizer:
         self.vote_method = vote_method
         self.min_confidence = min_confidence
         self.image_config = image.ImageConfig(image_size=image_size)
+        self.progress = progress  # report images embedded and queries answered (the CLI does)
 
     @classmethod
     def open(cls, index_dir: str, k: int = 10, search_k: int = DEFAULT_SEARCH_K, vote_method: str = "sum",
-             min_confidence: float = 0.0, image_size: int = 256) -> "Recognizer":
+             min_confidence: float = 0.0, image_size: int = 256, progress: bool = False) -> "Recognizer":
         """Verify and load an index folder (`indexer.build`'s output) and its model copy; raises
         `IndexIntegrityError` on a damaged folder before Annoy maps anything."""
         model_dim = int(read_export_info(os.path.join(index_dir, MODEL_DIR))["embedding_dim"])
         index = open_index(index_dir, dimension=model_dim)
-        return cls(index, Embedder(index.model_dir), k, search_k, vote_method, min_confidence, image_size)
+        return cls(index, Embedder(index.model_dir), k, search_k, vote_method, min_confidence, image_size, progress)
+
+    def _query(self, vectors: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        if not self.progress:
+            return self.index.searcher.query(vectors, self.k, self.search_k)
+        parts = []
+        with console.Progress("queries answered", len(vectors), "query") as progress:
+            for start in range(0, len(vectors), QUERY_CHUNK):
+                parts.append(self.index.searcher.query(vectors[start:start + QUERY_CHUNK], self.k, self.search_k))
+                progress.update(len(parts[-1][0]))
+        if not parts:
+            return self.index.searcher.query(vectors, self.k, self.search_k)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def answer(self, vectors: np.ndarray) -> Answers:
         """Top-k neighbours of each query vector and their vote."""
-        items, sims = self.index.searcher.query(vectors, self.k, self.search_k)
+        items, sims = self._query(vectors)
         landmarks = np.where(items >= 0, self.index.landmark_ids[np.maximum(items, 0)], -1)
         votes = [vote(l.tolist(), s.tolist(), self.vote_method) for l, s in zip(landmarks, sims)]
         return Answers(items, sims, votes)
 
     def embed_records(self, files: Sequence[str], batch_size: int = 64) -> Embedded:
         """Embeddings of every record in preprocessed TFRecord shards (what `indexer.predict` feeds)."""
-        return embed_records(files, self.embedder, batch_size)
+        if not self.progress or not files:
+            return embed_records(files, self.embedder, batch_size)
+        total = expected_records(os.path.dirname(files[0]), ["test"])
+        with console.Progress("images embedded", total, "img") as progress:
+            return embed_records(files, self.embedder, batch_size, progress)
 
     def neighbours(self, answers: Answers, q: int) -> Tuple[Neighbour, ...]:
         """Query `q`'s neighbours, nearest first."""

@@ -16,7 +16,8 @@ from typing import Tuple
 from absl import app, flags, logging
 
 from indexer import outputs
-from indexer.embed import Embedder, embed_records, list_shards
+from indexer.embed import Embedder, embed_records, expected_records, list_shards
+from pipelines import console
 from indexer.index_dir import write_index
 
 # Defaults from bench/bench_index.py (docs/index.md): 1M x 256 clustered vectors.
@@ -59,7 +60,8 @@ def build(config: BuildConfig) -> None:
         raise FileNotFoundError(f"no {'/'.join(config.splits)} shards in {config.data_dir}")
     embedder = Embedder(config.model)
     t0 = time.perf_counter()
-    embedded = embed_records(files, embedder, config.batch_size)
+    with console.Progress("references embedded", expected_records(config.data_dir, config.splits), "img") as progress:
+        embedded = embed_records(files, embedder, config.batch_size, progress)
     t1 = time.perf_counter()
     if not embedded.image_ids:
         raise ValueError(f"the {len(files)} reference shard(s) in {config.data_dir} hold no records")
@@ -75,6 +77,7 @@ def build(config: BuildConfig) -> None:
 
 def main(argv) -> None:
     del argv
+    console.setup(FLAGS.verbosity, tensorflow=True)
     build(BuildConfig(
         model=FLAGS.model,
         data_dir=FLAGS.data_dir,

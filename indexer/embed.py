@@ -12,12 +12,12 @@ import glob
 import hashlib
 import json
 import os
-from typing import Dict, Iterable, List, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
 from indexer.annoy_index import sha256_file
-from pipelines import schema
+from pipelines import console, schema
 from trainer import contract
 
 
@@ -102,8 +102,23 @@ def _batches(files: Sequence[str], batch_size: int):
     )
 
 
-def embed_records(files: Sequence[str], embedder: Embedder, batch_size: int = 64) -> Embedded:
-    """Embed every record of `files`, in file order (empty arrays when there are none)."""
+def expected_records(directory: str, splits: Sequence[str]) -> Optional[int]:
+    """How many records the preprocessing wrote for `splits` (its stats.json), for progress ETAs;
+    None when it cannot say."""
+    import tensorflow as tf
+
+    try:
+        with tf.io.gfile.GFile(os.path.join(directory, "stats.json")) as f:
+            written = json.load(f)["written_by_split"]
+        return sum(int(written.get(split, 0)) for split in splits)
+    except (tf.errors.OpError, OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def embed_records(files: Sequence[str], embedder: Embedder, batch_size: int = 64,
+                  progress: Optional[console.Progress] = None) -> Embedded:
+    """Embed every record of `files`, in file order (empty arrays when there are none); counts
+    the images on `progress` when given."""
     ids: List[str] = []
     landmarks: List[np.ndarray] = []
     vectors: List[np.ndarray] = []
@@ -111,6 +126,8 @@ def embed_records(files: Sequence[str], embedder: Embedder, batch_size: int = 64
         vectors.append(embedder(batch[schema.ENCODED]))
         ids.extend(x.decode("utf-8") for x in batch[schema.ID].numpy())
         landmarks.append(batch[schema.LANDMARK_ID].numpy().astype(np.int64))
+        if progress is not None:
+            progress.update(len(vectors[-1]))
     if not ids:
         return Embedded([], np.zeros(0, np.int64), np.zeros((0, embedder.dimension), np.float32))
     return Embedded(ids, np.concatenate(landmarks), np.concatenate(vectors))

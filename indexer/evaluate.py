@@ -17,6 +17,7 @@ from absl import app, flags
 
 from indexer import metrics, outputs, solutions
 from indexer.vote import METHODS
+from pipelines import console
 
 FLAGS = flags.FLAGS
 
@@ -105,6 +106,7 @@ def plot_curve(curve: List[float], path: str) -> None:
 
 def main(argv) -> None:
     del argv
+    console.setup(FLAGS.verbosity)
     config = EvaluateConfig(
         submission=FLAGS.submission,
         solution=FLAGS.solution,

@@ -36,7 +36,7 @@ from indexer.api import DEFAULT_SEARCH_K, Recognizer
 from indexer.embed import Embedded, list_shards, read_jpegs
 from indexer.index_dir import Index
 from indexer.vote import METHODS
-from pipelines import csv_input
+from pipelines import console, csv_input
 from pipelines.report import FAILURES_CSV
 
 FOLDER_CSV = "images.csv"  # in PRED: the --images folder as a test CSV
@@ -132,7 +132,7 @@ def preprocess_test(config: PredictConfig) -> str:
 def open_recognizer(config: PredictConfig) -> Recognizer:
     """The index and model, opened and verified once, with this run's query settings."""
     return Recognizer.open(config.index_dir, k=config.k, search_k=config.search_k, vote_method=config.vote,
-                           min_confidence=config.min_confidence, image_size=config.image_size)
+                           min_confidence=config.min_confidence, image_size=config.image_size, progress=True)
 
 
 def predict(config: PredictConfig) -> Dict:
@@ -216,6 +216,7 @@ def draw(index: Index, embedded: Embedded, files: List[str], items: np.ndarray, 
 
 def main(argv) -> None:
     del argv
+    console.setup(FLAGS.verbosity, tensorflow=True)
     predict(PredictConfig(
         index_dir=FLAGS.index_dir,
         test_csv=FLAGS.test_csv,

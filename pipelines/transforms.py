@@ -22,7 +22,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from pipelines import image, layouts, schema, shards
+from pipelines import console, image, layouts, schema, shards
 from pipelines import fetch as fetch_lib
 from pipelines import report
 from pipelines.csv_input import Failure, Row
@@ -198,7 +198,7 @@ class _Build(beam.DoFn):
         records: List[shards.Written] = []
         failures: List[Tuple[str, str, str, str]] = []
         source_bytes = 0
-        last_log = time.monotonic()
+        started = last_log = time.monotonic()
         outcomes = self._pool.map(process_row, rows, itertools.repeat(self._fetch_cfg), itertools.repeat(self._image_cfg))
         for done, (row, outcome) in enumerate(zip(rows, outcomes), start=1):
             source_bytes += outcome[-1]
@@ -212,7 +212,8 @@ class _Build(beam.DoFn):
                 _counter(f"failed_{outcome[1]}").inc()
             if time.monotonic() - last_log > PROGRESS_EVERY_S:
                 last_log = time.monotonic()
-                _LOG.info("%s: %d/%d rows, %d written, %d failed", key.name, done, len(rows), len(records), len(failures))
+                _LOG.info("%s, %d written, %d failed", console.meter(key.name, done, len(rows), last_log - started, "row"),
+                          len(records), len(failures))
         marker = shards.write_shard(self._output_dir, key, records, failures, digest, source_bytes)
         _counter("shards_written").inc()
         _LOG.info("wrote %s: %d records, %d failures", key.name, marker["records"], len(failures))

@@ -14,6 +14,7 @@ import sys
 
 from absl import app, flags, logging
 
+from pipelines import console
 from trainer import config
 
 config.define_flags()
@@ -27,6 +28,7 @@ def main(argv) -> None:
         cfg = config.from_flags(FLAGS)
     except config.ConfigError as err:
         sys.exit(f"trainer: error: {err}")
+    console.setup(FLAGS.verbosity, tensorflow=True)
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines would drown the progress bars
     # TensorFlow is imported only now: devices must be configured before its runtime starts.
     import keras
