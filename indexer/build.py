@@ -67,6 +67,8 @@ def build(config: BuildConfig) -> None:
         raise ValueError(f"the {len(files)} reference shard(s) in {config.data_dir} hold no records")
     logging.info("embedded %d reference images from %d shards in %.1f s (%.0f img/s)",
                  len(embedded.image_ids), len(files), t1 - t0, len(embedded.image_ids) / (t1 - t0))
+    logging.info("building %d Annoy tree(s) x %d shard(s) over %d items (one call per shard: no progress until done)",
+                 config.n_trees, config.num_shards, len(embedded.image_ids))
     manifest = write_index(config.output_dir, embedded, config.model, config.n_trees, config.num_shards,
                            config.data_dir, config.splits, config.seed)
     outputs.write_json(os.path.join(config.output_dir, "config.json"), dataclasses.asdict(config))

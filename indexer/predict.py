@@ -1,10 +1,10 @@
 """`python -m indexer.predict --index_dir=IDX (--test_csv=CSV | --images=DIR) --output_dir=PRED [--k]
 [--min_confidence] [--visualize=N] [--solution=CSV]`
 
-0. With --images, lists the folder's photos (recursively, id = file stem) into PRED/images.csv
-   (`id,url`), which then is the test CSV.
 1. Opens and verifies the index folder (a bad index fails here, before any work) through
-   `indexer.api.Recognizer`, which also answers the queries below.
+   `indexer.api.Recognizer`, which also answers the queries below. With --images, lists the
+   folder's photos (recursively, id = file stem) into PRED/images.csv (`id,url`), which then is
+   the test CSV.
 2. Runs `python -m pipelines.preprocess --split=test` on the test CSV in a subprocess (that stage
    is TF-free and cannot share this process): the same fetch/decode/resize path and failure
    reasons as the references, into PRED/test_records/ (skipped on a rerun when it already
@@ -139,13 +139,13 @@ def predict(config: PredictConfig) -> Dict:
     """The whole prediction; returns the counts also written to predict_stats.json."""
     os.makedirs(config.output_dir, exist_ok=True)
     outputs.write_json(os.path.join(config.output_dir, "config.json"), dataclasses.asdict(config))
+    recognizer = open_recognizer(config)
+    index = recognizer.index
     if config.images:
         folder_csv = os.path.join(config.output_dir, FOLDER_CSV)
         logging.info("%d photos in %s listed in %s", image_folder.write_folder_csv(config.images, folder_csv),
                      config.images, folder_csv)
         config = dataclasses.replace(config, test_csv=folder_csv)
-    recognizer = open_recognizer(config)
-    index = recognizer.index
     test_ids = read_test_ids(config.test_csv)
 
     records = preprocess_test(config)

@@ -66,6 +66,12 @@ def _import_tensorflow_quietly() -> None:
         print("\n".join(kept), file=sys.stderr, flush=True)
 
 
+def plain_logging() -> None:
+    """Plain messages on the root logger's handlers (for CLIs on Python logging, not absl)."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_PlainFormatter("%(message)s"))
+
+
 def setup(verbosity: int = 0, tensorflow: bool = False) -> None:
     """Quiet console for a CLI, called first thing in its `main` (after flag parsing, before
     TensorFlow is imported): plain absl messages, and with `tensorflow` the import done quietly."""

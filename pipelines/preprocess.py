@@ -24,7 +24,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
-from pipelines import csv_input, fetch, image, layouts, report, storage, tar_source
+from pipelines import console, csv_input, fetch, image, layouts, report, storage, tar_source
 from pipelines.tar_locate import LocateInTars
 from pipelines.transforms import FAILURES, NAMESPACE, BuildShards, DedupById, PlanShards, ReadCsvRows, Report
 
@@ -269,7 +269,8 @@ class _WorkerLogFilter(logging.Filter):
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO)
+    console.plain_logging()
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
     worker_logs = logging.getLogger("apache_beam.runners.portability.local_job_service")
     worker_logs.setLevel(logging.INFO)
