@@ -181,7 +181,10 @@ def _fetch_once(location: str, cfg: FetchConfig) -> bytes:
     if location.startswith(("http://", "https://")):
         return _http_once(location, cfg)
     if location.startswith(tar_source.SCHEME):  # a member of a GLDv2 tar: its byte range only
-        return tar_source.read_member(location, cfg.max_bytes)
+        try:
+            return tar_source.read_member(location, cfg.max_bytes)
+        except tar_source.TransientRead as e:
+            raise _Transient("fetch_error", str(e)) from e
     if location.startswith("file://"):
         return _read_file(urllib.parse.unquote(urllib.parse.urlparse(location).path), cfg)
     if not location:

@@ -138,6 +138,11 @@ class TarChecksumError(Exception):
     """A whole tar's md5 differs from its md5 list entry."""
 
 
+class TransientRead(Exception):
+    """A member read that failed for a reason worth another try (e.g. a gs:// transport error);
+    `pipelines.fetch` retries it with backoff like any other transient fetch failure."""
+
+
 def location(member: Member, md5: str = "") -> str:
     """The string a row carries to have `read_member` read this member (md5 checked if given)."""
     return f"{SCHEME}{member.offset}:{member.size}:{md5}:{member.tar}"
@@ -150,7 +155,7 @@ def source_url(member: Member) -> str:
 
 def read_member(loc: str, max_bytes: int) -> bytes:
     """The bytes of a member from its `location`, or `RowFailure` (not_found, too_large, truncated,
-    md5_mismatch, fetch_error)."""
+    md5_mismatch, fetch_error), or `TransientRead`."""
     try:
         offset_s, size_s, md5, path = loc[len(SCHEME):].split(":", 3)
         offset, size = int(offset_s), int(size_s)
@@ -162,8 +167,10 @@ def read_member(loc: str, max_bytes: int) -> bytes:
         data = storage.read_range(path, offset, size)
     except FileNotFoundError as e:
         raise RowFailure("not_found", path) from e
-    except Exception as e:  # permission, transport: reported on the row, never fails the job
-        raise RowFailure("fetch_error", f"{type(e).__name__}: {e}") from e
+    except (IsADirectoryError, PermissionError) as e:
+        raise RowFailure("fetch_error", f"{type(e).__name__}: {path}") from e
+    except Exception as e:  # transport and the like: retried by pipelines.fetch, then fetch_error
+        raise TransientRead(f"{type(e).__name__}: {e}") from e
     if len(data) < size:
         raise RowFailure("truncated", f"{path} ends {size - len(data)} bytes into this member")
     if md5 and hashlib.md5(data).hexdigest() != md5:

@@ -104,7 +104,7 @@ def without_urls(records):
     return {i: (split, dataclasses.replace(r, source_url="")) for i, (split, r) in records.items()}
 
 
-def test_tar_shards_are_read_member_by_member_with_md5_checks(kaggle, tars, tmp_path):
+def test_tar_shards_are_read_member_by_member_with_md5_checks(kaggle, tars, tmp_path, capsys):
     _, reference = kaggle
     clean, paths, photos, _ = tars
     ids = sorted(TRAIN)
@@ -113,8 +113,9 @@ def test_tar_shards_are_read_member_by_member_with_md5_checks(kaggle, tars, tmp_
     lines[0] = f"{'0' * 32}  {ids[2]}.jpg"  # a wrong md5 for ids[2]; ids[0] and ids[1] unlisted
     md5.write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
-    stats = preprocess.run([f"--csv={clean}", f"--output_dir={out}", "--layout=gldv2_clean",
-                            f"--tars={tmp_path / 'images_*.tar'}", f"--tar_md5={md5}", *RUN])
+    argv = [f"--csv={clean}", f"--output_dir={out}", "--layout=gldv2_clean", f"--tars={tmp_path / 'images_*.tar'}",
+            f"--tar_md5={md5}", *RUN]
+    stats = preprocess.run(argv)
     records = written_records(out)
     good = ids[3:]
     assert without_urls(records) == without_urls({i: reference[i] for i in good})
@@ -123,6 +124,9 @@ def test_tar_shards_are_read_member_by_member_with_md5_checks(kaggle, tars, tmp_
     assert failures == {(ids[0], "md5_missing"), (ids[1], "md5_missing"), (ids[2], "md5_mismatch"),
                         ("0000notintars", "not_found")}
     assert stats["rows_in"] == len(TRAIN) + 1 and stats["accounted_for"] is True
+    capsys.readouterr()
+    assert preprocess.run(argv) == stats  # a rerun resumes: every shard already done, same report
+    assert "0 written" in capsys.readouterr().out
 
 
 def test_whole_tar_md5_and_a_damaged_tar(kaggle, tars, tmp_path):

@@ -62,6 +62,28 @@ def test_member_reads_fail_per_row_with_a_reason(tar, tmp_path):
     assert reason("tar-member:x:y") == "fetch_error"
 
 
+def test_a_transport_error_on_a_member_is_retried_then_reported(tar, monkeypatch):
+    from pipelines import fetch, storage
+
+    path, members = tar
+    loc = tar_source.location(next(tar_source.index_tar(str(path))))
+    calls = []
+    real = storage.read_range
+
+    def flaky(p, offset, length):
+        calls.append(offset)
+        if len(calls) == 1:
+            raise ConnectionResetError("reset by peer")
+        return real(p, offset, length)
+
+    monkeypatch.setattr(storage, "read_range", flaky)
+    assert fetch.fetch(loc, "", fetch.FetchConfig(retries=2, backoff_s=0.0)) == members[0][1]
+    monkeypatch.setattr(storage, "read_range", lambda *a: (_ for _ in ()).throw(ConnectionResetError("down")))
+    with pytest.raises(RowFailure) as e:
+        fetch.fetch(loc, "", fetch.FetchConfig(retries=1, backoff_s=0.0))
+    assert e.value.reason == "fetch_error" and "after 2 tries" in e.value.detail
+
+
 def test_md5_lists_and_tar_globs(tmp_path):
     lst = tmp_path / "md5.txt"
     lst.write_text(f"{'a' * 32}  images_000.tar\n\n{'B' * 32} *x/y/z/xyz.jpg\nother.jpg {'c' * 32}\n")
