@@ -47,10 +47,11 @@ index: $(STAMP)
 	$(call require,DATA)
 	$(PY) -m indexer.build --model=$(MODEL) --data_dir=$(DATA) --output_dir=$(OUT) $(ARGS)
 
+# TEST_CSV=test.csv, or IMAGES=DIR (a folder of photos, id = file stem)
 predict: $(STAMP)
-	$(call require,TEST_CSV)
+	$(if $(TEST_CSV)$(IMAGES),,$(error TEST_CSV=... or IMAGES=DIR is required: see docs/index.md))
 	$(call require,INDEX)
-	$(PY) -m indexer.predict --test_csv=$(TEST_CSV) --index_dir=$(INDEX) --output_dir=$(OUT) $(ARGS)
+	$(PY) -m indexer.predict $(if $(TEST_CSV),--test_csv=$(TEST_CSV)) $(if $(IMAGES),--images=$(IMAGES)) --index_dir=$(INDEX) --output_dir=$(OUT) $(ARGS)
 
 evaluate: $(STAMP)
 	$(call require,SUBMISSION)

@@ -20,6 +20,7 @@ setup(
         "pillow>=12,<13",
         "requests>=2.32,<3",
         "numpy<2.3",
+        "tqdm>=4.67,<5",
     ],
     extras_require={
         "train": [

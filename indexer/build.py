@@ -16,7 +16,8 @@ from typing import Tuple
 from absl import app, flags, logging
 
 from indexer import embed_job, outputs
-from indexer.embed import list_shards
+from indexer.embed import expected_records, list_shards
+from pipelines import console
 from pipelines.cli_errors import InputError, absl_main
 from indexer.index_dir import write_index
 from trainer import shard_check
@@ -67,13 +68,17 @@ def build(config: BuildConfig) -> None:
     if config.skip_corrupt_records:
         shard_check.scan_all(files, log=logging.warning)
     t0 = time.perf_counter()
-    embedded = embed_job.embed_shards(files, config.model, config.batch_size, config.embedding,
-                                      os.path.join(config.output_dir, "embeddings"), config.skip_corrupt_records)
+    with console.Progress("references embedded", expected_records(config.data_dir, config.splits), "img") as progress:
+        embedded = embed_job.embed_shards(files, config.model, config.batch_size, config.embedding,
+                                          os.path.join(config.output_dir, "embeddings"), config.skip_corrupt_records,
+                                          progress)
     t1 = time.perf_counter()
     if not embedded.image_ids:
         raise InputError(f"the {len(files)} reference shard(s) in {config.data_dir} hold no records")
     logging.info("embedded %d reference images from %d shards in %.1f s (%.0f img/s)",
                  len(embedded.image_ids), len(files), t1 - t0, len(embedded.image_ids) / (t1 - t0))
+    logging.info("building %d Annoy tree(s) x %d shard(s) over %d items (one call per shard: no progress until done)",
+                 config.n_trees, config.num_shards, len(embedded.image_ids))
     manifest = write_index(config.output_dir, embedded, config.model, config.n_trees, config.num_shards,
                            config.data_dir, config.splits, config.seed)
     outputs.write_json(os.path.join(config.output_dir, "config.json"), dataclasses.asdict(config))
@@ -83,6 +88,7 @@ def build(config: BuildConfig) -> None:
 
 
 def main(argv) -> None:
+    console.setup(FLAGS.verbosity, tensorflow=True)
     build(BuildConfig(
         model=FLAGS.model,
         data_dir=FLAGS.data_dir,

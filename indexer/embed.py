@@ -12,12 +12,12 @@ import glob
 import hashlib
 import json
 import os
-from typing import Dict, Iterable, List, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
 from indexer.annoy_index import sha256_file
-from pipelines import schema
+from pipelines import console, schema
 from trainer import contract, shard_check
 
 
@@ -109,11 +109,25 @@ def _batches(files: Sequence[str], batch_size: int, skip_corrupt: bool = False):
     )
 
 
+def expected_records(directory: str, splits: Sequence[str]) -> Optional[int]:
+    """How many records the preprocessing wrote for `splits` (its stats.json), for progress ETAs;
+    None when it cannot say."""
+    import tensorflow as tf
+
+    try:
+        with tf.io.gfile.GFile(os.path.join(directory, "stats.json")) as f:
+            written = json.load(f)["written_by_split"]
+        return sum(int(written.get(split, 0)) for split in splits)
+    except (tf.errors.OpError, OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def embed_records(files: Sequence[str], embedder: Embedder, batch_size: int = 64,
-                  skip_corrupt: bool = False) -> Embedded:
-    """Embed every record of `files`, in file order (empty arrays when there are none). A damaged
-    shard raises `shard_check.CorruptShardError` naming it; with `skip_corrupt` each shard ends at
-    its first damaged record instead (see shard_check.scan_all for the count)."""
+                  skip_corrupt: bool = False, progress: Optional[console.Progress] = None) -> Embedded:
+    """Embed every record of `files`, in file order (empty arrays when there are none), counting
+    the images on `progress` when given. A damaged shard raises `shard_check.CorruptShardError`
+    naming it; with `skip_corrupt` each shard ends at its first damaged record instead (see
+    shard_check.scan_all for the count)."""
     import tensorflow as tf
 
     ids: List[str] = []
@@ -124,6 +138,8 @@ def embed_records(files: Sequence[str], embedder: Embedder, batch_size: int = 64
             vectors.append(embedder(batch[schema.ENCODED]))
             ids.extend(x.decode("utf-8") for x in batch[schema.ID].numpy())
             landmarks.append(batch[schema.LANDMARK_ID].numpy().astype(np.int64))
+            if progress is not None:
+                progress.update(len(vectors[-1]))
     except tf.errors.DataLossError as err:  # names no file: find the shard
         damaged = shard_check.locate(files, err)
         if damaged is None:

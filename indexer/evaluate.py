@@ -15,8 +15,9 @@ from typing import Dict, List, Optional
 
 from absl import app, flags
 
-from indexer import metrics, outputs
+from indexer import metrics, outputs, solutions
 from indexer.vote import METHODS
+from pipelines import console
 from pipelines.cli_errors import InputError, absl_main
 
 FLAGS = flags.FLAGS
@@ -25,7 +26,8 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
     """The command line (defined only when run as a program, so modules import side-effect free)."""
     flags.DEFINE_string("submission", None, "submission.csv (id,landmarks)")
-    flags.DEFINE_string("solution", None, "solution CSV (id,landmark_id; empty = non-landmark)")
+    flags.DEFINE_string("solution", None, "solution CSV: id,landmark_id (empty = non-landmark), or the "
+                        "2019-2021 id,landmarks,Usage (GAP also per Public / Private)")
     flags.DEFINE_string("neighbours", None, "neighbours.csv from predict (enables top-k and the curve)")
     flags.DEFINE_string("output_dir", None, "where metrics.json and the plot go (default: the submission's folder)")
     flags.DEFINE_enum("vote", "sum", METHODS, "how neighbours vote for top-k accuracy (as in predict)")
@@ -43,8 +45,9 @@ class EvaluateConfig:
 
 def evaluate(config: EvaluateConfig) -> Dict:
     """Compute every metric the inputs allow and write metrics.json (+ the curve's PNG)."""
-    solution = outputs.read_solution(config.solution)
-    predictions = outputs.read_submission(config.submission)
+    scored = solutions.read_solution(config.solution)
+    solution = scored.truth
+    predictions = scored.scored(outputs.read_submission(config.submission))
     check_ids(config, predictions, solution)
     result: Dict = {
         "queries": len(solution),
@@ -52,10 +55,11 @@ def evaluate(config: EvaluateConfig) -> Dict:
         "predicted": len(predictions),
         "gap": metrics.gap(predictions, solution),
         "accuracy": metrics.accuracy(predictions, solution),
+        **usage_gaps(scored, predictions),
     }
     os.makedirs(config.output_dir, exist_ok=True)
     if config.neighbours:
-        neighbours = outputs.read_neighbours(config.neighbours)
+        neighbours = {i: v for i, v in outputs.read_neighbours(config.neighbours).items() if i not in scored.ignored}
         top = metrics.topk_accuracy(neighbours, solution, (1, 5), config.vote)
         max_k = max((len(v) for v in neighbours.values()), default=0)
         curve = metrics.accuracy_vs_neighbours(neighbours, solution, max_k, config.vote)
@@ -74,6 +78,17 @@ def check_ids(config: EvaluateConfig, predictions: Dict, solution: Dict) -> None
                          f"e.g. {unknown[0]!r}")
     if not any(solution.values()):
         raise InputError(f"{config.solution}: no query with a landmark: GAP and accuracy are undefined")
+def usage_gaps(scored: solutions.Solution, predictions) -> Dict[str, Optional[float]]:
+    """`gap_public` / `gap_private` for a 2019-2021 solution (None for a part without landmark
+    queries); nothing for the 2018 layout."""
+    if not any(scored.usage.values()):
+        return {}
+    out: Dict[str, Optional[float]] = {}
+    for usage in solutions.USAGES:
+        part = scored.subset(usage)
+        mine = {i: p for i, p in predictions.items() if i in part}
+        out[f"gap_{usage.lower()}"] = metrics.gap(mine, part) if any(part.values()) else None
+    return out
 
 
 def plot_curve(curve: List[float], path: str) -> None:
@@ -102,6 +117,7 @@ def plot_curve(curve: List[float], path: str) -> None:
 
 def main(argv) -> None:
     del argv
+    console.setup(FLAGS.verbosity)
     config = EvaluateConfig(
         submission=FLAGS.submission,
         solution=FLAGS.solution,

@@ -1,7 +1,10 @@
-"""`python -m indexer.predict --index_dir=IDX --test_csv=CSV --output_dir=PRED [--k] [--min_confidence]
-[--visualize=N] [--solution=CSV]`
+"""`python -m indexer.predict --index_dir=IDX (--test_csv=CSV | --images=DIR) --output_dir=PRED [--k]
+[--min_confidence] [--visualize=N] [--solution=CSV]`
 
-1. Opens and verifies the index folder (a bad index fails here, before any work).
+1. Opens and verifies the index folder (a bad index fails here, before any work) through
+   `indexer.api.Recognizer`, which also answers the queries below. With --images, lists the
+   folder's photos (recursively, id = file stem) into PRED/images.csv (`id,url`), which then is
+   the test CSV.
 2. Runs `python -m pipelines.preprocess --split=test` on the test CSV in a subprocess (that stage
    is TF-free and cannot share this process): the same fetch/decode/resize path and failure
    reasons as the references, into PRED/test_records/ (skipped on a rerun when it already
@@ -28,18 +31,17 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from absl import app, flags, logging
 
-from indexer import embed_job, outputs, visualize
+from indexer import embed_job, image_folder, outputs, solutions, visualize
 from indexer.annoy_index import sha256_file
-from indexer.embed import Embedded, list_shards, read_export_info, read_jpegs
-from indexer.index_dir import MODEL_DIR, Index, open_index
-from indexer.vote import METHODS, vote
-from pipelines import csv_input
+from indexer.api import DEFAULT_SEARCH_K, Recognizer
+from indexer.embed import Embedded, list_shards, read_jpegs
+from indexer.index_dir import Index
+from indexer.vote import METHODS
+from pipelines import console, csv_input
 from pipelines.cli_errors import InputError, absl_main
 from pipelines.report import FAILURES_CSV
 
-# bench/bench_index.py, 1M x 256: with 50 trees, recall@10 0.98 at 2000 against 0.85 at Annoy's
-# default (n_trees * k = 500), still far faster than exact search (docs/index.md).
-DEFAULT_SEARCH_K = 2000
+FOLDER_CSV = "images.csv"  # in PRED: the --images folder as a test CSV
 RECORDS_DIR = "test_records"
 DONE_MARKER = "predict-input.json"  # in RECORDS_DIR: which CSV the finished preprocessing was for
 # Fetch settings handed on to pipelines.preprocess when given (else its own defaults apply).
@@ -58,6 +60,7 @@ def define_flags() -> None:
     """The command line (defined only when run as a program, so modules import side-effect free)."""
     flags.DEFINE_string("index_dir", None, "index folder from indexer.build")
     flags.DEFINE_string("test_csv", None, "test CSV (id,url), Google-Landmarks layout")
+    flags.DEFINE_string("images", None, "instead of --test_csv: a folder of photos (recursive; id = file stem)")
     flags.DEFINE_string("output_dir", None, "where submission.csv and the rest go")
     flags.DEFINE_integer("k", 10, "neighbours per query (they vote)")
     flags.DEFINE_integer("search_k", DEFAULT_SEARCH_K, "Annoy nodes inspected per query and shard (-1: n_trees * k)")
@@ -72,13 +75,14 @@ def define_flags() -> None:
         define(name, None, f"passed to pipelines.preprocess as --{name} (default: its own)")
     flags.DEFINE_multi_string("preprocess_arg", [], "any other flag for pipelines.preprocess, e.g. "
                               "--preprocess_arg=--direct_num_workers=4 (repeatable)")
-    flags.mark_flags_as_required(["index_dir", "test_csv", "output_dir"])
+    flags.mark_flags_as_required(["index_dir", "output_dir"])
+    flags.mark_flags_as_mutual_exclusive(["test_csv", "images"], required=True)
 
 
 @dataclasses.dataclass(frozen=True)
 class PredictConfig:
     index_dir: str
-    test_csv: str
+    test_csv: Optional[str]  # None with `images`: PRED/images.csv is written from the folder
     output_dir: str
     k: int
     search_k: int
@@ -90,6 +94,7 @@ class PredictConfig:
     batch_size: int
     embedding: embed_job.EmbedSettings = embed_job.EmbedSettings()
     preprocess_flags: Tuple[str, ...] = ()  # extra flags for pipelines.preprocess
+    images: Optional[str] = None  # a folder of photos instead of test_csv
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -156,28 +161,35 @@ def preprocess_test(config: PredictConfig) -> str:
     return records
 
 
-def answer(index: Index, embedded: Embedded, config: PredictConfig) -> Tuple[np.ndarray, np.ndarray, List]:
-    """Neighbour items [Q, k], similarities [Q, k] and the vote (landmark, confidence) per query."""
-    items, sims = index.searcher.query(embedded.vectors, config.k, config.search_k)
-    landmarks = np.where(items >= 0, index.landmark_ids[np.maximum(items, 0)], -1)
-    votes = [vote(l.tolist(), s.tolist(), config.vote) for l, s in zip(landmarks, sims)]
-    return items, sims, votes
+def open_recognizer(config: PredictConfig) -> Recognizer:
+    """The index and model, opened and verified once, with this run's query settings."""
+    return Recognizer.open(config.index_dir, k=config.k, search_k=config.search_k, vote_method=config.vote,
+                           min_confidence=config.min_confidence, image_size=config.image_size, progress=True)
 
 
 def predict(config: PredictConfig) -> Dict:
     """The whole prediction; returns the counts also written to predict_stats.json."""
     os.makedirs(config.output_dir, exist_ok=True)
     outputs.write_json(os.path.join(config.output_dir, "config.json"), dataclasses.asdict(config))
-    model_dim = int(read_export_info(os.path.join(config.index_dir, MODEL_DIR))["embedding_dim"])
-    index = open_index(config.index_dir, dimension=model_dim)
+    recognizer = open_recognizer(config)
+    index = recognizer.index
+    if config.images:
+        folder_csv = os.path.join(config.output_dir, FOLDER_CSV)
+        logging.info("%d photos in %s listed in %s", image_folder.write_folder_csv(config.images, folder_csv),
+                     config.images, folder_csv)
+        config = dataclasses.replace(config, test_csv=folder_csv)
     test_ids = read_test_ids(config.test_csv)
 
     records = preprocess_test(config)
     files = list_shards(records, ["test"])
     t0 = time.perf_counter()
-    embedded = embed_job.embed_shards(files, index.model_dir, config.batch_size, config.embedding,
-                                      os.path.join(config.output_dir, "embeddings"))
-    items, sims, votes = answer(index, embedded, config)
+    if embed_job.choose(config.embedding, files) == "local":
+        embedded = recognizer.embed_records(files, config.batch_size)
+    else:
+        embedded = embed_job.embed_shards(files, index.model_dir, config.batch_size, config.embedding,
+                                          os.path.join(config.output_dir, "embeddings"))
+    answers = recognizer.answer(embedded.vectors)
+    items, sims, votes = answers.items, answers.similarities, answers.votes
     logging.info("embedded and queried %d test images in %.1f s", len(embedded.image_ids), time.perf_counter() - t0)
 
     failures = read_failures(records)
@@ -194,7 +206,7 @@ def predict(config: PredictConfig) -> Dict:
         prediction = None if q is None else votes[q]
         if q is None:
             stats["failed" if image_id in failures else "missing"] += 1
-        elif prediction is not None and prediction[1] < config.min_confidence:
+        elif prediction is not None and not recognizer.accepted(prediction):
             stats["below_min_confidence"] += 1
             prediction = None
         stats["predicted"] += prediction is not None
@@ -225,7 +237,7 @@ def draw(index: Index, embedded: Embedded, files: List[str], items: np.ndarray, 
     refs = read_jpegs(ref_files, [index.image_ids[i] for i in ref_items]) if ref_files else {}
     if not ref_files:
         logging.warning("reference shards in %s are gone: neighbours drawn as blanks", index.manifest.data_dir)
-    solution = outputs.read_solution(config.solution) if config.solution else {}
+    solution = solutions.read_solution(config.solution).truth if config.solution else {}
     rows = [
         visualize.query_row(
             image_id, queries.get(image_id), answers[image_id],
@@ -239,9 +251,11 @@ def draw(index: Index, embedded: Embedded, files: List[str], items: np.ndarray, 
 
 
 def main(argv) -> None:
+    console.setup(FLAGS.verbosity, tensorflow=True)
     predict(PredictConfig(
         index_dir=FLAGS.index_dir,
         test_csv=FLAGS.test_csv,
+        images=FLAGS.images,
         output_dir=FLAGS.output_dir,
         k=FLAGS.k,
         search_k=FLAGS.search_k,

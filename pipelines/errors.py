@@ -27,6 +27,8 @@ REASONS = (
     "too_large",  # declared dimensions above the decompression-bomb limit
     "too_small",  # decoded image below the minimum side
     "decode_error",  # the decoder failed for another reason
+    "md5_mismatch",  # a tar member (or its whole tar) differs from the md5 list
+    "md5_missing",  # an md5 list was given but names neither the member nor its tar
 )
 
 

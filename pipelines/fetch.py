@@ -20,7 +20,7 @@ from typing import List, Optional
 import requests
 import urllib3
 
-from pipelines import bounded_read, storage
+from pipelines import bounded_read, storage, tar_source
 from pipelines.errors import RowFailure
 
 _SCHEMES_REMOTE = ("http://", "https://", "gs://", "file://")
@@ -198,6 +198,11 @@ def _read_file(path: str, cfg: FetchConfig) -> bytes:
 def _fetch_once(location: str, cfg: FetchConfig) -> bytes:
     if location.startswith(("http://", "https://")):
         return _http_once(location, cfg)
+    if location.startswith(tar_source.SCHEME):  # a member of a GLDv2 tar: its byte range only
+        try:
+            return tar_source.read_member(location, cfg.max_bytes)
+        except tar_source.TransientRead as e:
+            raise _Transient("fetch_error", str(e)) from e
     if location.startswith("file://"):
         return _read_file(urllib.parse.unquote(urllib.parse.urlparse(location).path), cfg)
     if not location:

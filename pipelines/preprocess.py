@@ -27,8 +27,9 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
-from pipelines import csv_input, dask_setup, fetch, image, output_guard, report, run_tempdir, storage
+from pipelines import console, csv_input, dask_setup, fetch, image, layouts, output_guard, report, run_tempdir, storage, tar_source
 from pipelines.cli_errors import InputError, run_argv
+from pipelines.tar_locate import LocateInTars
 from pipelines.transforms import NAMESPACE, BuildShards, DedupById, PlanShards, ReadCsvRows, Report
 
 _LOG = logging.getLogger("pipelines.preprocess")
@@ -57,6 +58,13 @@ class Config:
     in_memory_below_rows: int = 5000
     dask_address: str = ""
     dask_workers: int = 0
+    layout: str = "urls"
+    images_root: str = ""
+    tars: Tuple[str, ...] = ()
+    tar_md5: Tuple[str, ...] = ()
+
+    def input_layout(self) -> layouts.Layout:
+        return layouts.Layout(self.layout, self.images_root, bool(self.tars))
 
     def image_config(self) -> image.ImageConfig:
         return image.ImageConfig(self.image_size, self.min_side, self.max_pixels, self.jpeg_quality)
@@ -103,6 +111,13 @@ def parse_args(argv: Sequence[str]) -> Tuple[Config, List[str]]:
         "--dask_workers", type=int, default=d.dask_workers,
         help="--runner=dask without an address: local worker processes to start (0 = one per core)",
     )
+    ap.add_argument("--layout", choices=layouts.LAYOUTS, default=d.layout,
+                    help="urls: id,url[,landmark_id]; kaggle: id[,landmark_id] + a/b/c/<id>.jpg tree; "
+                         "gldv2_clean: landmark_id,images (docs/preprocess.md)")
+    ap.add_argument("--images_root", default=d.images_root,
+                    help="kaggle/gldv2_clean: the a/b/c/<id>.jpg tree (default: CSV folder + train/ or test/)")
+    ap.add_argument("--tars", default="", help="comma-separated GLDv2 tars or globs (local or gs://): photos by id")
+    ap.add_argument("--tar_md5", default="", help="comma-separated md5 lists (md5sum format) checking --tars")
     args, beam_args = ap.parse_known_args(list(argv))
     if not 0 <= args.val_fraction < 1:
         ap.error("--val_fraction must be in [0, 1)")
@@ -113,6 +128,13 @@ def parse_args(argv: Sequence[str]) -> Tuple[Config, List[str]]:
     fields = {f.name for f in dataclasses.fields(Config)}
     values = {k: v for k, v in vars(args).items() if k in fields}
     values["csv"] = tuple(p.strip() for p in args.csv.split(",") if p.strip())
+    try:
+        values["tars"] = tuple(tar_source.expand_tars(args.tars)) if args.tars else ()
+        values["tar_md5"] = tuple(tar_source.expand_tars(args.tar_md5)) if args.tar_md5 else ()
+    except ValueError as e:
+        ap.error(f"--tars / --tar_md5: {e}")
+    if values["tar_md5"] and not values["tars"]:
+        ap.error("--tar_md5 checks --tars: give the tars too")
     return Config(**values), beam_args
 
 
@@ -123,7 +145,7 @@ def _check_inputs(cfg: Config) -> int:
     total = 0
     for path in cfg.csv:
         try:
-            csv_input.read_header(path)
+            layouts.check_header(path, cfg.input_layout())
             total += storage.size(path)
         except FileNotFoundError:
             raise InputError(f"{path}: does not exist (--csv)") from None
@@ -163,15 +185,20 @@ def pipeline_options(cfg: Config, beam_args: List[str], csv_bytes: int) -> Pipel
 
 def build(p: beam.Pipeline, cfg: Config) -> beam.pvalue.PCollection:
     """The whole graph; returns the single-element PCollection of the final stats."""
-    parsed = p | "ReadCsv" >> ReadCsvRows(cfg.csv, cfg.split, cfg.val_fraction)
+    parsed = p | "ReadCsv" >> ReadCsvRows(cfg.csv, cfg.split, cfg.val_fraction, cfg.input_layout())
     unique = parsed.rows | "Dedup" >> DedupById()
-    plan = unique.rows | "Plan" >> PlanShards(
+    rows, failures = unique.rows, [parsed.failures, unique.failures]
+    if cfg.tars:
+        located = rows | "LocateInTars" >> LocateInTars(cfg.tars, cfg.tar_md5)
+        rows = located.rows
+        failures.append(located.failures)
+    plan = rows | "Plan" >> PlanShards(
         cfg.output_dir, json.dumps(cfg.settings(), sort_keys=True), cfg.num_shards, cfg.rows_per_shard
     )
     written = plan["tasks"] | "Build" >> BuildShards(
         cfg.output_dir, cfg.fetch_config(), cfg.image_config(), cfg.fetch_threads
     )
-    input_failures = (parsed.failures, unique.failures) | "InputFailures" >> beam.Flatten()
+    input_failures = tuple(failures) | "InputFailures" >> beam.Flatten()
     rows_in = (
         (parsed.rows, parsed.failures)
         | "AllRows" >> beam.Flatten()
@@ -285,7 +312,8 @@ class _WorkerLogFilter(logging.Filter):
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO)
+    console.plain_logging()
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
     worker_logs = logging.getLogger("apache_beam.runners.portability.local_job_service")
     worker_logs.setLevel(logging.INFO)

@@ -139,11 +139,30 @@ def read_bytes(
         return f.read()
 
 
-def open_read(path: str) -> BinaryIO:
-    """A streaming binary reader (large CSVs are not loaded whole)."""
+def open_read(path: str, chunk_size: Optional[int] = None) -> BinaryIO:
+    """A streaming, seekable binary reader (large CSVs are not loaded whole). For gs://,
+    `chunk_size` is the size of each ranged read (smaller: cheaper seeks over skipped data)."""
     if is_gcs(path):
-        return _existing_blob(path).open("rb")
+        return _existing_blob(path).open("rb", **({"chunk_size": chunk_size} if chunk_size else {}))
     return open(path, "rb")
+
+
+def read_range(path: str, offset: int, length: int) -> bytes:
+    """`length` bytes from `offset` (fewer when the file ends first); FileNotFoundError when absent."""
+    if length <= 0:
+        return b""
+    if is_gcs(path):
+        from google.api_core import exceptions
+
+        try:
+            return _blob(path).download_as_bytes(start=offset, end=offset + length - 1)
+        except exceptions.NotFound as e:
+            raise FileNotFoundError(path) from e
+        except exceptions.RequestRangeNotSatisfiable:
+            return b""  # the object ends before `offset`
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(length)
 
 
 def size(path: str) -> int:

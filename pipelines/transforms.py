@@ -26,7 +26,7 @@ from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequenc
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipelines import csv_input, decode_budget, image, schema, shards
+from pipelines import console, decode_budget, image, layouts, schema, shards
 from pipelines import fetch as fetch_lib
 from pipelines import report
 from pipelines.csv_input import Failure, Row
@@ -46,14 +46,15 @@ def _counter(name: str):
 
 
 class _ParseCsv(beam.DoFn):
-    def __init__(self, mode: str, val_fraction: float) -> None:
+    def __init__(self, mode: str, val_fraction: float, layout: layouts.Layout) -> None:
         self._mode = mode
         self._val_fraction = val_fraction
+        self._layout = layout
 
     def process(self, indexed_path: Tuple[int, str]) -> Iterator:
         index, path = indexed_path
         rows, bad = _counter("rows_read"), _counter("failed_bad_row")
-        for item in csv_input.iter_csv(index, path, self._mode, self._val_fraction):
+        for item in layouts.iter_rows(index, path, self._mode, self._val_fraction, self._layout):
             rows.inc()
             if isinstance(item, Failure):
                 bad.inc()
@@ -75,19 +76,22 @@ def _split_rows(pairs) -> RowsAndFailures:
 
 
 class ReadCsvRows(beam.PTransform):
-    """CSV paths -> `.rows` (`Row`s) and `.failures` (`bad_row` `Failure`s)."""
+    """CSV paths -> `Row`s (`.rows`) and `bad_row` `Failure`s (`.failures`), read in the
+    given `pipelines.layouts.Layout`."""
 
-    def __init__(self, csv_paths: Sequence[str], mode: str = "auto", val_fraction: float = 0.1) -> None:
+    def __init__(self, csv_paths: Sequence[str], mode: str = "auto", val_fraction: float = 0.1,
+                 layout: layouts.Layout = layouts.Layout()) -> None:
         super().__init__()
         self._paths = list(csv_paths)
         self._mode = mode
         self._val_fraction = val_fraction
+        self._layout = layout
 
     def expand(self, pbegin):
         return _split_rows(
             pbegin
             | "Paths" >> beam.Create(list(enumerate(self._paths)))
-            | "Parse" >> beam.ParDo(_ParseCsv(self._mode, self._val_fraction))
+            | "Parse" >> beam.ParDo(_ParseCsv(self._mode, self._val_fraction, self._layout))
         )
 
 
@@ -216,7 +220,7 @@ class _Build(beam.DoFn):
         records: List[shards.Written] = []
         failures: List[Tuple[str, str, str, str]] = []
         source_bytes = 0
-        last_log = time.monotonic()
+        started = last_log = time.monotonic()
         outcomes = self._pool.map(process_row, rows, itertools.repeat(self._fetch_cfg), itertools.repeat(self._image_cfg))
         for done, (row, outcome) in enumerate(zip(rows, outcomes), start=1):
             source_bytes += outcome[-1]
@@ -230,7 +234,8 @@ class _Build(beam.DoFn):
                 _counter(f"failed_{outcome[1]}").inc()
             if time.monotonic() - last_log > PROGRESS_EVERY_S:
                 last_log = time.monotonic()
-                _LOG.info("%s: %d/%d rows, %d written, %d failed", key.name, done, len(rows), len(records), len(failures))
+                _LOG.info("%s, %d written, %d failed", console.meter(key.name, done, len(rows), last_log - started, "row"),
+                          len(records), len(failures))
         marker = shards.write_shard(self._output_dir, key, records, failures, digest, source_bytes)
         _counter("shards_written").inc()
         _LOG.info("wrote %s: %d records, %d failures", key.name, marker["records"], len(failures))

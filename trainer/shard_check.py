@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import struct
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 from pipelines.cli_errors import InputError
 from pipelines.schema import masked_crc

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from absl import app, flags, logging
 
-from pipelines import cli_errors
+from pipelines import cli_errors, console
 from trainer import config
 
 config.define_flags()
@@ -25,6 +25,7 @@ def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     cfg = config.from_flags(FLAGS)
+    console.setup(FLAGS.verbosity, tensorflow=True)
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines would drown the progress bars
     # TensorFlow is imported only now: devices must be configured before its runtime starts.
     import keras

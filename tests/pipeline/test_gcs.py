@@ -55,3 +55,23 @@ def test_gs_csv_in_gs_shards_out(gcs, capsys):
     capsys.readouterr()
     assert preprocess.run(argv) == stats  # rerun: both shards already done, same report
     assert "2 already done" in capsys.readouterr().out
+
+
+def test_gs_tar_headers_and_member_ranges(gcs):
+    import io
+    import tarfile
+
+    from pipelines import tar_source
+
+    buf = io.BytesIO()
+    photos = {f"{c}{c}{c}00{i}": helpers.jpeg(64, 48, seed=f"{c}{i}") for c in "ab" for i in range(3)}
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for image_id, data in photos.items():
+            info = tarfile.TarInfo(f"{image_id[0]}/{image_id[1]}/{image_id[2]}/{image_id}.jpg")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    storage.write_atomic("gs://bkt/tars/images_000.tar", buf.getvalue())
+    assert tar_source.expand_tars("gs://bkt/tars/images_*.tar") == ["gs://bkt/tars/images_000.tar"]
+    members = list(tar_source.index_tar("gs://bkt/tars/images_000.tar"))
+    assert [m.image_id for m in members] == list(photos)
+    assert {m.image_id: tar_source.read_member(tar_source.location(m), 1 << 20) for m in members} == photos

@@ -1,0 +1,44 @@
+"""A plain folder of photos as prediction input: list them with an id each, or write them as a
+test CSV (`id,url`) that the preprocessing stage reads like any other.
+
+The id is the file name without its extension (Kaggle names test photos `<id>.jpg`, also in the
+`test/a/b/c/` tree), so the folder is searched recursively. Two files with the same stem would
+get one id: that is refused with both paths named rather than silently dropping one.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import List, Tuple
+
+from pipelines import report, storage
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp")
+
+
+def list_images(folder: str) -> List[Tuple[str, str]]:
+    """(id, absolute path) of every image file under `folder`, sorted by id."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{folder} is not a folder")
+    found = {}
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            stem, ext = os.path.splitext(name)
+            if ext.lower() not in IMAGE_EXTENSIONS or name.startswith("."):
+                continue
+            path = os.path.abspath(os.path.join(root, name))
+            if stem in found:
+                raise ValueError(f"two photos would share the id {stem!r}: {found[stem]} and {path}")
+            found[stem] = path
+    return sorted(found.items())
+
+
+def write_folder_csv(folder: str, csv_path: str) -> int:
+    """Write the photos of `folder` as an `id,url` CSV (absolute paths) at `csv_path`, atomically;
+    returns how many. The content depends only on the folder, so a rerun's CSV is byte-identical."""
+    images = list_images(folder)
+    if not images:
+        raise ValueError(f"{folder} holds no photo ({', '.join(IMAGE_EXTENSIONS)})")
+    storage.write_atomic(csv_path, report.csv_bytes(["id", "url"], images))
+    return len(images)

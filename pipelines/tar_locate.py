@@ -1,0 +1,145 @@
+"""`LocateInTars`: give rows read with `--tars` the byte range of their photo in GLDv2's tars.
+
+    tar paths --ReadHeaders--> (id, member)  \\
+    md5 lists --ReadMd5------> (id, md5)      >--CoGroupByKey by id--> located rows | failures
+    rows -----------------------------------/
+
+One element per tar reads its headers (`tar_source.index_tar`, in parallel over tars); only
+(id, tar, offset, size) travel on, never image bytes. A row whose id has no member fails as
+`not_found` (naming any tar that could not be read); with md5 lists, a member of a tar whose
+whole-tar md5 differs fails as `md5_mismatch`, one that neither the list nor its tar's entry
+covers as `md5_missing`, and a member entry's md5 travels with the row and is checked when the
+bytes are read (`tar_source.read_member`). An id found in several tars uses the first (by the
+order of `--tars`, then position). Members without a row are ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from pipelines import storage, tar_source
+from pipelines.csv_input import Failure, Row
+from pipelines.routing import SplitByTag, tagged
+from pipelines.transforms import FAILURES, NAMESPACE, ROWS, RowsAndFailures
+
+UNREADABLE = "unreadable"
+MEMBERS = "members"
+
+_LOG = logging.getLogger(__name__)
+
+
+class _ReadHeaders(beam.DoFn):
+    """(tar order, tar path) -> (id, (order, member, tar problem or "")); unreadable tars tagged."""
+
+    def process(self, indexed: Tuple[int, str], tar_md5: Dict[str, str]) -> Iterator:
+        order, path = indexed
+        expected = tar_md5.get(storage.basename(path))
+        members: List[tar_source.Member] = []
+        problem = ""
+        try:
+            for member in tar_source.index_tar(path, expected):  # keeps what precedes a damaged header
+                members.append(member)
+        except tar_source.TarChecksumError as e:
+            problem = str(e)  # the headers were read: its members fail as md5_mismatch
+        except Exception as e:  # missing, truncated or not a tar: its rows fail as not_found
+            _LOG.warning("cannot read %s: %s", path, e)
+            yield tagged(UNREADABLE, f"{storage.basename(path)}: {type(e).__name__}: {e}")
+        Metrics.counter(NAMESPACE, "tar_members").inc(len(members))
+        _LOG.info("%s: %d members", storage.basename(path), len(members))
+        for m in members:
+            yield tagged(MEMBERS, (m.image_id, (order, m, problem, expected is not None)))
+
+
+def _md5_entries(path: str) -> Iterator[Tuple[str, str]]:
+    return tar_source.read_md5_list(path)
+
+
+class _Locate(beam.DoFn):
+    def __init__(self, n_tars: int, checking: bool) -> None:
+        self._n_tars = n_tars
+        self._checking = checking
+
+    def process(self, grouped: Tuple[str, Dict[str, Sequence]], unreadable: List[str]) -> Iterator:
+        image_id, parts = grouped
+        rows: Sequence[Row] = parts["rows"]
+        if not rows:
+            return
+        members = sorted(parts["members"], key=lambda m: (m[0], m[1].offset))
+        md5s = sorted(set(parts["md5"]))
+        for row in rows:
+            failure = self._fail(row, members, md5s, unreadable)
+            if failure is not None:
+                Metrics.counter(NAMESPACE, f"failed_{failure.reason}").inc()
+                yield tagged(FAILURES, failure)
+                continue
+            _, member, _, tar_checked = members[0]
+            md5 = "" if tar_checked or not self._checking else md5s[0]
+            yield tagged(ROWS, row._replace(url=tar_source.source_url(member), location=tar_source.location(member, md5)))
+
+    def _fail(self, row: Row, members, md5s: List[str], unreadable: List[str]) -> Optional[Failure]:
+        if not members:
+            note = f"; unreadable: {'; '.join(sorted(unreadable))}" if unreadable else ""
+            return Failure(row.image_id, row.url, "not_found", f"no member for this id in {self._n_tars} tar(s){note}")
+        _, member, problem, tar_checked = members[0]
+        url = tar_source.source_url(member)
+        if problem:
+            return Failure(row.image_id, url, "md5_mismatch", problem)
+        if self._checking and not tar_checked and not md5s:
+            return Failure(row.image_id, url, "md5_missing", "the md5 list names neither this member nor its tar")
+        if len(md5s) > 1:
+            return Failure(row.image_id, url, "md5_mismatch", f"the md5 list gives {len(md5s)} different md5s")
+        return None
+
+
+class LocateInTars(beam.PTransform):
+    """Rows without a location -> `.rows` (located) and `.failures` (`Failure`s) (see module doc).
+
+    Several outputs travel as tagged pairs split by `routing.SplitByTag` (the DaskRunner mixes the
+    outputs of a `with_outputs` ParDo)."""
+
+    def __init__(self, tars: Sequence[str], md5_lists: Sequence[str] = ()) -> None:
+        super().__init__()
+        self._tars = list(tars)
+        self._md5_lists = list(md5_lists)
+
+    def expand(self, rows):
+        p = rows.pipeline
+        entries = (
+            p
+            | "Md5Lists" >> beam.Create(self._md5_lists or [None])
+            | "ReadMd5" >> beam.FlatMap(lambda path: _md5_entries(path) if path else [])
+        )
+        tar_md5 = entries | "TarEntries" >> beam.Filter(lambda e: tar_source.is_tar_entry(e[0]))
+        member_md5 = (
+            entries
+            | "MemberEntries" >> beam.Filter(lambda e: not tar_source.is_tar_entry(e[0]))
+            | "ById" >> beam.Map(lambda e: (tar_source.member_id(e[0]), e[1]))
+        )
+        headers = (
+            p
+            | "Tars" >> beam.Create(list(enumerate(self._tars)))
+            | "SpreadTars" >> beam.Reshuffle()
+            | "ReadHeaders"
+            >> beam.ParDo(
+                _ReadHeaders(),
+                tar_md5=beam.pvalue.AsDict(tar_md5 | "ByTarName" >> beam.Map(lambda e: (storage.basename(e[0]), e[1]))),
+            )
+            | "RouteHeaders" >> SplitByTag(MEMBERS, UNREADABLE)
+        )
+        grouped = {
+            "rows": rows | "RowsById" >> beam.Map(lambda r: (r.image_id, r)),
+            "members": headers[MEMBERS],
+            "md5": member_md5,
+        } | "JoinById" >> beam.CoGroupByKey()
+        routed = (
+            grouped
+            | "Locate" >> beam.ParDo(
+                _Locate(len(self._tars), bool(self._md5_lists)), unreadable=beam.pvalue.AsList(headers[UNREADABLE])
+            )
+            | "RouteRows" >> SplitByTag(ROWS, FAILURES)
+        )
+        return RowsAndFailures(routed[ROWS], routed[FAILURES])
