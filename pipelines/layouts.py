@@ -65,11 +65,11 @@ def _header_error(layout: Layout, path: str, names: List[str]) -> Optional[str]:
     return None
 
 
-def check_header(path: str, layout: Layout) -> None:
-    """Refuse, with a clear message, a CSV whose header does not fit the layout (reads one line)."""
+def check_header(path: str, layout: Layout) -> bool:
+    """Whether the CSV carries labels; refuses, with a clear message, a header that does not fit
+    the layout (reads one line)."""
     if layout.name == "urls":
-        csv_input.read_header(path)
-        return
+        return csv_input.read_header(path).label is not None
     with storage.open_read(path) as raw:
         first = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="").readline()
     if not first.strip():
@@ -78,6 +78,7 @@ def check_header(path: str, layout: Layout) -> None:
     error = _header_error(layout, path, names)
     if error:
         raise ValueError(error)
+    return layout.name == "gldv2_clean" or "landmark_id" in names
 
 
 def _lines(path: str) -> Iterator[Tuple[int, str]]:

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 from typing import Sequence, Set
 
-from pipelines import csv_input, schema, storage
+from pipelines import layouts, schema, storage
 
 
-def splits_made(csv_paths: Sequence[str], mode: str, val_fraction: float) -> Set[str]:
+def splits_made(csv_paths: Sequence[str], mode: str, val_fraction: float,
+                layout: layouts.Layout = layouts.Layout()) -> Set[str]:
     """Every split a run on these CSVs can write (from their headers and the split flags)."""
     splits: Set[str] = set()
     for path in csv_paths:
-        labelled = csv_input.read_header(path).label is not None
+        labelled = layouts.check_header(path, layout)
         if mode == "test" or (mode == "auto" and not labelled):
             splits.add("test")
         elif labelled:  # auto or train; an unlabelled CSV under --split=train makes only bad rows
@@ -35,9 +36,10 @@ def other_splits(output_dir: str, splits: Set[str]) -> Set[str]:
     return {f[0] for f in found if f is not None and f[0] not in splits}
 
 
-def refuse_other_splits(output_dir: str, csv_paths: Sequence[str], mode: str, val_fraction: float) -> None:
+def refuse_other_splits(output_dir: str, csv_paths: Sequence[str], mode: str, val_fraction: float,
+                        layout: layouts.Layout = layouts.Layout()) -> None:
     """SystemExit with a one-line explanation when the run would delete another input's shards."""
-    made = splits_made(csv_paths, mode, val_fraction)
+    made = splits_made(csv_paths, mode, val_fraction, layout)
     others = other_splits(output_dir, made)
     if others:
         raise SystemExit(

@@ -272,7 +272,7 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     """Run the pipeline; returns stats.json's content."""
     cfg, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
     csv_bytes = _check_inputs(cfg)
-    output_guard.refuse_other_splits(cfg.output_dir, cfg.csv, cfg.split, cfg.val_fraction)
+    output_guard.refuse_other_splits(cfg.output_dir, cfg.csv, cfg.split, cfg.val_fraction, cfg.input_layout())
     storage.make_dirs(cfg.output_dir)
     options = pipeline_options(cfg, beam_args, csv_bytes)
     on_dask = dask_setup.is_dask(options.view_as(StandardOptions).runner)
