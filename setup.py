@@ -20,6 +20,8 @@ setup(
         "pillow>=12,<13",
         "requests>=2.32,<3",
         "numpy<2.3",
+        "simplejpeg>=1.9,<2",
+        "opencv-python-headless>=5,<6",
     ],
     extras_require={
         "train": [
