@@ -101,10 +101,12 @@ def test_corrupt_exif_is_ignored(fast_calls):
     assert (w, h) == (341, 256) and len(fast_calls) == 1
 
 
-def test_decode_uses_the_smallest_dct_scale_still_large_enough():
-    assert fast_jpeg.decode(photo(1024, 768), 341, 256).shape == (288, 384, 3)  # 3/8
-    assert fast_jpeg.decode(photo(400, 300), 341, 256).shape == (263, 350, 3)  # 7/8
-    assert fast_jpeg.decode(photo(300, 200), 300, 200).shape == (200, 300, 3)  # full size, never up
+def test_decode_uses_the_smallest_dct_scale_keeping_the_margin():
+    assert fast_jpeg.DCT_MARGIN == 1.25
+    assert fast_jpeg.decode(photo(1024, 768), 341, 256).shape == (384, 512, 3)  # 1/2 (3/8 = 288 < 320)
+    assert fast_jpeg.decode(photo(2048, 1536), 341, 256).shape == (384, 512, 3)  # 1/4
+    assert fast_jpeg.decode(photo(1600, 1200), 341, 256).shape == (450, 600, 3)  # 3/8 (2/8 = 300 < 320)
+    assert fast_jpeg.decode(photo(400, 300), 341, 256).shape == (300, 400, 3)  # full size, never up
 
 
 def test_resize_is_area_averaging_beyond_2x():
