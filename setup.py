@@ -21,6 +21,8 @@ setup(
         "requests>=2.32,<3",
         "numpy<2.3",
         "tqdm>=4.67,<5",
+        "simplejpeg>=1.9,<2",
+        "opencv-python-headless>=5,<6",
     ],
     extras_require={
         "train": [

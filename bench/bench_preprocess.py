@@ -1,36 +1,46 @@
-"""Benchmark: the preprocessing pipeline's images/s per core against a bare Python loop.
+"""Benchmark: the preprocessing pipeline against a bare Python loop and against img2dataset, one run.
 
-Both process the same rows in one run: `--images` distinct realistic 1024x768 JPEGs generated
-locally (smooth colour fields plus sensor-like noise, ~150-250 KB each), listed `--repeat`
-times under distinct ids so the per-image work dominates. The bare loop does what the pipeline
-does per image with Pillow alone: read the file, reduced-size (draft) decode, resize the shorter
-side to 256 (bilinear), encode JPEG q90. The pipeline runs as a user runs it (a subprocess of
-`python -m pipelines.preprocess`), in each DirectRunner mode asked for; its fixed start-up
-(interpreter, Beam import, graph) is measured with a one-row run and reported apart, so the
-steady rate is rows / (wall - start-up), likewise for CPU time. Per core = steady rate / cores
-the run may use.
-Target: pipeline per core >= 0.8x the bare loop (which is one core). Images per CPU-second
-(user+sys time of the run's whole process tree) are printed too: on a machine shared with other jobs the
-wall-clock rates of the two measurements see different contention, the CPU-time rates much less.
+All of it runs on the same rows: `--images` distinct realistic 1024x768 JPEGs generated locally
+(smooth colour fields, edges and sensor-like noise, ~300 KB each), listed `--repeat` times under
+distinct ids so the per-image work dominates. In order:
+1. the per-stage CPU cost per image of the pipeline's own code (`bench.stage_costs`, one thread);
+2. the bare loop: what a user would write with Pillow alone on one core (read the file,
+   reduced-size `draft` decode, resize the shorter side to 256 bilinear, encode JPEG q90);
+3. the pipeline as a user runs it (`python -m pipelines.preprocess` in a subprocess) on the
+   local files, in each DirectRunner mode asked for; its fixed start-up (interpreter, Beam
+   import, graph) is measured with a one-row run and reported apart, so the steady rate is
+   rows / (wall - start-up), likewise for CPU time;
+4. the same urls served over HTTP from 127.0.0.1 (a keep-alive server in this process, so its
+   CPU is in neither measured tree): the pipeline (multi-processing, one worker per core) and
+   img2dataset (installed by this benchmark into a throwaway virtualenv, never a project
+   dependency; skipped with a message if it cannot be installed), each also with a one-row run.
+CPU = user+sys of the run's whole process tree. Per core = rate / cores the run may use; the bare
+loop is one core. On a machine shared with other jobs the wall-clock rates of separate
+measurements see different contention, the CPU-time rates much less: read those first.
+Targets (issue 12): pipeline >= 1.2x the bare loop per CPU-second, >= 2x img2dataset's images/s.
 
     python -m bench.bench_preprocess [--images=300] [--repeat=20] [--modes=in_memory,multi_processing]
+                                     [--peer=img2dataset|none] [--workdir=DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List, NamedTuple, Tuple
 
 import numpy as np
 import psutil
 from PIL import Image
+
+from bench import img2dataset_peer, loopback, stage_costs
 
 
 def realistic_jpeg(rng: np.random.Generator, width: int = 1024, height: int = 768) -> bytes:
@@ -66,21 +76,16 @@ def bare_loop(paths: List[str], image_size: int = 256) -> Tuple[float, float]:
     return time.perf_counter() - start, time.process_time() - cpu
 
 
-def run_pipeline(csv_path: str, out_dir: str, mode: str, cores: int) -> Tuple[float, float]:
-    """(wall seconds, CPU seconds of the run and every worker process it started).
+def run_tree(cmd: List[str], what: str) -> Tuple[float, float]:
+    """(wall seconds, CPU seconds of the command and every process it started).
 
     CPU is sampled per process of the tree every 50 ms (Beam's multi-processing workers are not
     waited for by their parent, so `RUSAGE_CHILDREN` would miss them); a process's last <50 ms
     may be missed.
     """
-    shutil.rmtree(out_dir, ignore_errors=True)
-    cmd = [
-        sys.executable, "-m", "pipelines.preprocess", f"--csv={csv_path}", f"--output_dir={out_dir}",
-        f"--direct_running_mode={mode}", f"--direct_num_workers={cores}",
-    ]
     log = tempfile.TemporaryFile("w+")
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
     root = psutil.Process(proc.pid)
     cpu: Dict[int, float] = {}
     while proc.poll() is None:
@@ -98,56 +103,159 @@ def run_pipeline(csv_path: str, out_dir: str, mode: str, cores: int) -> Tuple[fl
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         log.seek(0)
-        raise SystemExit(f"pipeline failed:\n{log.read()[-3000:]}")
+        raise SystemExit(f"{what} failed:\n{log.read()[-3000:]}")
     return wall, sum(cpu.values())
+
+
+def run_pipeline(csv_path: str, out_dir: str, mode: str, cores: int) -> Tuple[float, float, int]:
+    """(wall, CPU seconds, images written) of one `pipelines.preprocess` run into a fresh `out_dir`."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    cmd = [
+        sys.executable, "-m", "pipelines.preprocess", f"--csv={csv_path}", f"--output_dir={out_dir}",
+        f"--direct_running_mode={mode}", f"--direct_num_workers={cores}",
+    ]
+    wall, cpu = run_tree(cmd, "pipeline")
+    with open(os.path.join(out_dir, "stats.json")) as f:
+        return wall, cpu, int(json.load(f)["written"])
+
+
+def run_img2dataset(exe: str, url_list: str, out_dir: str, rows: int, cores: int) -> Tuple[float, float, int]:
+    """(wall, CPU seconds, images written) of one img2dataset run into a fresh `out_dir`."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    wall, cpu = run_tree(img2dataset_peer.command(exe, url_list, out_dir, rows, cores, 16), "img2dataset")
+    return wall, cpu, img2dataset_peer.successes(out_dir)
+
+
+class Timed(NamedTuple):
+    """A measured run: `rows` images, whole-run and start-up (one-row run) wall and CPU seconds."""
+
+    name: str
+    rows: int
+    written: int
+    wall: float
+    cpu: float
+    startup: float
+    startup_cpu: float
+    cores: int
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.wall
+
+    @property
+    def subtract_startup(self) -> bool:
+        """False when the run was too short for "minus the one-row run" to mean anything."""
+        return self.wall - self.startup > 0.25 * self.wall and self.cpu - self.startup_cpu > 0.25 * self.cpu
+
+    @property
+    def steady(self) -> float:
+        return self.rows / (self.wall - self.startup) if self.subtract_startup else self.rate
+
+    @property
+    def per_cpu(self) -> float:
+        return self.rows / (self.cpu - self.startup_cpu) if self.subtract_startup else self.rows / self.cpu
+
+    def line(self) -> str:
+        return (
+            f"{self.name:<34} wall {self.wall:6.1f} s (start-up {self.startup:4.1f} s) {self.rate:6.1f} images/s, "
+            f"steady {self.steady:6.1f}/s = {self.steady / self.cores:6.1f}/core; {self.per_cpu:6.1f} per CPU-second"
+            + ("" if self.subtract_startup else "  [run too short: start-up not subtracted]")
+            + ("" if self.written == self.rows else f"  [ONLY {self.written}/{self.rows} WRITTEN]")
+        )
+
+
+def write_csv(path: str, rows: List[Tuple[str, str]]) -> str:
+    with open(path, "w") as f:
+        f.write("id,url\n" + "".join(f"{rid},{url}\n" for rid, url in rows))
+    return path
+
+
+def load() -> str:
+    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=int, default=300, help="distinct generated 1024x768 JPEGs")
     ap.add_argument("--repeat", type=int, default=20, help="times each image is listed (distinct ids)")
-    ap.add_argument("--modes", default="in_memory,multi_processing", help="DirectRunner modes to time")
+    ap.add_argument("--modes", default="in_memory,multi_processing", help="DirectRunner modes to time on files")
+    ap.add_argument("--peer", default="img2dataset", choices=["img2dataset", "none"],
+                    help="also time the pipeline and img2dataset on the same urls over loopback HTTP")
     ap.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)))
-    ap.add_argument("--workdir", default="", help="keep inputs here (default: a temporary folder)")
+    ap.add_argument("--workdir", default="", help="keep inputs (and img2dataset's venv) here (default: a temporary folder)")
     args = ap.parse_args()
 
     work = args.workdir or tempfile.mkdtemp(prefix="bench_preprocess_")
     os.makedirs(os.path.join(work, "images"), exist_ok=True)
     rng = np.random.default_rng(0)
-    files = []
+    files: Dict[str, bytes] = {}
     for i in range(args.images):
         path = os.path.join(work, "images", f"{i}.jpg")
         if not os.path.exists(path):
             with open(path, "wb") as f:
                 f.write(realistic_jpeg(rng))
-        files.append(path)
-    rows = [(f"r{k:03d}-{i:04d}", f"images/{i}.jpg") for k in range(args.repeat) for i in range(args.images)]
-    csv_path = os.path.join(work, "bench.csv")
-    with open(csv_path, "w") as f:
-        f.write("id,url\n" + "".join(f"{rid},{url}\n" for rid, url in rows))
-    one_path = os.path.join(work, "one.csv")
-    with open(one_path, "w") as f:
-        f.write(f"id,url\n{rows[0][0]},{rows[0][1]}\n")
-    mean_kb = np.mean([os.path.getsize(p) for p in files]) / 1024
-    print(f"{len(rows)} rows over {args.images} JPEGs 1024x768 (mean {mean_kb:.0f} KB), {args.cores} cores")
+        with open(path, "rb") as f:
+            files[f"/images/{i}.jpg"] = f.read()
+    server, base = loopback.serve(files)
+    local = [(f"r{k:03d}-{i:04d}", f"images/{i}.jpg") for k in range(args.repeat) for i in range(args.images)]
+    remote = [(rid, f"{base}/{url}") for rid, url in local]
+    csv_local, csv_http = write_csv(os.path.join(work, "bench.csv"), local), write_csv(os.path.join(work, "http.csv"), remote)
+    one_local, one_http = write_csv(os.path.join(work, "one.csv"), local[:1]), write_csv(os.path.join(work, "one_http.csv"), remote[:1])
+    n = len(local)
+    mean_kb = np.mean([len(b) for b in files.values()]) / 1024
+    print(f"{n} rows over {args.images} JPEGs 1024x768 (mean {mean_kb:.0f} KB), {args.cores} cores; {load()}", flush=True)
 
-    bare_s, bare_cpu = bare_loop([os.path.join(work, u) for _, u in rows])
-    bare, bare_per_cpu = len(rows) / bare_s, len(rows) / bare_cpu
-    print(f"bare PIL loop (draft decode, 1 core): {bare:7.1f} images/s/core, {bare_per_cpu:6.1f} per CPU-second")
+    sample = min(args.images, 100)
+    costs = stage_costs.measure([os.path.join(work, u) for _, u in local[:sample]], [u for _, u in remote[:sample]])
+    print("per-image CPU of the pipeline's stages (one thread, microseconds):")
+    print("  " + "  ".join(f"{s} {costs[s]:.0f}" for s in stage_costs.STAGES), flush=True)
+
+    bare_s, bare_cpu = bare_loop([os.path.join(work, u) for _, u in local])
+    bare, bare_per_cpu = n / bare_s, n / bare_cpu
+    print(f"{'bare PIL loop (draft decode, 1 core)':<34} wall {bare_s:6.1f} s {bare:30.1f}/core; "
+          f"{bare_per_cpu:6.1f} per CPU-second  ({1e6 / bare_per_cpu:.0f} us/image)", flush=True)
+
+    runs: List[Timed] = []
     for mode in [m for m in args.modes.split(",") if m]:
-        startup, startup_cpu = run_pipeline(one_path, os.path.join(work, "out1"), mode, args.cores)
-        wall, cpu_total = run_pipeline(csv_path, os.path.join(work, "out"), mode, args.cores)
-        steady = len(rows) / max(wall - startup, 1e-9)
-        per_core = steady / args.cores
-        cpu = max(cpu_total - startup_cpu, 1e-9)
-        print(
-            f"pipeline {mode:<16} wall {wall:5.1f} s (start-up {startup:.1f} s): {len(rows) / wall:7.1f} images/s, "
-            f"steady {steady:7.1f} images/s = {per_core:6.1f} /core, {len(rows) / cpu:6.1f} per CPU-second"
-        )
-        print(
-            f"  ratio to the bare loop: per core (wall) {per_core / bare:.2f}x, "
-            f"per CPU-second {len(rows) / cpu / bare_per_cpu:.2f}x (target >= 0.8x)"
-        )
+        s_wall, s_cpu, _ = run_pipeline(one_local, os.path.join(work, "out1"), mode, args.cores)
+        wall, cpu, written = run_pipeline(csv_local, os.path.join(work, "out"), mode, args.cores)
+        runs.append(Timed(f"pipeline {mode}, files", n, written, wall, cpu, s_wall, s_cpu, args.cores))
+        print(runs[-1].line(), flush=True)
+        print(f"  ratio to the bare loop: per core (wall) {runs[-1].steady / args.cores / bare:.2f}x, "
+              f"per CPU-second {runs[-1].per_cpu / bare_per_cpu:.2f}x (target >= 1.2x)", flush=True)
+
+    peer: List[Timed] = []
+    if args.peer == "img2dataset":
+        exe, why = img2dataset_peer.install(work)
+        s_wall, s_cpu, _ = run_pipeline(one_http, os.path.join(work, "out1"), "multi_processing", args.cores)
+        wall, cpu, written = run_pipeline(csv_http, os.path.join(work, "out"), "multi_processing", args.cores)
+        peer.append(Timed("pipeline multi_processing, HTTP", n, written, wall, cpu, s_wall, s_cpu, args.cores))
+        print(peer[-1].line(), flush=True)
+        if exe is None:
+            print(f"img2dataset {img2dataset_peer.VERSION}: SKIPPED, could not be installed from PyPI: {why}")
+        else:
+            urls, one = os.path.join(work, "urls.txt"), os.path.join(work, "one_url.txt")
+            with open(urls, "w") as f:
+                f.write("".join(u + "\n" for _, u in remote))
+            with open(one, "w") as f:
+                f.write(remote[0][1] + "\n")
+            s_wall, s_cpu, _ = run_img2dataset(exe, one, os.path.join(work, "i2d1"), 1, args.cores)
+            wall, cpu, written = run_img2dataset(exe, urls, os.path.join(work, "i2d"), n, args.cores)
+            peer.append(Timed(f"img2dataset {img2dataset_peer.VERSION}, HTTP", n, written, wall, cpu, s_wall, s_cpu,
+                              args.cores))
+            print(peer[-1].line(), flush=True)
+            ours, theirs = peer
+            print(f"  pipeline / img2dataset: images/s {ours.rate / theirs.rate:.2f}x (steady {ours.steady / theirs.steady:.2f}x), "
+                  f"per CPU-second {ours.per_cpu / theirs.per_cpu:.2f}x (target >= 2x images/s)", flush=True)
+    server.shutdown()
+
+    if runs:
+        best = max(runs, key=lambda r: r.per_cpu)
+        spent = 1e6 / best.per_cpu
+        stages = stage_costs.per_image_total(costs)
+        print(f"per image, {best.name}: {spent:.0f} us of CPU = stages {stages:.0f} us (fetch from file) "
+              f"+ runner and the rest {spent - stages:.0f} us (Beam, thread pool, CSV, planning, markers)")
+    print(load())
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
 

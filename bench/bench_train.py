@@ -8,6 +8,13 @@ landmarks) to a temporary directory, then for each image size measures:
   train   images/s of the training step (MobileNet alpha 0.25, all layers trainable, semi-hard loss)
           fed from a cached batch, so it measures what the model consumes;
 and prints their ratio: the input pipeline must deliver at least 2x what the model consumes.
+
+Then the input side at GPU rates (issue 12): `trainer.data.train_dataset` alone at `--input_sizes`
+(224 and 299 px) on records whose shorter side is 256 (the preprocessing default) and, for 299,
+also `--record_side_299` (320: records stored a little above the crop size), as images/s per core
+(wall / cores) and images per CPU-second (the process's CPU over the timed batches, robust on a
+shared machine), and how many cores that takes to feed one GPU at `--gpu_rate` images/s
+(2,432: InceptionV3 at 299 px, PyTorch bf16 on an H200, ../shared/FIELD-NOTES.md).
 """
 
 from __future__ import annotations
@@ -20,8 +27,8 @@ import time
 import numpy as np
 
 
-def write_shards(directory: str, records: int, shards: int, seed: int = 0) -> None:
-    """Long-tailed JPEG records (341x256) in `train-*` and a few `val-*` shards, via TensorFlow."""
+def write_shards(directory: str, records: int, shards: int, seed: int = 0, side: int = 256) -> None:
+    """Long-tailed JPEG records (4:3, shorter side `side`, 341x256 by default) in `train-*` shards."""
     import tensorflow as tf
 
     from pipelines import schema
@@ -30,18 +37,19 @@ def write_shards(directory: str, records: int, shards: int, seed: int = 0) -> No
     labels = np.minimum(rng.zipf(1.6, records), 200)  # most landmarks have a handful of images
     writers = [tf.io.TFRecordWriter(os.path.join(directory, schema.shard_name("train", i, shards)))
                for i in range(shards)]
-    yy, xx = np.mgrid[0:256, 0:341].astype(np.float32)
+    height, width = side, round(side * 4 / 3)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     for n, label in enumerate(labels):
         base = np.random.default_rng(int(label))
         colour = base.uniform(0, 255, 3)
         stripes = np.sin((xx * base.uniform(-1, 1) + yy) / base.uniform(3, 12) + rng.uniform(0, 6))
-        image = np.clip(colour * (0.6 + 0.4 * stripes[..., None]) + rng.normal(0, 20, (256, 341, 3)), 0, 255)
+        image = np.clip(colour * (0.6 + 0.4 * stripes[..., None]) + rng.normal(0, 20, (height, width, 3)), 0, 255)
         jpeg = tf.io.encode_jpeg(image.astype(np.uint8), quality=90).numpy()
         feature = {
             schema.ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"b{n}".encode()])),
             schema.ENCODED: tf.train.Feature(bytes_list=tf.train.BytesList(value=[jpeg])),
-            schema.HEIGHT: tf.train.Feature(int64_list=tf.train.Int64List(value=[256])),
-            schema.WIDTH: tf.train.Feature(int64_list=tf.train.Int64List(value=[341])),
+            schema.HEIGHT: tf.train.Feature(int64_list=tf.train.Int64List(value=[height])),
+            schema.WIDTH: tf.train.Feature(int64_list=tf.train.Int64List(value=[width])),
             schema.LANDMARK_ID: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
             schema.SOURCE_URL: tf.train.Feature(bytes_list=tf.train.BytesList(value=[b""])),
         }
@@ -60,6 +68,42 @@ def images_per_second(step, batch_images: int, steps: int, warmup: int = 2) -> f
     return steps * batch_images / (time.perf_counter() - start)
 
 
+def input_rates(batches, batch_images: int, count: int, warmup: int = 3):
+    """(images/s wall, images per CPU-second of this process) over `count` batches of an iterator."""
+    for _ in range(warmup):
+        next(batches)
+    start, cpu = time.perf_counter(), time.process_time()
+    for _ in range(count):
+        next(batches)
+    images = count * batch_images
+    return images / (time.perf_counter() - start), images / (time.process_time() - cpu)
+
+
+def input_at_gpu_rates(args, p: int, k: int, cores: int) -> None:
+    """The input pipeline alone at GPU image sizes, and the cores one GPU at `--gpu_rate` needs."""
+    from trainer import data
+    from trainer.config import Config
+
+    cases = [(size, 256) for size in (int(s) for s in args.input_sizes.split(",") if s)]
+    if args.record_side_299:
+        cases.append((299, args.record_side_299))
+    print(f"input pipeline alone (trainer.data.train_dataset), {cores} cores; one GPU needs "
+          f"{args.gpu_rate:.0f} images/s (InceptionV3 299 px, H200 bf16):", flush=True)
+    for side in sorted({side for _, side in cases}):
+        with tempfile.TemporaryDirectory() as tmp:
+            write_shards(tmp, args.records, shards=4, side=side)
+            for size in [size for size, s in cases if s == side]:
+                cfg = Config(data_dir=tmp, output_dir=tmp, backbone="mobilenet", alpha=0.25, weights="none",
+                             image_size=size, embedding_dim=64, freeze="none", batch_p=p, batch_k=k,
+                             sampling_window=512, shuffle_buffer=1024, epochs=1, steps_per_epoch=1,
+                             learning_rate=1e-4, warmup_steps=0)
+                wall, per_cpu = input_rates(iter(data.train_dataset(cfg)), p * k, args.input_batches)
+                print(f"{size:>4} px from {round(side * 4 / 3)}x{side} records: {wall:7.1f} images/s = "
+                      f"{wall / cores:6.1f}/core (wall), {per_cpu:6.1f} per CPU-second -> "
+                      f"{args.gpu_rate / per_cpu:5.1f} cores per GPU (by CPU-seconds; "
+                      f"{args.gpu_rate / (wall / cores):5.1f} by wall)", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="128,224")
@@ -67,6 +111,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8, help="timed training steps per size")
     ap.add_argument("--input_batches", type=int, default=40, help="timed input batches per size")
     ap.add_argument("--records", type=int, default=768)
+    ap.add_argument("--input_sizes", default="224,299", help="input-only sizes on 256-px records ('' to skip)")
+    ap.add_argument("--record_side_299", type=int, default=320, help="also 299 px from records this tall (0: skip)")
+    ap.add_argument("--gpu_rate", type=float, default=2432.0, help="images/s one GPU trains at")
     args = ap.parse_args()
 
     import keras
@@ -104,6 +151,8 @@ def main() -> None:
         worst = min(inp / tr for _, tr, inp in rows)
         verdict = "OK" if worst >= 2 else "INPUT-BOUND"
         print(f"lowest input/train ratio {worst:.1f}x (needs >= 2x): {verdict}")
+    if args.input_sizes or args.record_side_299:
+        input_at_gpu_rates(args, p, k, len(os.sched_getaffinity(0)))
 
 
 if __name__ == "__main__":

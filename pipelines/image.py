@@ -4,9 +4,12 @@ The order matters for robustness and speed:
 1. the format is sniffed from the bytes (never the file name), and only a few decoders are
    allowed, so e.g. a WebP named `.jpg` decodes and an HTML error page is `not_an_image`;
 2. the declared size is checked before anything is decoded (decompression bombs: `too_large`);
-3. a JPEG much larger than the target is decoded at a reduced DCT scale (`draft`), 2-4x faster;
-4. the image is fully decoded (`load()`): `verify()` alone passes truncated files;
-5. EXIF orientation is applied, any mode becomes RGB (transparency over white), the shorter side
+3. a YCbCr or grey JPEG takes the fast path (`pipelines.fast_jpeg`: libjpeg-turbo decodes at the
+   smallest DCT scale still >= the target, OpenCV resizes, EXIF orientation read from the header
+   is applied, libjpeg-turbo encodes); anything it does not decode cleanly falls through to 4-6;
+4. otherwise Pillow decodes, a JPEG much larger than the target at a reduced DCT scale (`draft`);
+5. the image is fully decoded (`load()`): `verify()` alone passes truncated files;
+6. EXIF orientation is applied, any mode becomes RGB (transparency over white), the shorter side
    is resized down to `image_size` (never up), and the result is re-encoded as JPEG.
 TF-free: the indexer and demo may import `process_image`.
 """
@@ -21,11 +24,13 @@ from typing import Tuple
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from pipelines import fast_jpeg
 from pipelines.errors import RowFailure
 
 # Decoders we accept; others (e.g. PSD, TIFF, EPS) are refused as not_an_image. The JPEG
 # decoder also opens camera MPO files (format "MPO"), whose first picture is used.
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP")
+_ORIENTATION_TAG = 0x0112
 
 _LOG = logging.getLogger(__name__)
 
@@ -95,6 +100,15 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation tag (1 = upright) from the already-parsed header; 1 when unreadable."""
+    try:
+        return int(im.getexif().get(_ORIENTATION_TAG, 1))
+    except Exception as e:  # a corrupt EXIF block must not lose an otherwise good image
+        _LOG.debug("ignoring unreadable EXIF orientation: %s", e)
+        return 1
+
+
 def _exif_transpose(im: Image.Image) -> Image.Image:
     """The image turned upright per its EXIF orientation (in place: no copy when already upright)."""
     try:
@@ -117,6 +131,11 @@ def process_image(data: bytes, cfg: ImageConfig = ImageConfig()) -> Tuple[bytes,
         # DCT-scaled decode to the smallest scale still >= the target (orientation-independent,
         # since the shorter side is the same before and after rotation).
         im.draft("RGB", (out_w, out_h))
+    if fast_jpeg.eligible(im.format, im.mode):
+        try:
+            return fast_jpeg.process(data, (out_w, out_h), _orientation(im), cfg.jpeg_quality)
+        except ValueError as e:  # e.g. data ending early: Pillow (drafted above) decides the reason
+            _LOG.debug("fast JPEG path declined (%s): decoding with Pillow", e)
     _load(im)
     try:
         im = _to_rgb(_exif_transpose(im))

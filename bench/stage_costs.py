@@ -1,0 +1,79 @@
+"""CPU microseconds per image of each stage of the pipeline's per-row work, on one thread.
+
+The stages are the calls `pipelines.transforms.process_row` and `shards.write_shard` make, timed
+one at a time over the same images (thread CPU time, so a loopback HTTP server in another thread
+is not counted): fetch (file and HTTP), header (format sniff, declared-size check, EXIF: the part
+of `process_image` around the codec calls), decode, resize, encode, serialize (tf.train.Example),
+frame+CRC (TFRecord framing), write. What a whole pipeline run spends per image beyond their sum
+is the runner's (Beam, thread pool, CSV, planning, markers).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from typing import Dict, Sequence, Tuple
+
+import simplejpeg
+
+from pipelines import fast_jpeg, image, schema
+from pipelines import fetch as fetch_lib
+
+STAGES = ("fetch (file)", "fetch (HTTP)", "header", "decode", "resize", "encode", "serialize", "frame+CRC", "write")
+
+
+def measure(paths: Sequence[str], urls: Sequence[str], cfg: image.ImageConfig = image.ImageConfig(),
+            rounds: int = 2) -> Dict[str, float]:
+    """{stage: CPU us per image}, plus "process_image" (header + decode + resize + encode).
+
+    Every stage runs on each image in turn (rather than each stage over all images), so a
+    neighbour's load hits the stages alike and "header" = process_image - codec stages holds up.
+    A first, untimed round warms up lazy imports and connections.
+    """
+    totals: Dict[str, float] = {}
+    clock = time.thread_time
+    with tempfile.TemporaryFile() as out:
+        for round_ in range(rounds + 1):
+            for i, (path, url) in enumerate(zip(paths, urls)):
+                t0 = clock()
+                data = fetch_lib.fetch(path)
+                t1 = clock()
+                fetch_lib.fetch(url)
+                t2 = clock()
+                jpeg, height, width = image.process_image(data, cfg)
+                t3 = clock()
+                w, h = image.target_size(*_declared(data), cfg.image_size)
+                t4 = clock()
+                pixels = fast_jpeg.decode(data, w, h)
+                t5 = clock()
+                pixels = fast_jpeg.resize(pixels, w, h)
+                t6 = clock()
+                fast_jpeg.encode(pixels, cfg.jpeg_quality)
+                t7 = clock()
+                serialized = schema.serialize(schema.ImageRecord(f"id{i}", jpeg, height, width, 1, url))
+                t8 = clock()
+                framed = schema.frame(serialized)
+                t9 = clock()
+                out.write(framed)
+                t10 = clock()
+                if round_ == 0:
+                    continue
+                for stage, dt in (("fetch (file)", t1 - t0), ("fetch (HTTP)", t2 - t1), ("process_image", t3 - t2),
+                                  ("decode", t5 - t4), ("resize", t6 - t5), ("encode", t7 - t6),
+                                  ("serialize", t8 - t7), ("frame+CRC", t9 - t8), ("write", t10 - t9)):
+                    totals[stage] = totals.get(stage, 0.0) + dt
+        out.flush()
+    costs = {stage: total * 1e6 / (rounds * len(paths)) for stage, total in totals.items()}
+    costs["header"] = max(0.0, costs["process_image"] - costs["decode"] - costs["resize"] - costs["encode"])
+    return costs
+
+
+def _declared(data: bytes) -> Tuple[int, int]:
+    """(width, height) from the JPEG header."""
+    height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+    return width, height
+
+
+def per_image_total(costs: Dict[str, float], fetch: str = "fetch (file)") -> float:
+    """The stages' sum for one image, with the given fetch."""
+    return costs[fetch] + sum(costs[s] for s in STAGES if not s.startswith("fetch"))
