@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from trainer import checkpoints, data, distribute, losses, retrieval
+from trainer import checkpoints, data, distribute, losses, records_info, retrieval
 from trainer.config import Config
 from trainer.model import build_embedding_model
 
@@ -100,9 +100,9 @@ class _History:
 def train(cfg: Config, strategy: tf.distribute.Strategy) -> Tuple[keras.Model, int]:
     """Train (or resume) up to `cfg.epochs` epochs; (model, epochs done). epochs=0 only evaluates."""
     chief = distribute.is_chief(strategy)
-    # Counting reads every train shard: skip it when nothing will be trained (--epochs=0).
-    steps = cfg.steps_per_epoch or (0 if cfg.epochs == 0 else
-                                    max(1, data.count_records(cfg.data_dir, "train") // (cfg.batch_p * cfg.batch_k)))
+    # Records come from shard_index.json (else are counted): skip it when nothing will be trained (--epochs=0).
+    steps = cfg.steps_per_epoch or (0 if cfg.epochs == 0 else max(1, records_info.train_records(
+        cfg.data_dir, data.list_shards(cfg.data_dir, "train")) // (cfg.batch_p * cfg.batch_k)))
     with strategy.scope():
         model = build_embedding_model(cfg)
         optimizer = keras.optimizers.Adam(learning_rate_schedule(cfg, cfg.epochs * steps))

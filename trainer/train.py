@@ -31,11 +31,12 @@ def main(argv) -> None:
     # TensorFlow is imported only now: devices must be configured before its runtime starts.
     import keras
 
-    from trainer import data, distribute, export, loop
+    from trainer import data, distribute, export, loop, records_info
 
     try:
         for split in ("train", "val"):
             data.list_shards(cfg.data_dir, split)
+        cfg = records_info.resolve_image_size(cfg)
         strategy = distribute.make_strategy(cfg.gpus)
         if cfg.mixed_precision:
             keras.mixed_precision.set_global_policy("mixed_float16")
