@@ -13,7 +13,7 @@ OUT ?= out
 require = $(if $($(1)),,$(error $(1)=... is required: see README.md and docs/))
 
 .PHONY: venv test demo preprocess train index predict evaluate synthetic \
-        bench bench-preprocess bench-train bench-index soak-preprocess clean
+        bench bench-preprocess bench-train bench-index bench-sampler soak-preprocess clean
 
 $(STAMP): requirements.lock setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,7 +57,7 @@ evaluate: $(STAMP)
 	$(call require,SOLUTION)
 	$(PY) -m indexer.evaluate --submission=$(SUBMISSION) --solution=$(SOLUTION) $(if $(filter-out out,$(OUT)),--output_dir=$(OUT)) $(ARGS)
 
-bench: bench-preprocess bench-train bench-index
+bench: bench-preprocess bench-train bench-index bench-sampler
 
 bench-preprocess: $(STAMP)
 	$(PY) -m bench.bench_preprocess $(ARGS)
@@ -67,6 +67,9 @@ bench-train: $(STAMP)
 
 bench-index: $(STAMP)
 	$(PY) -m bench.bench_index $(ARGS)
+
+bench-sampler: $(STAMP)
+	$(PY) -m bench.bench_sampler $(ARGS)
 
 soak-preprocess: $(STAMP)
 	$(PY) -m bench.soak_preprocess $(ARGS)

@@ -18,6 +18,7 @@ from absl import app, flags, logging
 from indexer import outputs
 from indexer.embed import Embedder, embed_records, list_shards
 from indexer.index_dir import write_index
+from trainer import records_info
 
 # Defaults from bench/bench_index.py (docs/index.md): 1M x 256 clustered vectors.
 DEFAULT_N_TREES = 50
@@ -65,8 +66,9 @@ def build(config: BuildConfig) -> None:
         raise ValueError(f"the {len(files)} reference shard(s) in {config.data_dir} hold no records")
     logging.info("embedded %d reference images from %d shards in %.1f s (%.0f img/s)",
                  len(embedded.image_ids), len(files), t1 - t0, len(embedded.image_ids) / (t1 - t0))
+    index = records_info.load(config.data_dir)  # the stored image size, for predict's test images
     manifest = write_index(config.output_dir, embedded, config.model, config.n_trees, config.num_shards,
-                           config.data_dir, config.splits, config.seed)
+                           config.data_dir, config.splits, config.seed, index.image_size if index else 0)
     outputs.write_json(os.path.join(config.output_dir, "config.json"), dataclasses.asdict(config))
     logging.info("index of %d items, dimension %d, %d shard(s) x %d trees written to %s in %.1f s",
                  manifest.n_items, manifest.dimension, len(manifest.shards), manifest.n_trees,

@@ -39,6 +39,7 @@ from pipelines.report import FAILURES_CSV
 # default (n_trees * k = 500), still far faster than exact search (docs/index.md).
 DEFAULT_SEARCH_K = 2000
 RECORDS_DIR = "test_records"
+FALLBACK_IMAGE_SIZE = 256  # make preprocess's default, for indexes built before the size was recorded
 DONE_MARKER = "predict-input.json"  # in RECORDS_DIR: which CSV the finished preprocessing was for
 
 FLAGS = flags.FLAGS
@@ -55,7 +56,8 @@ def define_flags() -> None:
     flags.DEFINE_enum("vote", "sum", METHODS, "how neighbours vote (indexer/vote.py)")
     flags.DEFINE_integer("visualize", 0, "draw this many queries with their neighbours into neighbours.png")
     flags.DEFINE_string("solution", None, "solution CSV: colours the picture right/wrong")
-    flags.DEFINE_integer("image_size", 256, "passed to pipelines.preprocess (use what the references used)")
+    flags.DEFINE_integer("image_size", 0, "passed to pipelines.preprocess; 0: what the references used (the "
+                         f"index's manifest), {FALLBACK_IMAGE_SIZE} for an index that does not record it")
     flags.DEFINE_integer("batch_size", 64, "images per embedding batch")
     flags.mark_flags_as_required(["index_dir", "test_csv", "output_dir"])
 
@@ -138,6 +140,8 @@ def predict(config: PredictConfig) -> Dict:
     outputs.write_json(os.path.join(config.output_dir, "config.json"), dataclasses.asdict(config))
     model_dim = int(read_export_info(os.path.join(config.index_dir, MODEL_DIR))["embedding_dim"])
     index = open_index(config.index_dir, dimension=model_dim)
+    if not config.image_size:  # the test images are stored like the references
+        config = dataclasses.replace(config, image_size=index.manifest.reference_image_size or FALLBACK_IMAGE_SIZE)
     embedder = Embedder(index.model_dir)
     test_ids = read_test_ids(config.test_csv)
 
