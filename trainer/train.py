@@ -36,8 +36,8 @@ def main(argv) -> None:
     try:
         for split in ("train", "val"):
             data.list_shards(cfg.data_dir, split)
-        cfg = records_info.resolve_image_size(cfg)
         strategy = distribute.make_strategy(cfg.gpus)
+        cfg = records_info.resolve_image_size(cfg)  # may read a record: after the devices are set up
         if cfg.mixed_precision:
             keras.mixed_precision.set_global_policy("mixed_float16")
         keras.utils.set_random_seed(cfg.seed)
