@@ -77,13 +77,13 @@ def child(args) -> None:
     from trainer.config import Config
 
     strategy = distribute.make_strategy(1)
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(args.seed)
     p, k = (int(x) for x in args.batch.split(","))
     cfg = Config(data_dir=args.records, output_dir=args.out, backbone="mobilenet", alpha=0.25,
                  weights=args.weights or "none", image_size=args.image_size, embedding_dim=64, freeze="none",
                  bn_momentum=0.9, batch_p=p, batch_k=k, epochs=1, steps_per_epoch=args.steps,
                  learning_rate=args.learning_rate, warmup_steps=args.steps // 10, val_queries=200,
-                 val_references=1000, recall_k=(1,), checkpoints_to_keep=2)
+                 val_references=1000, recall_k=(1,), checkpoints_to_keep=2, seed=args.seed)
     if args.child == "old":
         data.train_dataset = functools.partial(old_train_dataset, window=args.window)
     model, done = loop.train(cfg, strategy)
@@ -100,6 +100,7 @@ def main() -> None:
     ap.add_argument("--image_size", type=int, default=96)
     ap.add_argument("--rows_per_shard", type=int, default=250, help="make preprocess --rows_per_shard")
     ap.add_argument("--learning_rate", type=float, default=3e-4)
+    ap.add_argument("--seed", type=int, default=0, help="sampling, augmentation and initialisation seed")
     ap.add_argument("--weights", default="", help="no-top MobileNet 0.25 weights file (none: random init)")
     ap.add_argument("--child", choices=("old", "new"), help=argparse.SUPPRESS)
     ap.add_argument("--records", help=argparse.SUPPRESS)
@@ -130,7 +131,7 @@ def main() -> None:
         _run(["bench.bench_learning", f"--child={sampler}", f"--records={records}", f"--out={out}",
               f"--steps={args.steps}", f"--batch={args.batch}", f"--image_size={args.image_size}",
               f"--learning_rate={args.learning_rate}", f"--weights={args.weights}", f"--window={window}",
-              f"--data={args.data}", f"--work={args.work}"], f"{out}.train.log")
+              f"--seed={args.seed}", f"--data={args.data}", f"--work={args.work}"], f"{out}.train.log")
         _run(["indexer.build", f"--model={out}/export", f"--data_dir={records}", f"--output_dir={out}/index"],
              f"{out}.index.log")
         _run(["indexer.predict", f"--index_dir={out}/index", f"--test_csv={args.data}/test.csv",
