@@ -13,7 +13,7 @@ OUT ?= out
 require = $(if $($(1)),,$(error $(1)=... is required: see README.md and docs/))
 
 .PHONY: venv test demo preprocess train index predict evaluate synthetic \
-        bench bench-preprocess bench-train bench-index bench-embed soak-preprocess soak-preprocess-dask clean
+        bench bench-preprocess bench-train bench-index bench-embed bench-sampler soak-preprocess soak-preprocess-dask clean
 
 $(STAMP): requirements.lock setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,7 +58,7 @@ evaluate: $(STAMP)
 	$(call require,SOLUTION)
 	$(PY) -m indexer.evaluate --submission=$(SUBMISSION) --solution=$(SOLUTION) $(if $(filter-out out,$(OUT)),--output_dir=$(OUT)) $(ARGS)
 
-bench: bench-preprocess bench-train bench-index bench-embed
+bench: bench-preprocess bench-train bench-index bench-embed bench-sampler
 
 bench-preprocess: $(STAMP)
 	$(PY) -m bench.bench_preprocess $(ARGS)
@@ -71,6 +71,8 @@ bench-index: $(STAMP)
 
 bench-embed: $(STAMP)
 	$(PY) -m bench.bench_embed $(ARGS)
+bench-sampler: $(STAMP)
+	$(PY) -m bench.bench_sampler $(ARGS)
 
 soak-preprocess: $(STAMP)
 	$(PY) -m bench.soak_preprocess $(ARGS)

@@ -132,7 +132,7 @@ def main() -> None:
         for size in (int(s) for s in args.sizes.split(",")):
             cfg = Config(data_dir=tmp, output_dir=tmp, backbone="mobilenet", alpha=0.25, weights="none",
                          image_size=size, embedding_dim=64, freeze="none", batch_p=p, batch_k=k,
-                         sampling_window=512, shuffle_buffer=1024, epochs=1, steps_per_epoch=args.steps,
+                         pool_shards=4, epochs=1, steps_per_epoch=args.steps,
                          learning_rate=1e-4, warmup_steps=0)
             batches = iter(data.train_dataset(cfg))
             input_rate = images_per_second(lambda: next(batches), p * k, args.input_batches)

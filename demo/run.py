@@ -53,7 +53,7 @@ class Mode:
     """Sizes that trade result quality for time."""
 
     size: str  # generated data set size (pipelines.synthetic --size)
-    record_size: int  # shorter side of the stored records (preprocess and predict --image_size)
+    record_size: int  # shorter side of the stored records (preprocess --image_size; predict reads it from the index)
     epochs: int  # triplet training epochs
     batch: tuple[int, int]  # P landmarks x K images per step (P is capped at the data's landmarks)
     trainer_flags: tuple[str, ...]  # the network and schedule, shared by both models
@@ -175,8 +175,7 @@ def run_chain(cfg: DemoConfig, runner: Runner) -> list[report.Row]:
                          f"{index}/config.json"))
         runner.run(Stage(f"predict_{model}", "indexer.predict",
                          (f"--index_dir={index}", f"--test_csv={data}/test.csv", f"--output_dir={pred}",
-                          f"--solution={solution}", f"--visualize={cfg.visualize}",
-                          f"--image_size={cfg.record_size}"),
+                          f"--solution={solution}", f"--visualize={cfg.visualize}"),  # size: the index's
                          f"{pred}/predict_stats.json"))
         rows.append(evaluate(model, label))
     return rows

@@ -30,6 +30,7 @@ from pipelines.errors import RowFailure
 # default (n_trees * k = 500), still far faster than exact search (docs/index.md).
 DEFAULT_SEARCH_K = 2000
 QUERY_CHUNK = 1024  # queries per Annoy call, between progress updates
+FALLBACK_IMAGE_SIZE = 256  # make preprocess's default, for indexes built before the size was recorded
 
 ImageInput = Union[bytes, str, os.PathLike]
 
@@ -87,11 +88,13 @@ class Recognizer:
 
     @classmethod
     def open(cls, index_dir: str, k: int = 10, search_k: int = DEFAULT_SEARCH_K, vote_method: str = "sum",
-             min_confidence: float = 0.0, image_size: int = 256, progress: bool = False) -> "Recognizer":
+             min_confidence: float = 0.0, image_size: int = 0, progress: bool = False) -> "Recognizer":
         """Verify and load an index folder (`indexer.build`'s output) and its model copy; raises
-        `IndexIntegrityError` on a damaged folder before Annoy maps anything."""
+        `IndexIntegrityError` on a damaged folder before Annoy maps anything. `image_size=0`:
+        photos are stored like the references were (the index's manifest records it)."""
         model_dim = int(read_export_info(os.path.join(index_dir, MODEL_DIR))["embedding_dim"])
         index = open_index(index_dir, dimension=model_dim)
+        image_size = image_size or index.manifest.reference_image_size or FALLBACK_IMAGE_SIZE
         return cls(index, Embedder(index.model_dir), k, search_k, vote_method, min_confidence, image_size, progress)
 
     def _query(self, vectors: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ from indexer.embed import expected_records, list_shards
 from pipelines import console
 from pipelines.cli_errors import InputError, absl_main
 from indexer.index_dir import write_index
-from trainer import shard_check
+from trainer import records_info, shard_check
 
 # Defaults from bench/bench_index.py (docs/index.md): 1M x 256 clustered vectors.
 DEFAULT_N_TREES = 50
@@ -79,8 +79,9 @@ def build(config: BuildConfig) -> None:
                  len(embedded.image_ids), len(files), t1 - t0, len(embedded.image_ids) / (t1 - t0))
     logging.info("building %d Annoy tree(s) x %d shard(s) over %d items (one call per shard: no progress until done)",
                  config.n_trees, config.num_shards, len(embedded.image_ids))
+    index = records_info.load(config.data_dir)  # the stored image size, for predict's test images
     manifest = write_index(config.output_dir, embedded, config.model, config.n_trees, config.num_shards,
-                           config.data_dir, config.splits, config.seed)
+                           config.data_dir, config.splits, config.seed, index.image_size if index else 0)
     outputs.write_json(os.path.join(config.output_dir, "config.json"), dataclasses.asdict(config))
     logging.info("index of %d items, dimension %d, %d shard(s) x %d trees written to %s in %.1f s",
                  manifest.n_items, manifest.dimension, len(manifest.shards), manifest.n_trees,

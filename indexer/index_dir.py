@@ -50,6 +50,7 @@ class Manifest:
     shards: Tuple[FileRecord, ...]
     items: FileRecord
     format_version: int = FORMAT_VERSION
+    reference_image_size: int = 0  # shorter side the references were stored at (0: not recorded)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -131,6 +132,7 @@ def write_index(
     data_dir: str,
     splits: Sequence[str],
     seed: int = 0,
+    reference_image_size: int = 0,
 ) -> Manifest:
     """Build the Annoy shards over `embedded` and commit a complete index folder to `output_dir`."""
     os.makedirs(output_dir, exist_ok=True)
@@ -151,6 +153,7 @@ def write_index(
             splits=tuple(splits),
             shards=tuple(shards),
             items=_write_items(os.path.join(staging, ITEMS), embedded),
+            reference_image_size=reference_image_size,
         )
         _commit(staging, output_dir, manifest)
     finally:

@@ -33,7 +33,7 @@ from absl import app, flags, logging
 
 from indexer import embed_job, image_folder, outputs, solutions, visualize
 from indexer.annoy_index import sha256_file
-from indexer.api import DEFAULT_SEARCH_K, Recognizer
+from indexer.api import DEFAULT_SEARCH_K, FALLBACK_IMAGE_SIZE, Recognizer
 from indexer.embed import Embedded, list_shards, read_jpegs
 from indexer.index_dir import Index
 from indexer.vote import METHODS
@@ -68,7 +68,8 @@ def define_flags() -> None:
     flags.DEFINE_enum("vote", "sum", METHODS, "how neighbours vote (indexer/vote.py)")
     flags.DEFINE_integer("visualize", 0, "draw this many queries with their neighbours into neighbours.png")
     flags.DEFINE_string("solution", None, "solution CSV: colours the picture right/wrong")
-    flags.DEFINE_integer("image_size", 256, "passed to pipelines.preprocess (use what the references used)")
+    flags.DEFINE_integer("image_size", 0, "passed to pipelines.preprocess; 0: what the references used (the "
+                         f"index's manifest), {FALLBACK_IMAGE_SIZE} for an index that does not record it")
     flags.DEFINE_integer("batch_size", 64, "images per embedding batch")
     embed_job.define_flags()
     for name, define in PREPROCESS_FLAGS.items():
@@ -108,8 +109,8 @@ def check_settings(config: PredictConfig) -> None:
         raise InputError(f"--search_k={config.search_k}: -1 (Annoy's default, n_trees * k) or at least --k={config.k}")
     if not math.isfinite(config.min_confidence):
         raise InputError(f"--min_confidence={config.min_confidence}: must be a finite number")
-    if config.batch_size < 1 or config.image_size < 1 or config.visualize < 0:
-        raise InputError("--batch_size and --image_size must be at least 1, --visualize at least 0")
+    if config.batch_size < 1 or config.image_size < 0 or config.visualize < 0:
+        raise InputError("--batch_size must be at least 1, --image_size and --visualize at least 0")
 
 
 def read_test_ids(path: str) -> List[str]:
@@ -178,6 +179,8 @@ def predict(config: PredictConfig) -> Dict:
         logging.info("%d photos in %s listed in %s", image_folder.write_folder_csv(config.images, folder_csv),
                      config.images, folder_csv)
         config = dataclasses.replace(config, test_csv=folder_csv)
+    if not config.image_size:  # the test images are stored like the references
+        config = dataclasses.replace(config, image_size=recognizer.image_config.image_size)
     test_ids = read_test_ids(config.test_csv)
 
     records = preprocess_test(config)

@@ -1,4 +1,5 @@
-"""The run's report: `failures.csv` and `stats.json`, rebuilt from every shard marker.
+"""The run's report: `failures.csv`, `stats.json` and `shard_index.json` (pipelines/shard_index.py),
+rebuilt from every shard marker.
 
 Runs once, after every shard of the plan has its marker (written by this run or a finished
 earlier one), so a resumed run reports exactly what an uninterrupted one would. It also removes
@@ -16,7 +17,7 @@ import json
 import logging
 from typing import Dict, Iterable, List, Sequence
 
-from pipelines import schema, shards, storage
+from pipelines import schema, shard_index, shards, storage
 
 FAILURES_CSV = "failures.csv"
 STATS_JSON = "stats.json"
@@ -80,6 +81,7 @@ def finalize(
     written_by_split: Dict[str, int] = collections.Counter()
     labels: Dict[int, int] = collections.Counter()
     bytes_written = source_bytes = 0
+    index_rows = []  # per shard, for shard_index.json
     for key in keys:
         marker = shards.read_marker(output_dir, key)
         if marker is None:
@@ -90,6 +92,8 @@ def finalize(
         bytes_written += marker["bytes"]
         source_bytes += marker["source_bytes"]
         failures.extend(tuple(f) for f in marker["failures"])
+        layout = shard_index.WHOLE_LANDMARKS if key.split in shards.LANDMARK_SPLITS else shard_index.HASHED
+        index_rows.append((key.split, layout, key.name, marker["records"], marker["bytes"], marker["labels"]))
     by_reason = collections.Counter(f[2] for f in failures)
     written = sum(written_by_split.values())
     per_landmark = {str(k): labels[k] for k in sorted(labels)}
@@ -110,6 +114,8 @@ def finalize(
     }
     storage.make_dirs(output_dir)
     storage.write_atomic(storage.join(output_dir, FAILURES_CSV), failures_csv(failures))
+    storage.write_atomic(storage.join(output_dir, shard_index.FILE),
+                         shard_index.build(int(settings.get("image_size", 0)), index_rows))
     storage.write_atomic(
         storage.join(output_dir, STATS_JSON), (json.dumps(stats, indent=1, sort_keys=False) + "\n").encode("utf-8")
     )

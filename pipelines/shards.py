@@ -1,7 +1,12 @@
 """Deterministic shard assignment and the atomic, resumable shard writer.
 
-A row's shard is a stable hash of its id modulo the split's shard count, so every rerun on the
-same input puts it in the same shard. A shard is written whole under a temporary name (which
+Labelled splits (`LANDMARK_SPLITS`) keep each landmark's photos together: `plan_landmarks` packs
+whole landmarks into shards balanced in rows, and a landmark larger than a shard spans
+consecutive shards, cut by sorted image id (`place_rows`). So a reader that holds a few whole
+shards holds every photo of their landmarks, which is what lets the trainer draw K distinct photos
+of a landmark (trainer/sampling.py). The plan depends only on the per-landmark row counts, so every
+rerun on the same input makes the same plan. The test split keeps the old layout: a row's shard is
+a stable hash of its id modulo the split's shard count. A shard is written whole under a temporary name (which
 never matches `schema.shard_pattern`), renamed onto its final name, and only then is its
 completion marker `DIR/_parts/{shard}.json` written. The marker also carries that shard's
 failures, label histogram and byte count, so `failures.csv` and `stats.json` can be rebuilt
@@ -13,6 +18,7 @@ still has the recorded size, so changed input or settings redo it rather than ke
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import logging
 import math
@@ -59,6 +65,67 @@ def shard_count(rows: int, num_shards: int, rows_per_shard: int) -> int:
     if num_shards > 0:
         return num_shards
     return max(1, math.ceil(rows / rows_per_shard))
+
+
+# Splits whose shards hold whole landmarks; any other split is sharded by a hash of the image id.
+LANDMARK_SPLITS = ("train", "val")
+
+
+class SplitPlan(NamedTuple):
+    """Where a split's rows go: `count` shards, and for each landmark its (shard, rows) pieces in
+    shard order (empty for a hashed split)."""
+
+    count: int
+    pieces: Dict[int, List[Tuple[int, int]]]
+
+
+def plan_landmarks(sizes: Dict[int, int], num_shards: int, rows_per_shard: int) -> SplitPlan:
+    """Whole landmarks into shards balanced in rows; `sizes` is {landmark_id: rows}.
+
+    Each shard gets a capacity of ceil(rows / shards). Landmarks larger than that are laid end to
+    end from shard 0, each filling consecutive shards (the last piece may share its shard with the
+    next one); the rest go, largest first (ties by id), to the shard with the most room left (LPT),
+    so shard sizes differ by at most about one small landmark. Deterministic for the same sizes.
+    """
+    total = sum(sizes.values())
+    count = shard_count(total, num_shards, rows_per_shard)
+    capacity = max(1, math.ceil(total / count))
+    order = sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0]))
+    pieces: Dict[int, List[Tuple[int, int]]] = {}
+    load = [0] * count
+    cursor = 0  # rows laid so far by the landmarks larger than a shard
+    for label, n in order:
+        if n <= capacity:
+            break
+        start, left, parts = cursor, n, []
+        while left:
+            shard = start // capacity
+            take = min(left, capacity - start % capacity)
+            parts.append((shard, take))
+            load[shard] += take
+            start, left = start + take, left - take
+        pieces[label], cursor = parts, start
+    room = [(-(capacity - load[i]), i) for i in range(count)]  # most room first, then lowest index
+    heapq.heapify(room)
+    for label, n in order:
+        if label in pieces:
+            continue
+        free, shard = heapq.heappop(room)
+        pieces[label] = [(shard, n)]
+        load[shard] += n
+        heapq.heappush(room, (free + n, shard))
+    return SplitPlan(count, pieces)
+
+
+def place_rows(ids: Sequence[str], parts: Sequence[Tuple[int, int]]) -> List[Tuple[str, int]]:
+    """(id, shard) for one landmark's rows: sorted by id and cut into `parts`' (shard, rows) pieces."""
+    if sum(n for _, n in parts) != len(ids):
+        raise ValueError(f"plan holds {sum(n for _, n in parts)} rows for a landmark that has {len(ids)}")
+    ordered, out, start = sorted(ids), [], 0
+    for shard, n in parts:
+        out += [(image_id, shard) for image_id in ordered[start : start + n]]
+        start += n
+    return out
 
 
 def fingerprint(settings: str, rows: Iterable[Tuple[str, str, int]]) -> str:

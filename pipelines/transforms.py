@@ -139,13 +139,65 @@ class _Plan(beam.DoFn):
         yield tagged("tasks", (tuple(key), digest, rows))
 
 
+# Test rows are grouped by a hash bucket of the id (not by landmark: they usually have none),
+# so no single worker holds the whole split while they are placed.
+_HASH_BUCKETS = 64
+
+
+def _group_key(r: Row) -> Tuple[str, int]:
+    """(split, landmark) for labelled splits, (split, hash bucket) otherwise."""
+    if r.split in shards.LANDMARK_SPLITS:
+        return (r.split, r.landmark_id)
+    return (r.split, shards.stable_hash("bucket", r.image_id) % _HASH_BUCKETS)
+
+
+def _split_plan(split_sizes: Tuple[str, Sequence[Tuple[int, int]]], num_shards: int, rows_per_shard: int):
+    """(split, [(group, rows)]) -> (split, SplitPlan): whole landmarks, or a hashed shard count."""
+    split, sizes = split_sizes
+    if split in shards.LANDMARK_SPLITS:
+        return split, shards.plan_landmarks(dict(sizes), num_shards, rows_per_shard)
+    return split, shards.SplitPlan(shards.shard_count(sum(n for _, n in sizes), num_shards, rows_per_shard), {})
+
+
+def _plan_entries(split_plan) -> Iterator:
+    """One ((split, group), ("plan", shard count, pieces)) per group the split's rows fall in."""
+    split, plan = split_plan
+    groups = plan.pieces if split in shards.LANDMARK_SPLITS else range(_HASH_BUCKETS)
+    for group in groups:
+        yield (split, group), ("plan", plan.count, plan.pieces.get(group, []))
+
+
+def _place(keyed: Tuple[Tuple[str, int], Sequence[Tuple]]) -> Iterator:
+    """A group's rows + its plan entry -> ((split, shard, count), row) per row."""
+    (split, _), tagged = keyed
+    rows = {t[1].image_id: t[1] for t in tagged if t[0] == "row"}
+    plans = [t for t in tagged if t[0] == "plan"]
+    if not rows:
+        return
+    if not plans:
+        raise RuntimeError(f"no shard plan for the rows of {keyed[0]}")  # a bug: plans come from these rows
+    _, count, pieces = plans[0]
+    if split in shards.LANDMARK_SPLITS:
+        placed = shards.place_rows(list(rows), pieces)
+    else:
+        placed = [(image_id, shards.shard_index(image_id, count)) for image_id in rows]
+    for image_id, shard in placed:
+        yield (split, shard, count), rows[image_id]
+
+
 class PlanShards(beam.PTransform):
     """Rows -> {"tasks": (key, fingerprint, rows) per shard to build, "skipped": finished shard
     names, "counts": (split, shard count)}.
 
-    Every index of every split gets a task (an empty shard if no row hashes to it), so each
-    split's set of files is complete. The shard count comes from `num_shards` or the split's row
-    count, so a rerun on the same input makes the same plan.
+    Labelled splits keep each landmark's rows together (`shards.plan_landmarks`: whole landmarks
+    per shard, balanced in rows; a landmark larger than a shard spans consecutive shards); the test
+    split is spread by a hash of the id. Built from GroupByKeys only (no side inputs): rows per
+    (split, landmark) are counted (CombinePerKey), each split's counts are grouped to plan it in
+    one place (one element per split, a few hundred KB at 15k landmarks), the plan is joined back
+    to the rows by (split, landmark) (Flatten + GroupByKey; only light rows travel) and the rows are
+    grouped per shard. Every index of every split gets a task (an empty shard if no row lands in
+    it), so each split's set of files is complete. The plan depends only on the input rows and
+    `num_shards` / `rows_per_shard`, so a rerun on the same input makes the same plan.
     """
 
     def __init__(self, output_dir: str, settings: str, num_shards: int = 0, rows_per_shard: int = 2000) -> None:
@@ -157,15 +209,22 @@ class PlanShards(beam.PTransform):
 
     def expand(self, rows):
         num, per = self._num_shards, self._rows_per_shard
-        counts = (
-            rows
-            | "Split" >> beam.Map(lambda r: r.split)
-            | "CountPerSplit" >> beam.combiners.Count.PerElement()
-            | "ShardCount" >> beam.Map(lambda kv: (kv[0], shards.shard_count(kv[1], num, per)))
+        grouped = rows | "ByGroup" >> beam.Map(lambda r: (_group_key(r), ("row", r)))
+        plans = (
+            grouped
+            | "One" >> beam.Map(lambda kv: (kv[0], 1))
+            | "GroupSizes" >> beam.CombinePerKey(sum)
+            | "BySplit" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
+            | "SplitSizes" >> beam.GroupByKey()
+            | "PlanSplit" >> beam.Map(_split_plan, num, per)
         )
-        keyed = rows | "Assign" >> beam.Map(
-            lambda r, n: ((r.split, shards.shard_index(r.image_id, n[r.split]), n[r.split]), r),
-            n=beam.pvalue.AsDict(counts),
+        counts = plans | "ShardCount" >> beam.Map(lambda kv: (kv[0], kv[1].count))
+        entries = plans | "PlanEntries" >> beam.FlatMap(_plan_entries)
+        keyed = (
+            (grouped, entries)
+            | "RowsAndPlan" >> beam.Flatten()
+            | "JoinPlan" >> beam.GroupByKey()
+            | "Place" >> beam.FlatMap(_place)
         )
         every = counts | "EveryIndex" >> beam.FlatMap(lambda kv: [((kv[0], i, kv[1]), None) for i in range(kv[1])])
         planned = (

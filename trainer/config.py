@@ -15,10 +15,12 @@ from typing import Any, Dict, Optional, Tuple
 from absl import flags
 
 from pipelines.cli_errors import InputError
+from trainer.sampling import POLICIES
 
 BACKBONES = ("inception_v3", "resnet50", "mobilenet", "mobilenet_v2", "efficientnet_b0")
 LOSSES = ("semihard", "batch_hard", "batch_all")
 POOLINGS = ("avg", "gem")
+LANDMARK_SAMPLING = POLICIES
 CONFIG_FILE = "config.json"
 
 
@@ -37,7 +39,7 @@ class Config:
     backbone: str = "inception_v3"
     weights: str = "imagenet"  # imagenet | none | path to a Keras weights file (no top)
     alpha: float = 1.0  # width multiplier, MobileNet / MobileNetV2 only
-    image_size: int = 299
+    image_size: int = 0  # 0: the size the records were stored at (shard_index.json), resolved at start
     embedding_dim: int = 256
     pooling: str = "avg"
     gem_p: float = 3.0
@@ -47,8 +49,8 @@ class Config:
     margin: float = 0.2
     batch_p: int = 32  # landmarks per global batch (split over replicas)
     batch_k: int = 4  # images per landmark
-    sampling_window: int = 4096  # records grouped at once to form P x K batches
-    shuffle_buffer: int = 8192  # records (encoded) shuffled before grouping
+    landmark_sampling: str = "sqrt"  # uniform | sqrt | proportional: how often a landmark is drawn (sampling.py)
+    pool_shards: int = 4  # whole train shards held at once to plan P x K batches from
     epochs: int = 20
     steps_per_epoch: int = 0  # 0: one pass over the train records per epoch
     learning_rate: float = 1e-4
@@ -66,15 +68,17 @@ class Config:
         _check(self.loss in LOSSES, f"--loss={self.loss}: expected one of {LOSSES}")
         _check(self.pooling in POOLINGS, f"--pooling={self.pooling}: expected one of {POOLINGS}")
         _check(self.gpus >= 1, f"--gpus={self.gpus}: need at least 1 device")
-        _check(self.image_size >= 32, f"--image_size={self.image_size}: the backbones need at least 32 px")
+        _check(self.image_size == 0 or self.image_size >= 32,
+               f"--image_size={self.image_size}: the backbones need at least 32 px (0: the stored size)")
         _check(self.embedding_dim >= 2, f"--embedding_dim={self.embedding_dim}: need at least 2")
         _check(self.batch_p >= 2, f"--batch={self.batch_p},{self.batch_k}: P needs 2+ landmarks for negatives")
         _check(self.batch_k >= 2, f"--batch={self.batch_p},{self.batch_k}: K needs 2+ images for positives")
         _check(self.batch_p % self.gpus == 0,
                f"--batch={self.batch_p},{self.batch_k}: P must split evenly over --gpus={self.gpus} replicas "
                "(each replica's batch holds whole P x K groups)")
-        _check(self.sampling_window >= self.batch_p // self.gpus * self.batch_k,
-               f"--sampling_window={self.sampling_window}: must hold at least one replica batch")
+        _check(self.landmark_sampling in LANDMARK_SAMPLING,
+               f"--landmark_sampling={self.landmark_sampling}: expected one of {LANDMARK_SAMPLING}")
+        _check(self.pool_shards >= 1, f"--pool_shards={self.pool_shards}: need at least 1")
         _check(self.margin > 0, f"--margin={self.margin}: must be positive")
         _check(self.epochs >= 0 and self.steps_per_epoch >= 0, "--epochs and --steps_per_epoch must be >= 0")
         _check(self.learning_rate > 0 and self.warmup_steps >= 0, "--learning_rate > 0, --warmup_steps >= 0")
@@ -125,7 +129,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     # Seconds on a laptop CPU: what the tests run.
     "tiny": dict(
         backbone="mobilenet", alpha=0.25, weights="none", image_size=64, embedding_dim=16, freeze="none",
-        batch_p=4, batch_k=2, sampling_window=64, shuffle_buffer=256, epochs=2, steps_per_epoch=2,
+        batch_p=4, batch_k=2, epochs=2, steps_per_epoch=2,
         learning_rate=1e-3, warmup_steps=0, val_queries=64, val_references=256, recall_k=(1, 5),
         checkpoints_to_keep=2,
     ),
@@ -148,7 +152,7 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_enum("backbone", d.backbone, list(BACKBONES), "keras.applications backbone.", **on)
     flags.DEFINE_string("weights", d.weights, "imagenet | none | path to a no-top Keras weights file.", **on)
     flags.DEFINE_float("alpha", d.alpha, "Width multiplier (MobileNet, MobileNetV2).", **on)
-    flags.DEFINE_integer("image_size", d.image_size, "Square input size in pixels.", **on)
+    flags.DEFINE_integer("image_size", d.image_size, "Square input size in pixels; 0: the records' stored size.", **on)
     flags.DEFINE_integer("embedding_dim", d.embedding_dim, "Embedding dimension.", **on)
     flags.DEFINE_enum("pooling", d.pooling, list(POOLINGS), "Global pooling: average or GeM.", **on)
     flags.DEFINE_float("gem_p", d.gem_p, "GeM exponent (fixed).", **on)
@@ -159,8 +163,9 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_enum("loss", d.loss, list(LOSSES), "Triplet mining: FaceNet semi-hard, batch-hard, batch-all.", **on)
     flags.DEFINE_float("margin", d.margin, "Triplet margin (Euclidean distance between unit vectors).", **on)
     flags.DEFINE_string("batch", f"{d.batch_p},{d.batch_k}", "P,K: P landmarks x K images per global batch.", **on)
-    flags.DEFINE_integer("sampling_window", d.sampling_window, "Records grouped at once into P x K batches.", **on)
-    flags.DEFINE_integer("shuffle_buffer", d.shuffle_buffer, "Records shuffled before grouping.", **on)
+    flags.DEFINE_enum("landmark_sampling", d.landmark_sampling, list(LANDMARK_SAMPLING),
+                      "How often a landmark with n photos is drawn: uniform, sqrt(n) or n.", **on)
+    flags.DEFINE_integer("pool_shards", d.pool_shards, "Whole train shards held at once to plan batches from.", **on)
     flags.DEFINE_integer("epochs", d.epochs, "Total epochs; 0 exports the untrained (pretrained-only) network.", **on)
     flags.DEFINE_integer("steps_per_epoch", d.steps_per_epoch, "0: one pass over the train records.", **on)
     flags.DEFINE_float("learning_rate", d.learning_rate, "Peak learning rate (Adam), reached after warm-up.", **on)

@@ -1,7 +1,8 @@
 """tf.data input: TFRecord shards (local or gs://) -> augmented P x K training batches, eval batches.
 
-Everything streams: shards are read record by record (interleaved), shuffled in a bounded buffer
-and grouped in bounded windows (see sampling.py); nothing holds the dataset in memory. Images enter
+Everything streams: training reads pools of a few whole shards at a time (pool_input.py) and
+plans class-balanced P x K batches from their labels (sampling.py); nothing holds the dataset in
+memory. Images enter
 the models as float32 [S, S, 3] in [0, 255]; each backbone's own scaling lives inside the model.
 `eval_image` is the one evaluation preprocessing, shared by validation and the exported SavedModel.
 """
@@ -13,7 +14,7 @@ from typing import List, Optional
 import tensorflow as tf
 
 from pipelines import schema
-from trainer import sampling, shard_check
+from trainer import pool_input, records_info, sampling, shard_check
 from trainer.config import Config
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -62,31 +63,38 @@ def train_image(encoded: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
     return image
 
 
-def _records(files: List[str], shuffle: bool, seed: int,
-             context: Optional[tf.distribute.InputContext] = None, skip_corrupt: bool = False) -> tf.data.Dataset:
-    """Serialized records of `files`, this input pipeline's share of them under multi-worker;
-    `skip_corrupt`: each shard ends at its first damaged record (shard_check.py)."""
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    shard_files = context is not None and context.num_input_pipelines > 1 and len(files) >= context.num_input_pipelines
-    if shard_files:
-        ds = ds.shard(context.num_input_pipelines, context.input_pipeline_id)
-    if shuffle:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.interleave(shard_check.reader(skip_corrupt), cycle_length=min(len(files), 8), num_parallel_calls=AUTOTUNE,
-                       deterministic=not shuffle)
-    if context is not None and context.num_input_pipelines > 1 and not shard_files:
-        ds = ds.shard(context.num_input_pipelines, context.input_pipeline_id)
-    return ds
+def _records(files: List[str], skip_corrupt: bool = False) -> tf.data.Dataset:
+    """Serialized records of `files`, in file order (evaluation); `skip_corrupt`: each shard ends
+    at its first damaged record (shard_check.py)."""
+    return tf.data.Dataset.from_tensor_slices(files).interleave(
+        shard_check.reader(skip_corrupt), cycle_length=min(len(files), 8), num_parallel_calls=AUTOTUNE,
+        deterministic=True)
 
 
 def train_dataset(cfg: Config, context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
-    """Endless (images [P*K, S, S, 3], labels [P*K]) batches for one replica, P = cfg.replica_p."""
+    """Endless (images [P*K, S, S, 3], labels [P*K]) batches for one replica, P = cfg.replica_p.
+
+    Pools of whole shards, planned class-balanced (pool_input.py, sampling.py). Under multi-worker
+    input each pipeline takes its own files when there are at least as many as pipelines, else
+    every pipeline reads the same pools and keeps its share of each pool's records.
+    """
+    pipelines = context.num_input_pipelines if context is not None else 1
     pipeline = context.input_pipeline_id if context is not None else 0
     seed = cfg.seed * 1009 + pipeline
-    records = _records(list_shards(cfg.data_dir, "train"), shuffle=True, seed=seed, context=context,
-                       skip_corrupt=cfg.skip_corrupt_records)
-    records = records.shuffle(cfg.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = sampling.pk_records(records, cfg.replica_p, cfg.batch_k, cfg.sampling_window, seed)
+    files = list_shards(cfg.data_dir, "train")
+    index = records_info.load(cfg.data_dir)
+    if not records_info.whole_landmarks(index, files):
+        records_info.warn_weak_positives(cfg.data_dir)
+        index = None
+    share = None
+    if pipelines > 1 and len(files) >= pipelines:
+        files = files[pipeline::pipelines]
+    elif pipelines > 1:
+        share, seed = (pipelines, pipeline), cfg.seed  # same pools everywhere, a share of each
+    split = index.splits["train"] if index else None
+    planner = sampling.PoolPlanner(cfg.replica_p, cfg.batch_k, cfg.landmark_sampling, seed,
+                                   split.label_totals() if split else None, split.records if split else 0)
+    ds = pool_input.pk_records(files, planner, cfg.pool_shards, seed, share, cfg.skip_corrupt_records)
     # One stateless seed per element keeps augmentation deterministic under a parallel map.
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
     ds = tf.data.Dataset.zip(ds, seeds).map(
@@ -99,7 +107,7 @@ def train_dataset(cfg: Config, context: Optional[tf.distribute.InputContext] = N
 def eval_dataset(data_dir: str, split: str, size: int, limit: int, batch_size: int,
                  skip_corrupt: bool = False) -> tf.data.Dataset:
     """(images [B, S, S, 3], labels [B]) for the first `limit` records of a split (0: all), in order."""
-    ds = _records(list_shards(data_dir, split), shuffle=False, seed=0, skip_corrupt=skip_corrupt)
+    ds = _records(list_shards(data_dir, split), skip_corrupt)
     if limit:
         ds = ds.take(limit)
 
@@ -108,10 +116,3 @@ def eval_dataset(data_dir: str, split: str, size: int, limit: int, batch_size: i
         return eval_image(parsed[schema.ENCODED], size), parsed[schema.LANDMARK_ID]
 
     return ds.map(prepare, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE)
-
-
-def count_records(data_dir: str, split: str, skip_corrupt: bool = False) -> int:
-    """Number of (readable, with `skip_corrupt`) records in a split (one streaming pass over its shards)."""
-    ds = tf.data.Dataset.from_tensor_slices(list_shards(data_dir, split)).interleave(
-        shard_check.reader(skip_corrupt), num_parallel_calls=AUTOTUNE)
-    return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))

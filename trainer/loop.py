@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from trainer import checkpoints, data, distribute, losses, retrieval
+from trainer import checkpoints, data, distribute, losses, records_info, retrieval
 from trainer.config import Config
 from trainer.model import build_embedding_model
 
@@ -102,9 +102,9 @@ def train(cfg: Config, strategy: tf.distribute.Strategy, notes: Optional[Dict] =
     `notes` (e.g. the damaged-shard counts of --skip_corrupt_records) go into every history row."""
     notes = notes or {}
     chief = distribute.is_chief(strategy)
-    # Counting reads every train shard: skip it when nothing will be trained (--epochs=0).
-    steps = cfg.steps_per_epoch or (0 if cfg.epochs == 0 else max(1, data.count_records(
-        cfg.data_dir, "train", cfg.skip_corrupt_records) // (cfg.batch_p * cfg.batch_k)))
+    # Records come from shard_index.json (else are counted): skip it when nothing will be trained (--epochs=0).
+    steps = cfg.steps_per_epoch or (0 if cfg.epochs == 0 else max(1, records_info.train_records(
+        cfg.data_dir, data.list_shards(cfg.data_dir, "train"), cfg.skip_corrupt_records) // (cfg.batch_p * cfg.batch_k)))
     with strategy.scope():
         model = build_embedding_model(cfg)
         optimizer = keras.optimizers.Adam(learning_rate_schedule(cfg, cfg.epochs * steps))

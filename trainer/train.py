@@ -31,11 +31,12 @@ def main(argv) -> None:
     import keras
     import tensorflow as tf
 
-    from trainer import data, distribute, export, loop, run_dir, shard_check
+    from trainer import data, distribute, export, loop, records_info, run_dir, shard_check
 
     shards = [path for split in ("train", "val") for path in data.list_shards(cfg.data_dir, split)]
-    run_dir.check_rerun(cfg.output_dir, cfg, FLAGS.overwrite)
     strategy = distribute.make_strategy(cfg.gpus)
+    cfg = records_info.resolve_image_size(cfg)  # may read a record: after the devices are set up
+    run_dir.check_rerun(cfg.output_dir, cfg, FLAGS.overwrite)
     if cfg.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(cfg.seed)

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from pipelines import schema, shards
+from pipelines import schema, shard_index, shards
 from tests.pipeline import helpers
 
 
@@ -66,6 +66,25 @@ def test_crash_then_resume_equals_uninterrupted_run(tmp_path):
     assert {n: (os.stat(resumed / n).st_ino, os.stat(resumed / n).st_mtime_ns) for n in finished} == before
     assert snapshot(resumed) == snapshot(clean)
     assert b"lost1" in snapshot(clean)["failures.csv"] and b"duplicate_id" in snapshot(clean)["failures.csv"]
+    check_whole_landmarks_and_index(snapshot(clean))
+
+
+def check_whole_landmarks_and_index(files: dict) -> None:
+    """Each train/val landmark sits in one shard or consecutive ones, as shard_index.json records."""
+    index = shard_index.parse(files[shard_index.FILE])
+    assert index.image_size == 64
+    for split in ("train", "val"):
+        where = {}
+        for name, records in files.items():
+            if name.startswith(split + "-"):
+                labels = [r.landmark_id for r in records]
+                assert index.splits[split].shards[name][0] == len(records)
+                assert index.splits[split].shards[name][2] == {lb: labels.count(lb) for lb in set(labels)}
+                for lb in labels:
+                    where.setdefault(lb, set()).add(schema.parse_shard_name(name)[1])
+        assert index.splits[split].layout == shard_index.WHOLE_LANDMARKS and where
+        for shard_set in where.values():
+            assert sorted(shard_set) == list(range(min(shard_set), max(shard_set) + 1))
 
 
 def test_changed_settings_redo_the_shards(tmp_path):

@@ -9,6 +9,7 @@ network can learn to separate classes while raw pixels do not trivially do so.
 from __future__ import annotations
 
 import argparse
+import collections
 import io
 import os
 import pathlib
@@ -18,7 +19,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from pipelines import schema
+from pipelines import schema, shard_index, shards
 
 
 def class_image(label: int, rng: np.random.Generator, size: int) -> np.ndarray:
@@ -36,12 +37,14 @@ def class_image(label: int, rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def write_split(path: str, records: list[schema.ImageRecord]) -> None:
+def write_split(path: str, records: list[schema.ImageRecord]) -> int:
+    """Write one shard; returns its size in bytes."""
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         for r in records:
             f.write(schema.frame(schema.serialize(r)))
     os.replace(tmp, path)
+    return os.path.getsize(path)
 
 
 def main() -> None:
@@ -53,6 +56,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--shards", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--layout", choices=("whole_landmarks", "hashed"), default="whole_landmarks",
+                    help="whole_landmarks (+ shard_index.json, as make preprocess writes) or the old round robin")
     args = ap.parse_args()
 
     per = [int(x) for x in args.per_class.split(",")]
@@ -69,11 +74,28 @@ def main() -> None:
                 splits[split].append(
                     schema.ImageRecord(image_id, buf.getvalue(), args.size, args.size, label, f"gen://{image_id}")
                 )
+    index_rows = []
     for split, records in splits.items():
-        for s in range(args.shards):
-            write_split(
-                os.path.join(args.output_dir, schema.shard_name(split, s, args.shards)), records[s :: args.shards]
-            )
+        if args.layout == "hashed":  # round robin: every landmark in every shard, no shard index
+            per_shard = [records[s :: args.shards] for s in range(args.shards)]
+        else:  # as `make preprocess` writes them
+            per_shard = [[] for _ in range(args.shards)]
+            by_label: dict[int, list] = {}
+            for r in records:
+                by_label.setdefault(r.landmark_id, []).append(r)
+            plan = shards.plan_landmarks({lb: len(rs) for lb, rs in by_label.items()}, args.shards, 1)
+            for lb, parts in plan.pieces.items():
+                placed = dict(shards.place_rows([r.image_id for r in by_label[lb]], parts))
+                for r in by_label[lb]:
+                    per_shard[placed[r.image_id]].append(r)
+        for s, chunk in enumerate(per_shard):
+            name = schema.shard_name(split, s, args.shards)
+            size = write_split(os.path.join(args.output_dir, name), chunk)
+            labels = collections.Counter(str(r.landmark_id) for r in chunk)
+            index_rows.append((split, shard_index.WHOLE_LANDMARKS, name, len(chunk), size, labels))
+    if args.layout == "whole_landmarks":
+        with open(os.path.join(args.output_dir, shard_index.FILE), "wb") as f:
+            f.write(shard_index.build(args.size, index_rows))
 
 
 def run(output_dir: pathlib.Path, *args: str, **flags: object) -> pathlib.Path:

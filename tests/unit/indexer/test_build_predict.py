@@ -8,6 +8,7 @@ finished-input marker, so these tests need neither Beam nor the trainer.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -46,6 +47,7 @@ def test_build_writes_a_complete_self_contained_folder(built):
     assert (manifest.dimension, manifest.metric, manifest.n_items, manifest.n_trees) == (
         EMBEDDING_DIM, "angular", 36, 5)
     assert manifest.shards[0].name == "index-00000-of-00001.ann" and manifest.shards[0].n_items == 36
+    assert manifest.reference_image_size == 32  # from the records' shard_index.json, for predict
     assert manifest.shards[0].size == os.path.getsize(built / manifest.shards[0].name)
     assert json.loads((built / "config.json").read_text())["n_trees"] == 5
     index = index_dir.open_index(str(built))
@@ -172,6 +174,16 @@ def test_csv(tmp_path):
     solution.write_text("id,landmark_id\n" + "".join(f"val-{c:03d}-{i:03d},{c}\n" for c in range(6) for i in range(2))
                         + "broken,\nlost,3\n")
     return path, solution
+
+
+def test_predict_preprocesses_test_images_at_the_size_the_references_used(built, reference_shards, tmp_path,
+                                                                         test_csv):
+    pred = tmp_path / "pred"
+    config = predict_config(built, test_csv[0], pred, image_size=0)
+    # Finished test records for 32 px: predict reuses them only if it resolved --image_size=0 to 32.
+    fake_preprocessed(pred, reference_shards, dataclasses.replace(config, image_size=32))
+    assert predict.predict(config)["embedded"] == 12
+    assert not (pred / "preprocess.log").exists()  # no preprocessing run at another size
 
 
 def test_predict_answers_every_test_id_and_evaluate_scores_it(built, reference_shards, tmp_path, test_csv):

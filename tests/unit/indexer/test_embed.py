@@ -20,8 +20,9 @@ def test_embeds_every_record_in_file_order_with_unit_vectors(tiny_export, refere
     assert len(embedded.image_ids) == 6 * 6 + 6 * 2
     assert embedded.vectors.shape == (48, EMBEDDING_DIM) and embedded.vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(embedded.vectors, axis=1), 1.0, atol=1e-5)
-    # make_shards puts class c's i-th image in shard i % 2, named train-CCC-III.
-    assert embedded.image_ids[:3] == ["train-000-000", "train-000-002", "train-000-004"]
+    # make_shards keeps each class whole, as make preprocess does (classes 0, 2, 4 in shard 0), in image
+    # order; images are named train-CCC-III.
+    assert embedded.image_ids[:8] == [f"train-000-00{i}" for i in range(6)] + ["train-002-000", "train-002-001"]
     assert [int(i.split("-")[1]) for i in embedded.image_ids] == embedded.landmark_ids.tolist()
 
 

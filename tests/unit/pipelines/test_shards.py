@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from pipelines import schema, shards
 
 
@@ -53,3 +55,43 @@ def test_write_shard_sorted_atomic_with_marker(tmp_path):
     path.write_bytes(path.read_bytes()[:-1])  # a damaged shard is redone
     assert not shards.is_complete(str(tmp_path), key, "digest")
     assert not shards.is_complete(str(tmp_path), shards.ShardKey("train", 0, 3), "digest")
+
+
+def _loads(plan: shards.SplitPlan) -> list:
+    load = [0] * plan.count
+    for parts in plan.pieces.values():
+        for shard, n in parts:
+            load[shard] += n
+    return load
+
+
+def test_plan_landmarks_whole_balanced_and_deterministic_on_a_long_tail():
+    rng = __import__("random").Random(7)
+    sizes = {label: max(1, int(2000 / (rank + 1))) for rank, label in enumerate(rng.sample(range(10**6), 400))}
+    plan = shards.plan_landmarks(sizes, 0, 500)
+    total = sum(sizes.values())
+    assert plan.count == -(-total // 500)
+    capacity = -(-total // plan.count)
+    for label, parts in plan.pieces.items():
+        assert sum(n for _, n in parts) == sizes[label]
+        if sizes[label] <= capacity:
+            assert len(parts) == 1  # a landmark that fits a shard is never cut
+        else:  # a larger one spans consecutive shards, as few as its size allows
+            assert [s for s, _ in parts] == list(range(parts[0][0], parts[0][0] + len(parts)))
+            assert len(parts) <= sizes[label] // capacity + 2
+    load = _loads(plan)
+    assert max(load) - min(load) <= 0.02 * capacity, load  # the tail's small landmarks even the shards out
+    # Same sizes in another order (as another run would group them): the same plan.
+    assert shards.plan_landmarks(dict(reversed(list(sizes.items()))), 0, 500) == plan
+
+
+def test_plan_landmarks_with_a_fixed_shard_count_and_one_huge_landmark():
+    plan = shards.plan_landmarks({1: 50, 2: 3, 3: 3, 4: 2}, 4, 2000)
+    assert plan.count == 4 and plan.pieces[1] == [(0, 15), (1, 15), (2, 15), (3, 5)]
+    assert _loads(plan) == [15, 15, 15, 13]
+
+
+def test_place_rows_cuts_a_landmark_by_sorted_id():
+    assert shards.place_rows(["c", "a", "b"], [(2, 2), (3, 1)]) == [("a", 2), ("b", 2), ("c", 3)]
+    with pytest.raises(ValueError, match="plan holds 2 rows"):
+        shards.place_rows(["a", "b", "c"], [(0, 2)])

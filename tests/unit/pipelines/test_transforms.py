@@ -43,27 +43,36 @@ def test_dedup_keeps_first_by_input_order():
         )
 
 
-def test_plan_shards_covers_every_index_and_skips_finished(tmp_path):
-    rows = [row(f"t{i}") for i in range(10)] + [row("v0", split="val")]
-    expected_train = {}
-    for r in rows[:10]:
-        expected_train.setdefault(shards.shard_index(r.image_id, 3), []).append(r.image_id)
+def test_plan_shards_keeps_landmarks_whole_covers_every_index_and_skips_finished(tmp_path):
+    # 17 train rows in 3 shards (capacity 6): landmark 4 (7 rows) is larger than a shard, so it
+    # spans shards 0-1 (its first 6 ids by sort order, then the last); the others go whole, largest
+    # first, to the shard with the most room: 1 (5 rows) -> shard 2, 2 (3) -> 1, 3 (2) -> 1.
+    sizes = {4: 7, 1: 5, 2: 3, 3: 2}
+    rows = [row(f"l{label}-{i}", label=label) for label, n in sizes.items() for i in range(n)]
+    rows += [row("v0", split="val"), row("x0", label=-1, split="test"), row("x1", label=-1, split="test")]
+    expected_train = {
+        0: [f"l4-{i}" for i in range(6)],
+        1: ["l4-6"] + [f"l2-{i}" for i in range(3)] + [f"l3-{i}" for i in range(2)],
+        2: [f"l1-{i}" for i in range(5)],
+    }
     # Pretend an earlier run finished train shard 0 on the same rows and settings.
     done = shards.ShardKey("train", 0, 3)
-    digest = shards.fingerprint("S", [(i, f"{i}.jpg", 1) for i in expected_train.get(0, [])])
+    digest = shards.fingerprint("S", [(i, f"{i}.jpg", 4) for i in expected_train[0]])
     shards.write_shard(str(tmp_path), done, [], [], digest)
+    test_shard = {i: shards.shard_index(i, 3) for i in ("x0", "x1")}
     with BeamTestPipeline() as p:
         plan = p | beam.Create(rows) | PlanShards(str(tmp_path), "S", num_shards=3)
         assert_that(
             plan["tasks"] | beam.Map(lambda t: (t[0], [r.image_id for r in t[2]])),
             equal_to(
-                [(("train", i, 3), sorted(expected_train.get(i, []))) for i in (1, 2)]
-                + [(("val", i, 3), ["v0"] if shards.shard_index("v0", 3) == i else []) for i in range(3)]
+                [(("train", i, 3), sorted(expected_train[i])) for i in (1, 2)]
+                + [(("val", i, 3), ["v0"] if i == 0 else []) for i in range(3)]
+                + [(("test", i, 3), sorted(x for x, s in test_shard.items() if s == i)) for i in range(3)]
             ),
             label="tasks",
         )
         assert_that(plan["skipped"], equal_to([done.name]), label="skipped")
-        assert_that(plan["counts"], equal_to([("train", 3), ("val", 3)]), label="counts")
+        assert_that(plan["counts"], equal_to([("train", 3), ("val", 3), ("test", 3)]), label="counts")
 
 
 def test_build_shards_writes_good_rows_and_reports_bad_ones(tmp_path):

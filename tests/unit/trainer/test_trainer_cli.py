@@ -56,6 +56,16 @@ def test_two_replicas_train_and_export_embeds_jpeg_bytes(tmp_path, small_shards)
     np.testing.assert_allclose(keras_model(images).numpy(), emb, atol=1e-5)
 
 
+def test_records_of_the_older_layout_train_with_counts_read_and_a_warning(tmp_path):
+    # Round-robin shards without shard_index.json, as an older `make preprocess` left them.
+    data = make_shards(tmp_path / "data", "--classes=6", "--per_class=6", "--layout=hashed")
+    out = tmp_path / "out"
+    done = run_train(data, out, "--gpus=2", "--epochs=1", "--steps_per_epoch=0", "--image_size=0")
+    assert "counting by reading every shard" in done.stdout and "4 steps/epoch" in done.stdout  # 36 // (4 x 2)
+    assert "positives will be weak" in done.stdout and "Re-run `make preprocess`" in done.stdout
+    assert json.loads((out / "config.json").read_text())["image_size"] == 64  # the first record's shorter side
+
+
 def test_zero_epochs_exports_the_untrained_network(tmp_path, small_shards):
     out = tmp_path / "out"
     run_train(small_shards, out, "--epochs=0")
