@@ -20,7 +20,7 @@ from indexer.embed import expected_records, list_shards
 from pipelines import console
 from pipelines.cli_errors import InputError, absl_main
 from indexer.index_dir import write_index
-from trainer import records_info, shard_check
+from trainer import shard_check
 
 # Defaults from bench/bench_index.py (docs/index.md): 1M x 256 clustered vectors.
 DEFAULT_N_TREES = 50
@@ -79,6 +79,8 @@ def build(config: BuildConfig) -> None:
                  len(embedded.image_ids), len(files), t1 - t0, len(embedded.image_ids) / (t1 - t0))
     logging.info("building %d Annoy tree(s) x %d shard(s) over %d items (one call per shard: no progress until done)",
                  config.n_trees, config.num_shards, len(embedded.image_ids))
+    from trainer import records_info  # imports TensorFlow: only after console.setup (quiet start-up)
+
     index = records_info.load(config.data_dir)  # the stored image size, for predict's test images
     manifest = write_index(config.output_dir, embedded, config.model, config.n_trees, config.num_shards,
                            config.data_dir, config.splits, config.seed, index.image_size if index else 0)
