@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Tuple
+from typing import Dict, Optional, Tuple
 
 from absl import app, flags, logging
 
-from indexer import outputs
+from indexer import confidence, outputs, rerank, tta
 from indexer.embed import Embedder, embed_records, list_shards
 from indexer.index_dir import write_index
+from indexer.nonlandmark import embed_nonlandmarks
 
 # Defaults from bench/bench_index.py (docs/index.md): 1M x 256 clustered vectors.
 DEFAULT_N_TREES = 50
@@ -35,6 +36,14 @@ def define_flags() -> None:
     flags.DEFINE_list("splits", ["train", "val"], "which splits of --data_dir are references")
     flags.DEFINE_integer("batch_size", 64, "images per embedding batch")
     flags.DEFINE_integer("seed", 0, "Annoy's random seed (same inputs + seed: same index)")
+    flags.DEFINE_enum("tta", "none", tta.MODES, "test-time augmentation of the embedding (prediction follows)")
+    flags.DEFINE_integer("dba_k", 0, "database-side augmentation: each reference averaged with its k nearest "
+                         "(itself included; 0 = off; indexer/rerank.py)")
+    flags.DEFINE_float("dba_alpha", 3.0, "--dba_k: neighbour weight = similarity^alpha")
+    flags.DEFINE_string("nonlandmark_csv", None, "id,url CSV of photos showing no landmark: stores each reference's "
+                        "non-landmark penalty (indexer/confidence.py)")
+    flags.DEFINE_integer("nonlandmark_k", 5, "penalty = mean similarity to this many most similar non-landmarks")
+    flags.DEFINE_integer("image_size", 256, "--nonlandmark_csv preprocessing size (use what the references used)")
     flags.mark_flags_as_required(["model", "data_dir", "output_dir"])
 
 
@@ -48,6 +57,12 @@ class BuildConfig:
     splits: Tuple[str, ...]
     batch_size: int
     seed: int
+    tta: str = "none"
+    dba_k: int = 0
+    dba_alpha: float = 3.0
+    nonlandmark_csv: Optional[str] = None
+    nonlandmark_k: int = 5
+    image_size: int = 256
 
 
 def build(config: BuildConfig) -> None:
@@ -59,14 +74,24 @@ def build(config: BuildConfig) -> None:
         raise FileNotFoundError(f"no {'/'.join(config.splits)} shards in {config.data_dir}")
     embedder = Embedder(config.model)
     t0 = time.perf_counter()
-    embedded = embed_records(files, embedder, config.batch_size)
+    embedded = embed_records(files, embedder, config.batch_size, config.tta)
     t1 = time.perf_counter()
     if not embedded.image_ids:
         raise ValueError(f"the {len(files)} reference shard(s) in {config.data_dir} hold no records")
     logging.info("embedded %d reference images from %d shards in %.1f s (%.0f img/s)",
                  len(embedded.image_ids), len(files), t1 - t0, len(embedded.image_ids) / (t1 - t0))
+    if config.dba_k > 1:
+        embedded = dataclasses.replace(
+            embedded, vectors=rerank.database_augmentation(embedded.vectors, config.dba_k, config.dba_alpha))
+    extras: Dict = {}
+    if config.nonlandmark_csv:
+        others = embed_nonlandmarks(config.nonlandmark_csv, config.output_dir, embedder, config.image_size,
+                                    config.batch_size, config.tta)
+        extras[confidence.PENALTIES] = confidence.reference_penalties(embedded.vectors, others, config.nonlandmark_k)
+        logging.info("non-landmark penalties of %d references from %d photos", len(embedded.image_ids), len(others))
+    t1 = time.perf_counter()
     manifest = write_index(config.output_dir, embedded, config.model, config.n_trees, config.num_shards,
-                           config.data_dir, config.splits, config.seed)
+                           config.data_dir, config.splits, config.seed, extras, config.tta)
     outputs.write_json(os.path.join(config.output_dir, "config.json"), dataclasses.asdict(config))
     logging.info("index of %d items, dimension %d, %d shard(s) x %d trees written to %s in %.1f s",
                  manifest.n_items, manifest.dimension, len(manifest.shards), manifest.n_trees,
@@ -84,6 +109,12 @@ def main(argv) -> None:
         splits=tuple(FLAGS.splits),
         batch_size=FLAGS.batch_size,
         seed=FLAGS.seed,
+        tta=FLAGS.tta,
+        dba_k=FLAGS.dba_k,
+        dba_alpha=FLAGS.dba_alpha,
+        nonlandmark_csv=FLAGS.nonlandmark_csv,
+        nonlandmark_k=FLAGS.nonlandmark_k,
+        image_size=FLAGS.image_size,
     ))
 
 

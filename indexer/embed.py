@@ -102,13 +102,16 @@ def _batches(files: Sequence[str], batch_size: int):
     )
 
 
-def embed_records(files: Sequence[str], embedder: Embedder, batch_size: int = 64) -> Embedded:
-    """Embed every record of `files`, in file order (empty arrays when there are none)."""
+def embed_records(files: Sequence[str], embedder: Embedder, batch_size: int = 64, tta: str = "none") -> Embedded:
+    """Embed every record of `files`, in file order (empty arrays when there are none); `tta`:
+    test-time augmentation (indexer/tta.py)."""
+    from indexer import tta as augment
+
     ids: List[str] = []
     landmarks: List[np.ndarray] = []
     vectors: List[np.ndarray] = []
     for batch in _batches(files, batch_size):
-        vectors.append(embedder(batch[schema.ENCODED]))
+        vectors.append(augment.embed(embedder, batch[schema.ENCODED], tta))
         ids.extend(x.decode("utf-8") for x in batch[schema.ID].numpy())
         landmarks.append(batch[schema.LANDMARK_ID].numpy().astype(np.int64))
     if not ids:

@@ -27,11 +27,12 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from absl import app, flags, logging
 
-from indexer import outputs, visualize
+from indexer import outputs, scoring, visualize
 from indexer.annoy_index import sha256_file
 from indexer.embed import Embedded, Embedder, embed_records, list_shards, read_export_info, read_jpegs
 from indexer.index_dir import MODEL_DIR, Index, open_index
-from indexer.vote import METHODS, vote
+from indexer.confidence import CONFIDENCES
+from indexer.vote import METHODS
 from pipelines import csv_input
 from pipelines.report import FAILURES_CSV
 
@@ -57,6 +58,13 @@ def define_flags() -> None:
     flags.DEFINE_string("solution", None, "solution CSV: colours the picture right/wrong")
     flags.DEFINE_integer("image_size", 256, "passed to pipelines.preprocess (use what the references used)")
     flags.DEFINE_integer("batch_size", 64, "images per embedding batch")
+    flags.DEFINE_enum("rerank", "none", scoring.RERANKS, "aqe: alpha-query expansion (indexer/rerank.py)")
+    flags.DEFINE_integer("aqe_k", scoring.Scoring.aqe_k, "--rerank=aqe: neighbours added to each query")
+    flags.DEFINE_float("aqe_alpha", scoring.Scoring.aqe_alpha, "--rerank=aqe: neighbour weight = similarity^alpha")
+    flags.DEFINE_enum("confidence", "score", CONFIDENCES, "score: the vote's; margin: minus the runner-up's "
+                      "(indexer/confidence.py)")
+    flags.DEFINE_float("penalty_weight", scoring.Scoring.penalty_weight, "x each neighbour's non-landmark penalty "
+                       "(index built with --nonlandmark_csv); 0 = off")
     flags.mark_flags_as_required(["index_dir", "test_csv", "output_dir"])
 
 
@@ -73,6 +81,15 @@ class PredictConfig:
     solution: Optional[str]
     image_size: int
     batch_size: int
+    rerank: str = "none"
+    aqe_k: int = scoring.Scoring.aqe_k
+    aqe_alpha: float = scoring.Scoring.aqe_alpha
+    confidence: str = "score"
+    penalty_weight: float = scoring.Scoring.penalty_weight
+
+    def scoring_options(self) -> scoring.Scoring:
+        return scoring.Scoring(self.k, self.search_k, self.vote, self.rerank, self.aqe_k, self.aqe_alpha,
+                               self.confidence, self.penalty_weight)
 
 
 def read_test_ids(path: str) -> List[str]:
@@ -125,11 +142,9 @@ def preprocess_test(config: PredictConfig) -> str:
 
 
 def answer(index: Index, embedded: Embedded, config: PredictConfig) -> Tuple[np.ndarray, np.ndarray, List]:
-    """Neighbour items [Q, k], similarities [Q, k] and the vote (landmark, confidence) per query."""
-    items, sims = index.searcher.query(embedded.vectors, config.k, config.search_k)
-    landmarks = np.where(items >= 0, index.landmark_ids[np.maximum(items, 0)], -1)
-    votes = [vote(l.tolist(), s.tolist(), config.vote) for l, s in zip(landmarks, sims)]
-    return items, sims, votes
+    """Neighbour items [Q, k], similarities [Q, k] and the vote (landmark, confidence) per query
+    (indexer/scoring.py: re-ranking and the non-landmark penalty included)."""
+    return scoring.answer(index, embedded.vectors, config.scoring_options())
 
 
 def predict(config: PredictConfig) -> Dict:
@@ -144,7 +159,7 @@ def predict(config: PredictConfig) -> Dict:
     records = preprocess_test(config)
     files = list_shards(records, ["test"])
     t0 = time.perf_counter()
-    embedded = embed_records(files, embedder, config.batch_size)
+    embedded = embed_records(files, embedder, config.batch_size, index.manifest.tta)  # as the references
     items, sims, votes = answer(index, embedded, config)
     logging.info("embedded and queried %d test images in %.1f s", len(embedded.image_ids), time.perf_counter() - t0)
 
@@ -220,6 +235,11 @@ def main(argv) -> None:
         solution=FLAGS.solution,
         image_size=FLAGS.image_size,
         batch_size=FLAGS.batch_size,
+        rerank=FLAGS.rerank,
+        aqe_k=FLAGS.aqe_k,
+        aqe_alpha=FLAGS.aqe_alpha,
+        confidence=FLAGS.confidence,
+        penalty_weight=FLAGS.penalty_weight,
     ))
 
 
