@@ -75,10 +75,10 @@ _NETWORK = ("--backbone=mobilenet", "--alpha=0.25", "--embedding_dim=64", "--fre
 # why nothing else is recommended there yet).
 FULL = Mode(size="default", record_size=128, epochs=36, batch=(16, 4), visualize=8,
             trainer_flags=(*_NETWORK, "--image_size=96"), loss="triplet", recommended=())
-# From pretrained weights (WEIGHTS=): 160 px from 224 px records and ArcFace, 600 steps (about the
-# time of 1,440 at 96 px), then query expansion: measured in docs/quality.md.
+# From pretrained weights (WEIGHTS=): 160 px from 224 px records and ArcFace, 600 steps (~1.2x the
+# work of 1,440 at 96 px), then query expansion and flip TTA: measured in docs/quality.md.
 PRETRAINED = Mode(size="default", record_size=224, epochs=15, batch=(16, 4), visualize=8,
-                  trainer_flags=(*_NETWORK, "--image_size=160"), loss="arcface", recommended=("aqe",))
+                  trainer_flags=(*_NETWORK, "--image_size=160"), loss="arcface", recommended=("aqe", "flip"))
 # The trainer's own `tiny` preset and a tiny data set: the chain in seconds, for tests (ArcFace and
 # an option, so the tests cover those paths).
 QUICK = Mode(size="tiny", record_size=64, epochs=1, batch=(4, 2), visualize=4, trainer_flags=("--preset=tiny",),
