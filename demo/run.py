@@ -267,7 +267,8 @@ def publish_figures(cfg: DemoConfig) -> list[str]:
     """Copy the trained model's curve and query grid to the top of OUT; return their paths."""
     out = cfg.output_dir
     copied = []
-    for src_dir, name in ((f"{out}/eval/{cfg.loss}", "accuracy_vs_k.png"), (f"{out}/predict/{cfg.loss}", "neighbours.png")):
+    for src_dir, name in ((f"{out}/eval/{cfg.loss}", "accuracy_vs_k.png"),
+                          (f"{out}/predict/{cfg.loss}", "neighbours.png")):
         src = os.path.join(src_dir, name)
         if not os.path.exists(src):
             raise FileNotFoundError(f"{src} was not written")

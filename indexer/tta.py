@@ -4,9 +4,10 @@ image's (both unit vectors; the mean is normalised again).
 The exported SavedModel takes encoded image bytes and preprocesses them in its graph
 (trainer/contract.py), so the mirror image is passed to it re-encoded as a JPEG at quality 95
 without chroma subsampling (mean pixel error under 1 level; PNG would be exact but measured ~7x
-slower to encode, and its larger files slower to decode). Landmarks are mostly left-right symmetric in what identifies them (a mirrored
-cathedral is still that cathedral), and training already flips at random, so the two views agree on
-the landmark and average out view-specific noise. It doubles the embedding cost.
+slower to encode, and its larger files slower to decode). Landmarks are mostly left-right
+symmetric in what identifies them (a mirrored cathedral is still that cathedral), and training
+already flips at random, so the two views agree on the landmark and average out view-specific
+noise. It about doubles the embedding cost.
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ def test_ablation_adds_the_other_loss_and_each_option_with_its_own_index(tmp_pat
     assert list(rows) == ["base", "triplet", "arcface", "triplet-aqe", "triplet-dba", "triplet-flip",
                           "triplet-margin"]  # no penalty row: the data has no nonlandmark.csv
     assert rows["arcface"].label == "fine-tuned (ArcFace) network + KNN"
-    assert rows["triplet-dba"].index_key == "triplet-dba" and rows["triplet-dba"].build == ("--dba_k=2", "--dba_alpha=3")
+    assert rows["triplet-dba"].index_key == "triplet-dba"
+    assert rows["triplet-dba"].build == ("--dba_k=2", "--dba_alpha=3")
     assert rows["triplet-margin"].index_key == "triplet"
 
     (tmp_path / "nonlandmark.csv").write_text("id,url\n")

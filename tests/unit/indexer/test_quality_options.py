@@ -13,7 +13,8 @@ from indexer.annoy_index import IndexIntegrityError, sha256_file
 from indexer.build import build
 from indexer.embed import Embedder, embed_records, list_shards
 from indexer.outputs import read_submission, write_json
-from tests.unit.indexer.test_build_predict import build_config, fake_preprocessed, predict_config, test_csv  # noqa: F401 - fixture
+from tests.unit.indexer.test_build_predict import (  # noqa: F401 - test_csv is a fixture used here
+    build_config, fake_preprocessed, predict_config, test_csv)
 
 
 def fake_nonlandmark_records(index_out, reference_shards, csv_path, image_size) -> None:
