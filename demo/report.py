@@ -16,15 +16,16 @@ COLUMNS = (("top1", "top-1"), ("top5", "top-5"), ("gap", "GAP"))
 class Row:
     method: str
     metrics: dict  # the evaluate CLI's metrics.json
+    seconds: Optional[float] = None  # what the row cost: its training (model rows), index build, prediction
 
 
-def load_row(method: str, metrics_json: str) -> Row:
+def load_row(method: str, metrics_json: str, seconds: Optional[float] = None) -> Row:
     with open(metrics_json) as f:
         metrics = json.load(f)
     missing = [key for key, _ in COLUMNS if key not in metrics]
     if missing:
         raise ValueError(f"{metrics_json} lacks {missing} (has {sorted(metrics)})")
-    return Row(method, metrics)
+    return Row(method, metrics, seconds)
 
 
 def _cell(value: Optional[float]) -> str:
@@ -34,11 +35,13 @@ def _cell(value: Optional[float]) -> str:
 
 
 def markdown(rows: list[Row]) -> str:
-    """A Markdown table: method x (top-1, top-5, GAP)."""
-    lines = ["| method | " + " | ".join(title for _, title in COLUMNS) + " |",
-             "| --- | " + " | ".join("---:" for _ in COLUMNS) + " |"]
+    """A Markdown table: method x (top-1, top-5, GAP, seconds the row cost)."""
+    lines = ["| method | " + " | ".join(title for _, title in COLUMNS) + " | seconds |",
+             "| --- | " + " | ".join("---:" for _ in COLUMNS) + " | ---: |"]
     for row in rows:
-        lines.append(f"| {row.method} | " + " | ".join(_cell(row.metrics.get(key)) for key, _ in COLUMNS) + " |")
+        cost = "n/a" if row.seconds is None else f"{row.seconds:.0f}"
+        lines.append(f"| {row.method} | " + " | ".join(_cell(row.metrics.get(key)) for key, _ in COLUMNS)
+                     + f" | {cost} |")
     return "\n".join(lines) + "\n"
 
 
@@ -65,7 +68,8 @@ def write(out_dir: str, rows: list[Row], context: dict) -> str:
                                "queries, GAP over all answers", **context}
     notes = "".join(f"- {k}: {_note(v)}\n" for k, v in context.items())
     write_atomic(f"{out_dir}/results.md", f"# Demo results\n\n{table}\n{notes}")
-    payload = {"rows": [{"method": r.method, **{k: r.metrics.get(k) for k, _ in COLUMNS}, "metrics": r.metrics}
+    payload = {"rows": [{"method": r.method, **{k: r.metrics.get(k) for k, _ in COLUMNS}, "seconds": r.seconds,
+                         "metrics": r.metrics}
                         for r in rows], **context}
     write_atomic(f"{out_dir}/results.json", json.dumps(payload, indent=1, default=str) + "\n")
     return table

@@ -8,14 +8,17 @@ name in front:
   data        pipelines.synthetic            (skipped with --data_dir)   OUT/data/
   records     pipelines.preprocess train.csv                             OUT/records/
   train_base  trainer.train --epochs=0       (untrained / pretrained-only network)   OUT/models/base/
-  train_triplet  trainer.train               (triplet-trained)            OUT/models/triplet/
-  index_M     indexer.build                  for each model M            OUT/index/M/
+  train_L     trainer.train --loss=...       (L = arcface or triplet; both with --ablation)  OUT/models/L/
+  index_M     indexer.build                  for each method M (a model + build options)  OUT/index/M/
   predict_M   indexer.predict test.csv       (with the solution, for the query grid)  OUT/predict/M/
   evaluate_M  indexer.evaluate               for M and the random-guess baseline     OUT/eval/M/
 
-then prints one table (method x top-1, top-5, GAP), writes it to OUT/results.{md,json}, and copies
-the trained model's accuracy-vs-k curve and query/neighbours grid to OUT/. A rerun skips every
-stage that already completed with the same command (see demo/stages.py), so it resumes.
+The methods: the base network, the trained one, and the trained one with the recommended
+re-ranking and confidence options (OPTIONS, each mode's `recommended`); `--ablation` adds the
+other loss and each option alone. It then prints one table (method x top-1, top-5, GAP, seconds),
+writes it to OUT/results.{md,json}, and copies the trained model's accuracy-vs-k curve and
+query/neighbours grid to OUT/. A rerun skips every stage that already completed with the same
+command (see demo/stages.py), so it resumes.
 """
 
 from __future__ import annotations
@@ -42,9 +45,13 @@ flags.DEFINE_string("weights", "none", "Backbone initialisation: none (random), 
 flags.DEFINE_bool("quick", False, "A tiny data set and a short training run (for tests; results are noise).")
 flags.DEFINE_integer("seed", 0, "Seed of the generated data set and of the random-guess baseline.")
 flags.DEFINE_string("size", None, "Generated data set size (pipelines.synthetic --size); default by mode.")
-flags.DEFINE_integer("epochs", None, "Training epochs of the triplet model; default by mode.")
+flags.DEFINE_integer("epochs", None, "Training epochs of the trained model(s); default by mode.")
 flags.DEFINE_list("train_args", [], "Extra trainer.train flags for both models, comma-separated "
                   "(e.g. --learning_rate=1e-3,--image_size=128); they override the demo's.")
+flags.DEFINE_enum("loss", None, ["arcface", "triplet"], "Loss of the trained model (triplet: semi-hard); "
+                  "default by mode.")
+flags.DEFINE_bool("ablation", False, "Also train with the other loss and add one row per recognition-quality "
+                  "option (re-ranking, confidence, TTA) on the trained model, each with its time cost.")
 flags.mark_flag_as_required("output_dir")
 
 
@@ -54,21 +61,40 @@ class Mode:
 
     size: str  # generated data set size (pipelines.synthetic --size)
     record_size: int  # shorter side of the stored records (preprocess --image_size; predict reads it from the index)
-    epochs: int  # triplet training epochs
+    epochs: int  # training epochs
     batch: tuple[int, int]  # P landmarks x K images per step (P is capped at the data's landmarks)
     trainer_flags: tuple[str, ...]  # the network and schedule, shared by both models
     visualize: int  # queries shown in the grid
+    loss: str  # of the trained model (LOSSES)
+    recommended: tuple[str, ...]  # OPTIONS of the last row (those that apply to the data)
 
 
-# MobileNet 0.25 at 96 px: big enough to learn the generated scenes, small enough for 2 CPU cores.
-FULL = Mode(
-    size="default", record_size=128, epochs=36, batch=(16, 4), visualize=8,
-    trainer_flags=("--backbone=mobilenet", "--alpha=0.25", "--image_size=96", "--embedding_dim=64",
-                   "--freeze=none", "--steps_per_epoch=40", "--warmup_steps=30",
-                   "--val_queries=0", "--val_references=0", "--checkpoints_to_keep=2"),
-)
-# The trainer's own `tiny` preset and a tiny data set: the chain in seconds, for tests.
-QUICK = Mode(size="tiny", record_size=64, epochs=1, batch=(4, 2), visualize=4, trainer_flags=("--preset=tiny",))
+_NETWORK = ("--backbone=mobilenet", "--alpha=0.25", "--embedding_dim=64", "--freeze=none", "--steps_per_epoch=40",
+            "--warmup_steps=30", "--val_queries=0", "--val_references=0", "--checkpoints_to_keep=2")
+# From scratch (no weights offline): MobileNet 0.25 at 96 px, big enough to learn the generated
+# scenes, small enough for 2 CPU cores; the 2018 study's triplet loss (see docs/quality.md for
+# why nothing else is recommended there yet).
+FULL = Mode(size="default", record_size=128, epochs=36, batch=(16, 4), visualize=8,
+            trainer_flags=(*_NETWORK, "--image_size=96"), loss="triplet", recommended=())
+# From pretrained weights (WEIGHTS=): 160 px from 224 px records and ArcFace, 600 steps (~1.2x the
+# work of 1,440 at 96 px), then query expansion and flip TTA: measured in docs/quality.md.
+PRETRAINED = Mode(size="default", record_size=224, epochs=15, batch=(16, 4), visualize=8,
+                  trainer_flags=(*_NETWORK, "--image_size=160"), loss="arcface", recommended=("aqe", "flip"))
+# The trainer's own `tiny` preset and a tiny data set: the chain in seconds, for tests (ArcFace and
+# an option, so the tests cover those paths).
+QUICK = Mode(size="tiny", record_size=64, epochs=1, batch=(4, 2), visualize=4, trainer_flags=("--preset=tiny",),
+             loss="arcface", recommended=("aqe",))
+# Trained models: key -> (trainer flags, table name).
+LOSSES = {"arcface": (("--loss=arcface",), "ArcFace"), "triplet": (("--loss=semihard",), "triplet")}
+# Recognition-quality options on a trained model: key -> (label, indexer.build flags, indexer.predict
+# flags); "{data}" is the data folder. Measured in docs/quality.md.
+OPTIONS = {
+    "aqe": ("+ query expansion (AQE)", (), ("--rerank=aqe", "--aqe_k=2", "--aqe_alpha=3")),
+    "dba": ("+ database augmentation (DBA)", ("--dba_k=2", "--dba_alpha=3"), ()),
+    "flip": ("+ flip TTA", ("--tta=flip",), ()),
+    "margin": ("+ margin confidence", (), ("--confidence=margin",)),
+    "penalty": ("+ non-landmark penalty", ("--nonlandmark_csv={data}/nonlandmark.csv",), ()),
+}
 # Peak learning rate: from scratch it can be high; a pretrained backbone is only nudged.
 LEARNING_RATE = {"none": 2e-3, "pretrained": 3e-4}
 # From scratch, BatchNorm's inference statistics must keep up with a few hundred steps.
@@ -88,14 +114,17 @@ class DemoConfig:
     batch: tuple[int, int]
     trainer_flags: tuple[str, ...]
     visualize: int
+    loss: str = "arcface"
+    recommended: tuple[str, ...] = ()
+    ablation: bool = False
 
 
 def config_from_flags() -> DemoConfig:
-    mode = QUICK if FLAGS.quick else FULL
     out = os.path.abspath(FLAGS.output_dir)
     generate = FLAGS.data_dir is None
     weights = FLAGS.weights if FLAGS.weights in ("none", "imagenet") else os.path.abspath(FLAGS.weights)
     init = "none" if weights == "none" else "pretrained"
+    mode = QUICK if FLAGS.quick else FULL if init == "none" else PRETRAINED
     return DemoConfig(
         output_dir=out,
         data_dir=os.path.join(out, "data") if generate else os.path.abspath(FLAGS.data_dir),
@@ -110,16 +139,58 @@ def config_from_flags() -> DemoConfig:
                        f"--bn_momentum={BN_MOMENTUM[init]}", f"--weights={weights}",
                        f"--seed={FLAGS.seed}", *FLAGS.train_args),
         visualize=mode.visualize,
+        loss=FLAGS.loss or mode.loss,
+        recommended=mode.recommended,
+        ablation=FLAGS.ablation,
     )
 
 
-def method_names(cfg: DemoConfig) -> dict[str, str]:
-    """Model key -> table label."""
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """One table row: a model, indexed and queried with some options."""
+
+    key: str  # folder name under index/ (when it has build flags), predict/ and eval/
+    label: str
+    model: str  # folder name under models/
+    build: tuple[str, ...] = ()  # extra indexer.build flags
+    predict: tuple[str, ...] = ()  # extra indexer.predict flags
+
+    @property
+    def index_key(self) -> str:
+        """Methods without build options share their model's index."""
+        return self.key if self.build else self.model
+
+
+def model_label(cfg: DemoConfig, model: str) -> str:
     pretrained = cfg.weights != "none"
-    return {
-        "base": ("pretrained-only" if pretrained else "untrained") + " network + KNN",
-        "triplet": ("fine-tuned (triplet)" if pretrained else "triplet-trained") + " network + KNN",
-    }
+    if model == "base":
+        return ("pretrained-only" if pretrained else "untrained") + " network + KNN"
+    name = LOSSES[model][1]
+    return (f"fine-tuned ({name})" if pretrained else f"{name}-trained") + " network + KNN"
+
+
+def trained_models(cfg: DemoConfig) -> list[str]:
+    """Models to train: the configured loss first, the other one too with --ablation."""
+    return [cfg.loss] + ([m for m in LOSSES if m != cfg.loss] if cfg.ablation else [])
+
+
+def methods(cfg: DemoConfig, data: str) -> list[Method]:
+    """Every row after the random guess, in table order."""
+    usable = {k: v for k, v in OPTIONS.items() if k != "penalty" or os.path.isfile(f"{data}/nonlandmark.csv")}
+
+    def with_options(keys: tuple[str, ...]) -> Method:
+        label = ", ".join(usable[k][0].lstrip("+ ") for k in keys)
+        return Method(f"{cfg.loss}-{'-'.join(keys)}", f"{model_label(cfg, cfg.loss)} + {label}", cfg.loss,
+                      tuple(f.format(data=data) for k in keys for f in usable[k][1]),
+                      tuple(f.format(data=data) for k in keys for f in usable[k][2]))
+
+    rows = [Method(m, model_label(cfg, m), m) for m in ["base", *trained_models(cfg)]]
+    if cfg.ablation:
+        rows += [with_options((k,)) for k in usable]
+    recommended = tuple(k for k in cfg.recommended if k in usable)
+    if recommended and not (cfg.ablation and len(recommended) == 1):
+        rows.append(with_options(recommended))
+    return rows
 
 
 def check_data_dir(data_dir: str) -> None:
@@ -146,46 +217,58 @@ def run_chain(cfg: DemoConfig, runner: Runner) -> list[report.Row]:
     if landmarks < 2:
         raise InputError(f"{data}/train.csv yields {landmarks} landmark(s); triplets need at least 2")
     batch = f"--batch={min(cfg.batch[0], landmarks)},{cfg.batch[1]}"  # P x K needs P distinct landmarks
-    for model, epochs in (("base", 0), ("triplet", cfg.epochs)):
+    for model in ["base", *trained_models(cfg)]:
         model_dir = f"{out}/models/{model}"
+        loss, epochs = (LOSSES[model][0], cfg.epochs) if model != "base" else ((), 0)
         runner.run(Stage(f"train_{model}", "trainer.train",
                          (f"--data_dir={records}", f"--output_dir={model_dir}", batch, *cfg.trainer_flags,
-                          f"--epochs={epochs}"),
+                          *loss, f"--epochs={epochs}"),
                          f"{model_dir}/export/export.json"))
     solution = f"{data}/test_solution.csv"
 
-    def evaluate(method: str, label: str) -> report.Row:
+    def evaluate(method: str, label: str, stages: tuple[str, ...]) -> report.Row:
         pred, ev = f"{out}/predict/{method}", f"{out}/eval/{method}"
         runner.run(Stage(f"evaluate_{method}", "indexer.evaluate",
                          (f"--submission={pred}/submission.csv", f"--solution={solution}",
                           f"--neighbours={pred}/neighbours.csv", f"--output_dir={ev}"),
                          f"{ev}/metrics.json"))
-        return report.load_row(label, f"{ev}/metrics.json")
+        return report.load_row(label, f"{ev}/metrics.json", sum(runner.seconds.get(s, 0.0) for s in stages))
 
     random_pred = f"{out}/predict/random"
     runner.run_local("predict_random", (f"{data}/train.csv", f"{data}/test.csv", str(cfg.seed)),
                      f"{random_pred}/neighbours.csv",
                      lambda: baseline.write_random_prediction(f"{data}/train.csv", f"{data}/test.csv", random_pred,
                                                               cfg.seed))
-    rows = [evaluate("random", "random guess")]
-    for model, label in method_names(cfg).items():
-        index, pred = f"{out}/index/{model}", f"{out}/predict/{model}"
-        runner.run(Stage(f"index_{model}", "indexer.build",
-                         (f"--model={out}/models/{model}/export", f"--data_dir={records}", f"--output_dir={index}"),
-                         f"{index}/config.json"))
-        runner.run(Stage(f"predict_{model}", "indexer.predict",
+    rows = [evaluate("random", "random guess", ("predict_random",))]
+    indexed = set()
+    for m in methods(cfg, data):
+        index, pred = f"{out}/index/{m.index_key}", f"{out}/predict/{m.key}"
+        if m.index_key not in indexed:
+            indexed.add(m.index_key)
+            runner.run(Stage(f"index_{m.index_key}", "indexer.build",
+                             (f"--model={out}/models/{m.model}/export", f"--data_dir={records}",
+                              f"--output_dir={index}", f"--image_size={cfg.record_size}", *m.build),
+                             f"{index}/config.json"))
+        runner.run(Stage(f"predict_{m.key}", "indexer.predict",
                          (f"--index_dir={index}", f"--test_csv={data}/test.csv", f"--output_dir={pred}",
-                          f"--solution={solution}", f"--visualize={cfg.visualize}"),  # size: the index's
+                          f"--solution={solution}", f"--visualize={cfg.visualize}", *m.predict),  # size: the index's
                          f"{pred}/predict_stats.json"))
-        rows.append(evaluate(model, label))
+        # the row's cost: its model's training (model rows), its own index build and prediction
+        cost = [f"predict_{m.key}"]
+        if m.key == m.model:
+            cost += [f"train_{m.model}", f"index_{m.model}"]
+        elif m.build:
+            cost.append(f"index_{m.key}")
+        rows.append(evaluate(m.key, m.label, tuple(cost)))
     return rows
 
 
 def publish_figures(cfg: DemoConfig) -> list[str]:
-    """Copy the triplet model's curve and query grid to the top of OUT; return their paths."""
+    """Copy the trained model's curve and query grid to the top of OUT; return their paths."""
     out = cfg.output_dir
     copied = []
-    for src_dir, name in ((f"{out}/eval/triplet", "accuracy_vs_k.png"), (f"{out}/predict/triplet", "neighbours.png")):
+    for src_dir, name in ((f"{out}/eval/{cfg.loss}", "accuracy_vs_k.png"),
+                          (f"{out}/predict/{cfg.loss}", "neighbours.png")):
         src = os.path.join(src_dir, name)
         if not os.path.exists(src):
             raise FileNotFoundError(f"{src} was not written")
@@ -214,7 +297,8 @@ def main(argv: list[str]) -> Optional[int]:
     context = {
         "data": cfg.data_dir if not cfg.generate else f"built-in synthetic ({cfg.size}, seed {cfg.seed})",
         "weights": cfg.weights,
-        "triplet epochs": cfg.epochs,
+        "trained loss": LOSSES[cfg.loss][1],
+        "training epochs": cfg.epochs,
         "trainer flags": " ".join(cfg.trainer_flags),
         "wall seconds of this invocation": round(wall, 1),
         "stage seconds (as measured when each ran)": {k: round(v, 1) for k, v in runner.seconds.items()},

@@ -22,13 +22,15 @@ import numpy as np
 from indexer.embed import Embedded, Embedder, embed_records, expected_records, read_export_info
 from indexer.image_folder import list_images
 from indexer.index_dir import MODEL_DIR, Index, open_index
-from indexer.vote import METHODS, vote
+from indexer import scoring
+from indexer import tta as augment
+from indexer.vote import METHODS
 from pipelines import console, image
 from pipelines.errors import RowFailure
 
 # bench/bench_index.py, 1M x 256: with 50 trees, recall@10 0.98 at 2000 against 0.85 at Annoy's
 # default (n_trees * k = 500), still far faster than exact search (docs/index.md).
-DEFAULT_SEARCH_K = 2000
+DEFAULT_SEARCH_K = scoring.Scoring.search_k
 QUERY_CHUNK = 1024  # queries per Annoy call, between progress updates
 FALLBACK_IMAGE_SIZE = 256  # make preprocess's default, for indexes built before the size was recorded
 
@@ -70,59 +72,53 @@ class Answers:
 class Recognizer:
     """An opened index plus its model: embeds images and answers with the neighbours' vote."""
 
-    def __init__(self, index: Index, embedder: Embedder, k: int = 10, search_k: int = DEFAULT_SEARCH_K,
-                 vote_method: str = "sum", min_confidence: float = 0.0, image_size: int = 256,
-                 progress: bool = False) -> None:
-        if k < 1:
-            raise ValueError(f"k must be at least 1, not {k}")
-        if vote_method not in METHODS:
-            raise ValueError(f"unknown vote method {vote_method!r}; expected one of {METHODS}")
+    def __init__(self, index: Index, embedder: Embedder, options: scoring.Scoring = scoring.Scoring(),
+                 min_confidence: float = 0.0, image_size: int = 256, progress: bool = False) -> None:
+        if options.vote not in METHODS:
+            raise ValueError(f"unknown vote method {options.vote!r}; expected one of {METHODS}")
         self.index = index
         self.embedder = embedder
-        self.k = k
-        self.search_k = search_k
-        self.vote_method = vote_method
+        self.options = options  # k, search_k, vote, re-ranking, confidence (indexer/scoring.py)
         self.min_confidence = min_confidence
         self.image_config = image.ImageConfig(image_size=image_size)
         self.progress = progress  # report images embedded and queries answered (the CLI does)
 
     @classmethod
     def open(cls, index_dir: str, k: int = 10, search_k: int = DEFAULT_SEARCH_K, vote_method: str = "sum",
-             min_confidence: float = 0.0, image_size: int = 0, progress: bool = False) -> "Recognizer":
+             min_confidence: float = 0.0, image_size: int = 0, progress: bool = False,
+             **options) -> "Recognizer":
         """Verify and load an index folder (`indexer.build`'s output) and its model copy; raises
         `IndexIntegrityError` on a damaged folder before Annoy maps anything. `image_size=0`:
-        photos are stored like the references were (the index's manifest records it)."""
+        photos are stored like the references were (the index's manifest records it). `options`:
+        re-ranking and confidence (`rerank`, `aqe_k`, `aqe_alpha`, `confidence`, `penalty_weight`:
+        indexer/scoring.py)."""
+        settings = scoring.Scoring(k, search_k, vote_method, **options)
         model_dim = int(read_export_info(os.path.join(index_dir, MODEL_DIR))["embedding_dim"])
         index = open_index(index_dir, dimension=model_dim)
         image_size = image_size or index.manifest.reference_image_size or FALLBACK_IMAGE_SIZE
-        return cls(index, Embedder(index.model_dir), k, search_k, vote_method, min_confidence, image_size, progress)
+        return cls(index, Embedder(index.model_dir), settings, min_confidence, image_size, progress)
 
-    def _query(self, vectors: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        if not self.progress:
-            return self.index.searcher.query(vectors, self.k, self.search_k)
+    def answer(self, vectors: np.ndarray) -> Answers:
+        """Top-k neighbours of each query vector (re-ranked and penalised as the options say) and
+        their vote, in chunks between progress updates."""
+        if not self.progress or not len(vectors):
+            return Answers(*scoring.answer(self.index, vectors, self.options))
         parts = []
         with console.Progress("queries answered", len(vectors), "query") as progress:
             for start in range(0, len(vectors), QUERY_CHUNK):
-                parts.append(self.index.searcher.query(vectors[start:start + QUERY_CHUNK], self.k, self.search_k))
+                parts.append(scoring.answer(self.index, vectors[start:start + QUERY_CHUNK], self.options))
                 progress.update(len(parts[-1][0]))
-        if not parts:
-            return self.index.searcher.query(vectors, self.k, self.search_k)
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-    def answer(self, vectors: np.ndarray) -> Answers:
-        """Top-k neighbours of each query vector and their vote."""
-        items, sims = self._query(vectors)
-        landmarks = np.where(items >= 0, self.index.landmark_ids[np.maximum(items, 0)], -1)
-        votes = [vote(l.tolist(), s.tolist(), self.vote_method) for l, s in zip(landmarks, sims)]
-        return Answers(items, sims, votes)
+        return Answers(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                       [v for p in parts for v in p[2]])
 
     def embed_records(self, files: Sequence[str], batch_size: int = 64) -> Embedded:
         """Embeddings of every record in preprocessed TFRecord shards (what `indexer.predict` feeds)."""
+        tta = self.index.manifest.tta  # queries are embedded as the references were
         if not self.progress or not files:
-            return embed_records(files, self.embedder, batch_size)
+            return embed_records(files, self.embedder, batch_size, tta)
         total = expected_records(os.path.dirname(files[0]), ["test"])
         with console.Progress("images embedded", total, "img") as progress:
-            return embed_records(files, self.embedder, batch_size, progress)
+            return embed_records(files, self.embedder, batch_size, tta, progress=progress)
 
     def neighbours(self, answers: Answers, q: int) -> Tuple[Neighbour, ...]:
         """Query `q`'s neighbours, nearest first."""
@@ -149,7 +145,8 @@ class Recognizer:
             except RowFailure as f:
                 prepared.append((image_id, None, f.reason))
         good = [(i, jpeg) for i, jpeg, _ in prepared if jpeg is not None]
-        vectors = [self.embedder([jpeg for _, jpeg in good[s:s + batch_size]]) for s in range(0, len(good), batch_size)]
+        vectors = [augment.embed(self.embedder, [jpeg for _, jpeg in good[s:s + batch_size]], self.index.manifest.tta)
+                   for s in range(0, len(good), batch_size)]
         answers = self.answer(np.concatenate(vectors) if vectors else np.zeros((0, self.embedder.dimension), np.float32))
         row = {image_id: q for q, (image_id, _) in enumerate(good)}
         out = []

@@ -122,20 +122,22 @@ def expected_records(directory: str, splits: Sequence[str]) -> Optional[int]:
         return None
 
 
-def embed_records(files: Sequence[str], embedder: Embedder, batch_size: int = 64,
+def embed_records(files: Sequence[str], embedder: Embedder, batch_size: int = 64, tta: str = "none",
                   skip_corrupt: bool = False, progress: Optional[console.Progress] = None) -> Embedded:
-    """Embed every record of `files`, in file order (empty arrays when there are none), counting
-    the images on `progress` when given. A damaged shard raises `shard_check.CorruptShardError`
-    naming it; with `skip_corrupt` each shard ends at its first damaged record instead (see
-    shard_check.scan_all for the count)."""
+    """Embed every record of `files`, in file order (empty arrays when there are none); `tta`:
+    test-time augmentation (indexer/tta.py); counts the images on `progress` when given. A damaged
+    shard raises `shard_check.CorruptShardError` naming it; with `skip_corrupt` each shard ends at
+    its first damaged record instead (see shard_check.scan_all for the count)."""
     import tensorflow as tf
+
+    from indexer import tta as augment
 
     ids: List[str] = []
     landmarks: List[np.ndarray] = []
     vectors: List[np.ndarray] = []
     try:
         for batch in _batches(files, batch_size, skip_corrupt):
-            vectors.append(embedder(batch[schema.ENCODED]))
+            vectors.append(augment.embed(embedder, batch[schema.ENCODED], tta))
             ids.extend(x.decode("utf-8") for x in batch[schema.ID].numpy())
             landmarks.append(batch[schema.LANDMARK_ID].numpy().astype(np.int64))
             if progress is not None:

@@ -111,15 +111,18 @@ def choose(settings: EmbedSettings, files: Sequence[str]) -> str:
 
 def embed_shards(files: Sequence[str], export_dir: str, batch_size: int, settings: EmbedSettings,
                  default_dir: str, skip_corrupt: bool = False,
-                 progress: Optional[console.Progress] = None) -> Embedded:
+                 progress: Optional[console.Progress] = None, tta: str = "none") -> Embedded:
     """Embed every record of `files` in file order, the way `settings` chooses. `skip_corrupt`
-    (each shard ends at its first damaged record) and `progress` are for the in-process path."""
+    (each shard ends at its first damaged record), `progress` and `tta` (indexer/tta.py) are for
+    the in-process path."""
     how = choose(settings, files)
     if skip_corrupt and how != "local":
         raise SettingsError("--skip_corrupt_records needs --embed_runner=local: the Beam job stops at a damaged shard")
+    if tta != "none" and how != "local":
+        raise SettingsError(f"--tta={tta} needs --embed_runner=local: the Beam job embeds without augmentation")
     logging.info("embedding %d shard(s) %s", len(files), "in this process" if how == "local" else "as a Beam job")
     if how == "local":
-        return embed_records(files, Embedder(export_dir), batch_size, skip_corrupt, progress)
+        return embed_records(files, Embedder(export_dir), batch_size, tta, skip_corrupt, progress)
     from indexer.beam_embed import embed_with_beam  # Beam is imported only when used
 
     return embed_with_beam(files, export_dir, settings.embed_dir or default_dir, batch_size, settings.beam_args,

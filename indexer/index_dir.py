@@ -6,6 +6,8 @@
     IDX/items.csv                  item,image_id,landmark_id (global item number -> reference image)
     IDX/model/                     a copy of the export (saved_model/ + export.json) that built it
     IDX/config.json                the build's flags (build.py)
+    IDX/penalties.npy              optional per-reference arrays (`extras`, e.g. the non-landmark
+                                   penalty of indexer/confidence.py), float32 [n_items] each
 
 A build writes into IDX/.staging-PID/, then removes the old manifest, moves the new files in and
 writes the new manifest. A crash at any point leaves either a complete index or no manifest, and
@@ -21,7 +23,7 @@ import glob
 import json
 import os
 import shutil
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -51,6 +53,8 @@ class Manifest:
     items: FileRecord
     format_version: int = FORMAT_VERSION
     reference_image_size: int = 0  # shorter side the references were stored at (0: not recorded)
+    extras: Tuple[FileRecord, ...] = ()  # per-item float32 arrays, `NAME.npy` (indexer/confidence.py)
+    tta: str = "none"  # test-time augmentation the references were embedded with; queries use the same
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -64,6 +68,7 @@ class Manifest:
             )
         raw["shards"] = tuple(FileRecord(**s) for s in raw["shards"])
         raw["items"] = FileRecord(**raw["items"])
+        raw["extras"] = tuple(FileRecord(**e) for e in raw.get("extras", ()))
         raw["splits"] = tuple(raw["splits"])
         return cls(**raw)
 
@@ -77,6 +82,7 @@ class Index:
     searcher: ShardedIndex
     image_ids: List[str]
     landmark_ids: np.ndarray  # int64 [n_items]
+    extras: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # name (no .npy) -> [n_items]
 
     @property
     def model_dir(self) -> str:
@@ -89,6 +95,25 @@ def _write_items(path: str, embedded: Embedded) -> FileRecord:
         writer.writerow(["item", "image_id", "landmark_id"])
         writer.writerows(zip(range(len(embedded.image_ids)), embedded.image_ids, embedded.landmark_ids.tolist()))
     return FileRecord(ITEMS, len(embedded.image_ids), os.path.getsize(path), sha256_file(path))
+
+
+def _write_extra(directory: str, name: str, values: np.ndarray, n_items: int) -> FileRecord:
+    values = np.asarray(values, np.float32)
+    if values.shape != (n_items,) or not np.isfinite(values).all():
+        raise ValueError(f"extra {name!r}: expected {n_items} finite values, got shape {values.shape}")
+    path = os.path.join(directory, f"{name}.npy")
+    np.save(path, values, allow_pickle=False)
+    return FileRecord(os.path.basename(path), n_items, os.path.getsize(path), sha256_file(path))
+
+
+def _read_extra(index_dir: str, record: FileRecord) -> np.ndarray:
+    path = os.path.join(index_dir, record.name)
+    if not os.path.isfile(path) or os.path.getsize(path) != record.size or sha256_file(path) != record.sha256:
+        raise IndexIntegrityError(f"{path}: missing or does not match the manifest (size/sha256)")
+    values = np.load(path, allow_pickle=False)
+    if values.shape != (record.n_items,):
+        raise IndexIntegrityError(f"{path}: shape {values.shape}, the manifest says {record.n_items} items")
+    return values
 
 
 def _copy_model(export_dir: str, dest: str) -> str:
@@ -108,7 +133,7 @@ def _commit(staging: str, output_dir: str, manifest: Manifest) -> None:
     final_manifest = os.path.join(output_dir, MANIFEST)
     if os.path.exists(final_manifest):
         os.remove(final_manifest)
-    for old in glob.glob(os.path.join(output_dir, "index-*-of-*.ann")):
+    for old in glob.glob(os.path.join(output_dir, "index-*-of-*.ann")) + glob.glob(os.path.join(output_dir, "*.npy")):
         os.remove(old)
     for name in os.listdir(staging):
         dest = os.path.join(output_dir, name)
@@ -133,8 +158,12 @@ def write_index(
     splits: Sequence[str],
     seed: int = 0,
     reference_image_size: int = 0,
+    extras: Optional[Dict[str, np.ndarray]] = None,
+    tta: str = "none",
 ) -> Manifest:
-    """Build the Annoy shards over `embedded` and commit a complete index folder to `output_dir`."""
+    """Build the Annoy shards over `embedded` and commit a complete index folder to `output_dir`.
+    `extras`: per-item arrays stored beside it (name -> float32 [n_items]); `tta`: how the
+    references were embedded (prediction embeds queries the same way)."""
     os.makedirs(output_dir, exist_ok=True)
     for stale in glob.glob(os.path.join(output_dir, ".staging-*")):  # left by a killed build
         shutil.rmtree(stale)
@@ -154,6 +183,9 @@ def write_index(
             shards=tuple(shards),
             items=_write_items(os.path.join(staging, ITEMS), embedded),
             reference_image_size=reference_image_size,
+            extras=tuple(_write_extra(staging, name, values, len(embedded.image_ids))
+                         for name, values in sorted((extras or {}).items())),
+            tta=tta,
         )
         _commit(staging, output_dir, manifest)
     finally:
@@ -204,5 +236,6 @@ def open_index(index_dir: str, dimension: Optional[int] = None, verify_checksum:
     if fingerprint != manifest.model_fingerprint:
         raise IndexIntegrityError(f"{model_dir}: missing, or not the model the index was built with (fingerprint)")
     image_ids, landmark_ids = _read_items(os.path.join(index_dir, ITEMS), manifest.items)
+    extras = {os.path.splitext(e.name)[0]: _read_extra(index_dir, e) for e in manifest.extras}
     searcher = ShardedIndex(index_dir, manifest.shards, manifest.dimension, manifest.n_trees, verify_checksum)
-    return Index(index_dir, manifest, searcher, image_ids, landmark_ids)
+    return Index(index_dir, manifest, searcher, image_ids, landmark_ids, extras)

@@ -31,10 +31,11 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from absl import app, flags, logging
 
-from indexer import embed_job, image_folder, outputs, solutions, visualize
+from indexer import embed_job, image_folder, outputs, scoring, solutions, visualize
 from indexer.annoy_index import sha256_file
 from indexer.api import DEFAULT_SEARCH_K, FALLBACK_IMAGE_SIZE, Recognizer
 from indexer.embed import Embedded, list_shards, read_jpegs
+from indexer.confidence import CONFIDENCES
 from indexer.index_dir import Index
 from indexer.vote import METHODS
 from pipelines import console, csv_input
@@ -71,6 +72,13 @@ def define_flags() -> None:
     flags.DEFINE_integer("image_size", 0, "passed to pipelines.preprocess; 0: what the references used (the "
                          f"index's manifest), {FALLBACK_IMAGE_SIZE} for an index that does not record it")
     flags.DEFINE_integer("batch_size", 64, "images per embedding batch")
+    flags.DEFINE_enum("rerank", "none", scoring.RERANKS, "aqe: alpha-query expansion (indexer/rerank.py)")
+    flags.DEFINE_integer("aqe_k", scoring.Scoring.aqe_k, "--rerank=aqe: neighbours added to each query")
+    flags.DEFINE_float("aqe_alpha", scoring.Scoring.aqe_alpha, "--rerank=aqe: neighbour weight = similarity^alpha")
+    flags.DEFINE_enum("confidence", "score", CONFIDENCES, "score: the vote's; margin: minus the runner-up's "
+                      "(indexer/confidence.py)")
+    flags.DEFINE_float("penalty_weight", scoring.Scoring.penalty_weight, "x each neighbour's non-landmark penalty "
+                       "(index built with --nonlandmark_csv); 0 = off")
     embed_job.define_flags()
     for name, define in PREPROCESS_FLAGS.items():
         define(name, None, f"passed to pipelines.preprocess as --{name} (default: its own)")
@@ -96,6 +104,11 @@ class PredictConfig:
     embedding: embed_job.EmbedSettings = embed_job.EmbedSettings()
     preprocess_flags: Tuple[str, ...] = ()  # extra flags for pipelines.preprocess
     images: Optional[str] = None  # a folder of photos instead of test_csv
+    rerank: str = "none"
+    aqe_k: int = scoring.Scoring.aqe_k
+    aqe_alpha: float = scoring.Scoring.aqe_alpha
+    confidence: str = "score"
+    penalty_weight: float = scoring.Scoring.penalty_weight
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -165,7 +178,9 @@ def preprocess_test(config: PredictConfig) -> str:
 def open_recognizer(config: PredictConfig) -> Recognizer:
     """The index and model, opened and verified once, with this run's query settings."""
     return Recognizer.open(config.index_dir, k=config.k, search_k=config.search_k, vote_method=config.vote,
-                           min_confidence=config.min_confidence, image_size=config.image_size, progress=True)
+                           min_confidence=config.min_confidence, image_size=config.image_size, progress=True,
+                           rerank=config.rerank, aqe_k=config.aqe_k, aqe_alpha=config.aqe_alpha,
+                           confidence=config.confidence, penalty_weight=config.penalty_weight)
 
 
 def predict(config: PredictConfig) -> Dict:
@@ -190,7 +205,7 @@ def predict(config: PredictConfig) -> Dict:
         embedded = recognizer.embed_records(files, config.batch_size)
     else:
         embedded = embed_job.embed_shards(files, index.model_dir, config.batch_size, config.embedding,
-                                          os.path.join(config.output_dir, "embeddings"))
+                                          os.path.join(config.output_dir, "embeddings"), tta=index.manifest.tta)
     answers = recognizer.answer(embedded.vectors)
     items, sims, votes = answers.items, answers.similarities, answers.votes
     logging.info("embedded and queried %d test images in %.1f s", len(embedded.image_ids), time.perf_counter() - t0)
@@ -271,6 +286,11 @@ def main(argv) -> None:
         embedding=embed_job.settings_from_flags(argv),
         preprocess_flags=(*(f"--{name}={FLAGS[name].value}" for name in PREPROCESS_FLAGS
                             if FLAGS[name].value is not None), *FLAGS.preprocess_arg),
+        rerank=FLAGS.rerank,
+        aqe_k=FLAGS.aqe_k,
+        aqe_alpha=FLAGS.aqe_alpha,
+        confidence=FLAGS.confidence,
+        penalty_weight=FLAGS.penalty_weight,
     ))
 
 

@@ -67,6 +67,18 @@ class ShardedIndex:
         self._offsets = np.cumsum([0] + [f.n_items for f in files])[:-1]
         self.n_items = int(sum(f.n_items for f in files))
 
+    def item_vectors(self, items: np.ndarray) -> np.ndarray:
+        """The stored vectors of global item numbers (any shape S) as float32 [*S, D]; item -1
+        (padding) gives zeros."""
+        items = np.asarray(items, np.int64)
+        flat = items.reshape(-1)
+        out = np.zeros((flat.size, self.dimension), np.float32)
+        shard_of = np.searchsorted(self._offsets, flat, side="right") - 1
+        for j, (item, s) in enumerate(zip(flat, shard_of)):
+            if item >= 0:
+                out[j] = self._shards[s].get_item_vector(int(item - self._offsets[s]))
+        return out.reshape(*items.shape, self.dimension)
+
     def query(self, vectors: np.ndarray, k: int, search_k: int = -1, threads: int = 0) -> Tuple[np.ndarray, np.ndarray]:
         """Top-k neighbours of each row: (items [Q, k] int64, similarities [Q, k] float32).
 

@@ -7,6 +7,8 @@ its real code path:
   DIR/train.csv          id,url,landmark_id
   DIR/test.csv           id,url
   DIR/test_solution.csv  id,landmark_id   (empty landmark_id: a distractor that shows no known landmark)
+  DIR/nonlandmark.csv    id,url          (photos of other scenes, in neither train nor test: a known
+                                         non-landmark set for indexer.build --nonlandmark_csv)
   DIR/landmarks.csv      landmark_id,name
   DIR/images/<name>/<id>.jpg   (urls are paths relative to DIR)
   DIR/synthetic.json     the parameters and counts; written last, so its presence means complete
@@ -34,7 +36,7 @@ import math
 import multiprocessing
 import os
 import sys
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -380,7 +382,7 @@ class Photo:
     scene: str
     view: int
     landmark_id: Optional[int]  # None for a distractor
-    split: str  # "train" or "test"
+    split: str  # "train", "test" or "nonlandmark"
 
 
 def plan(seed: int, size: Size) -> Tuple[List[Tuple[int, str]], List[Photo]]:
@@ -401,6 +403,13 @@ def plan(seed: int, size: Size) -> Tuple[List[Tuple[int, str]], List[Photo]]:
         for v in range(size.distractor_views):
             iid = image_id(seed, scene, v)
             photos.append(Photo(iid, f"images/other_{k:03d}/{iid}.jpg", scene, v, None, "test"))
+    # A known non-landmark set (nonlandmark.csv) for the penalty of indexer/confidence.py: as many
+    # other scenes, absent from train and test alike.
+    for k in range(size.distractors):
+        scene = f"nonlandmark-{k}"
+        for v in range(size.distractor_views):
+            iid = image_id(seed, scene, v)
+            photos.append(Photo(iid, f"images/nonlandmark_{k:03d}/{iid}.jpg", scene, v, None, "nonlandmark"))
     return landmarks, photos
 
 
@@ -448,6 +457,7 @@ def generate(out_dir: str, seed: int = 0, size: Size = parse_size("default", Non
         "landmarks.csv": csv_bytes(("landmark_id", "name"), landmarks),
         "train.csv": csv_bytes(("id", "url", "landmark_id"), ((p.image_id, p.url, p.landmark_id) for p in train)),
         "test.csv": csv_bytes(("id", "url"), ((p.image_id, p.url) for p in test)),
+        "nonlandmark.csv": csv_bytes(("id", "url"), ((p.image_id, p.url) for p in by_id if p.split == "nonlandmark")),
         "test_solution.csv": csv_bytes(
             ("id", "landmark_id"), ((p.image_id, "" if p.landmark_id is None else p.landmark_id) for p in test)
         ),
@@ -464,6 +474,7 @@ def generate(out_dir: str, seed: int = 0, size: Size = parse_size("default", Non
         "train_images": len(train),
         "test_images": len(test),
         "test_distractors": sum(p.landmark_id is None for p in test),
+        "nonlandmark_images": sum(p.split == "nonlandmark" for p in photos),
         "images_written": written,
     }
     _write_atomic(manifest_path, json.dumps(manifest, indent=1).encode())

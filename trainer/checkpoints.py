@@ -19,12 +19,14 @@ class TrainingState:
     """Model + optimizer + epoch counter, saved to and restored from `directory`."""
 
     def __init__(self, directory: str, model: keras.Model, optimizer: keras.optimizers.Optimizer, keep: int,
-                 restore_from: Optional[str] = None):
+                 restore_from: Optional[str] = None, head: Optional[keras.layers.Layer] = None):
         """Saves go to `directory`; restores read `restore_from` (default: the same). Under
         multi-worker training every worker saves (a collective) into its own directory, but all of
-        them restore the chief's checkpoints, so they resume from the same epoch."""
+        them restore the chief's checkpoints, so they resume from the same epoch. `head`: a
+        training-only layer (the ArcFace class centres), saved and restored with the model."""
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
-        self._checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=self.epoch)
+        extra = {"head": head} if head is not None else {}
+        self._checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=self.epoch, **extra)
         self._manager = tf.train.CheckpointManager(self._checkpoint, directory, max_to_keep=keep)
         self._source = (self._manager if restore_from in (None, directory)
                         else tf.train.CheckpointManager(self._checkpoint, restore_from, max_to_keep=keep))

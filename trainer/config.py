@@ -18,7 +18,7 @@ from pipelines.cli_errors import InputError
 from trainer.sampling import POLICIES
 
 BACKBONES = ("inception_v3", "resnet50", "mobilenet", "mobilenet_v2", "efficientnet_b0")
-LOSSES = ("semihard", "batch_hard", "batch_all")
+LOSSES = ("semihard", "batch_hard", "batch_all", "arcface")
 POOLINGS = ("avg", "gem")
 LANDMARK_SAMPLING = POLICIES
 CONFIG_FILE = "config.json"
@@ -47,6 +47,9 @@ class Config:
     bn_momentum: float = 0.99  # BatchNormalization moving-average momentum (Keras' default)
     loss: str = "semihard"
     margin: float = 0.2
+    arcface_scale: float = 30.0  # logit scale s of --loss=arcface
+    arcface_margin: float = 0.3  # additive angular margin m (radians) of --loss=arcface
+    arcface_subcenters: int = 1  # centres per class (sub-center ArcFace; 1 = plain ArcFace)
     batch_p: int = 32  # landmarks per global batch (split over replicas)
     batch_k: int = 4  # images per landmark
     landmark_sampling: str = "sqrt"  # uniform | sqrt | proportional: how often a landmark is drawn (sampling.py)
@@ -80,6 +83,8 @@ class Config:
                f"--landmark_sampling={self.landmark_sampling}: expected one of {LANDMARK_SAMPLING}")
         _check(self.pool_shards >= 1, f"--pool_shards={self.pool_shards}: need at least 1")
         _check(self.margin > 0, f"--margin={self.margin}: must be positive")
+        _check(self.arcface_scale > 0 and 0 <= self.arcface_margin < 1.5 and self.arcface_subcenters >= 1,
+               "--arcface_scale > 0, --arcface_margin within [0, 1.5) radians, --arcface_subcenters >= 1")
         _check(self.epochs >= 0 and self.steps_per_epoch >= 0, "--epochs and --steps_per_epoch must be >= 0")
         _check(self.learning_rate > 0 and self.warmup_steps >= 0, "--learning_rate > 0, --warmup_steps >= 0")
         _check(self.alpha == 1.0 or self.backbone in ("mobilenet", "mobilenet_v2"),
@@ -160,7 +165,11 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
                         "before it are frozen) | fraction of backbone layers in [0,1].", **on)
     flags.DEFINE_float("bn_momentum", d.bn_momentum, "BatchNormalization moving-average momentum; lower it (e.g. "
                        "0.9) when training from scratch for few steps, so inference statistics keep up.", **on)
-    flags.DEFINE_enum("loss", d.loss, list(LOSSES), "Triplet mining: FaceNet semi-hard, batch-hard, batch-all.", **on)
+    flags.DEFINE_enum("loss", d.loss, list(LOSSES), "Triplet mining (FaceNet semi-hard, batch-hard, batch-all) "
+                      "or arcface (additive angular margin softmax over the train landmarks).", **on)
+    flags.DEFINE_float("arcface_scale", d.arcface_scale, "--loss=arcface: logit scale s.", **on)
+    flags.DEFINE_float("arcface_margin", d.arcface_margin, "--loss=arcface: additive angular margin (radians).", **on)
+    flags.DEFINE_integer("arcface_subcenters", d.arcface_subcenters, "--loss=arcface: centres per class.", **on)
     flags.DEFINE_float("margin", d.margin, "Triplet margin (Euclidean distance between unit vectors).", **on)
     flags.DEFINE_string("batch", f"{d.batch_p},{d.batch_k}", "P,K: P landmarks x K images per global batch.", **on)
     flags.DEFINE_enum("landmark_sampling", d.landmark_sampling, list(LANDMARK_SAMPLING),

@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from trainer import checkpoints, data, distribute, losses, records_info, retrieval
+from trainer import checkpoints, data, distribute, heads, records_info, retrieval
 from trainer.config import Config
 from trainer.model import build_embedding_model
 
@@ -40,21 +40,22 @@ def learning_rate_schedule(cfg: Config, total_steps: int) -> keras.optimizers.sc
     )
 
 
-def train_step_fn(strategy: tf.distribute.Strategy, model: keras.Model, optimizer, cfg: Config) -> Callable:
+def train_step_fn(strategy: tf.distribute.Strategy, model: keras.Model, optimizer, cfg: Config,
+                  head: Optional[heads.ArcFaceHead] = None) -> Callable:
     """A traced function: one optimisation step on the next batch of a distributed iterator; returns
-    the loss averaged over replicas."""
-    loss_fn = losses.LOSSES[cfg.loss]
+    the loss averaged over replicas. `head`: the training-only class head of --loss=arcface."""
+    variables = model.trainable_variables + heads.head_variables(head)
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
     def replica_step(images, labels):
         with tf.GradientTape() as tape:
             embeddings = model(images, training=True)
-            loss = loss_fn(labels, embeddings, cfg.margin)
+            loss = heads.batch_loss(cfg, head, labels, embeddings)
             objective = loss / strategy.num_replicas_in_sync  # gradients are summed over replicas
             if scaled:
                 objective = optimizer.scale_loss(objective)
-        grads = tape.gradient(objective, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        grads = tape.gradient(objective, variables)
+        optimizer.apply_gradients(zip(grads, variables))
         return loss
 
     @tf.function
@@ -110,10 +111,11 @@ def train(cfg: Config, strategy: tf.distribute.Strategy, notes: Optional[Dict] =
         optimizer = keras.optimizers.Adam(learning_rate_schedule(cfg, cfg.epochs * steps))
         if cfg.mixed_precision:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        optimizer.build(model.trainable_variables)
+        head = heads.make_head(cfg)  # training-only (arcface); checkpointed, never exported
+        optimizer.build(model.trainable_variables + heads.head_variables(head))
         shared = os.path.join(cfg.output_dir, CHECKPOINT_DIR)
         state = checkpoints.TrainingState(distribute.task_dir(shared, strategy), model, optimizer,
-                                          cfg.checkpoints_to_keep, restore_from=shared)
+                                          cfg.checkpoints_to_keep, restore_from=shared, head=head)
     restored = state.restore()
     done = int(state.epoch.numpy())
     if chief:
@@ -152,7 +154,7 @@ def train(cfg: Config, strategy: tf.distribute.Strategy, notes: Optional[Dict] =
 
     dist = strategy.distribute_datasets_from_function(lambda ctx: data.train_dataset(cfg, ctx))
     iterator = iter(dist)
-    step = train_step_fn(strategy, model, optimizer, cfg)
+    step = train_step_fn(strategy, model, optimizer, cfg, head)
     for epoch in range(done + 1, cfg.epochs + 1):
         if chief:
             print(f"Epoch {epoch}/{cfg.epochs}", flush=True)

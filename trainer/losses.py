@@ -10,10 +10,15 @@ replica whose batch happens to hold one landmark contributes nothing instead of 
 - `batch_hard_loss` (Hermans et al.): per anchor, the farthest positive and the closest negative.
   Mean over anchors that have both.
 - `batch_all_loss` (Hermans et al.): every valid triplet; mean over those with a positive loss.
+
+`arcface_loss` (Deng et al., ArcFace; sub-centers: Deng et al. 2020) is the classification-style
+alternative the Kaggle landmark winners trained with: it also needs the class centres of a
+training-only head (trainer/heads.py), so it is not in `LOSSES`.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Dict
 
 import tensorflow as tf
@@ -75,6 +80,33 @@ def batch_all_loss(labels: tf.Tensor, embeddings: tf.Tensor, margin: float) -> t
     losses = tf.nn.relu(dist[:, :, None] - dist[:, None, :] + margin)
     valid = tf.logical_and(positive[:, :, None], negative[:, None, :])
     return _safe_mean(losses, tf.logical_and(valid, losses > 0.0))
+
+
+def arcface_loss(labels: tf.Tensor, embeddings: tf.Tensor, centers: tf.Tensor, scale: float, margin: float,
+                 subcenters: int = 1) -> tf.Tensor:
+    """Additive angular margin softmax loss, mean over the rows whose label is a class index.
+
+    `labels` [B]: class indices in [0, C) (negative = no class: left out); `embeddings` [B, D];
+    `centers` [C * subcenters, D], row c * subcenters + j being sub-center j of class c. Both are
+    L2-normalised here. A class's cosine is its best sub-center's; the true class's angle theta gets
+    the margin, cos(theta + m), except past theta > pi - m, where cos(theta + m) would rise again
+    and the logit becomes cos(theta) - m sin(m) instead (monotonic, as in InsightFace). Logits are
+    `scale` times the cosines.
+    """
+    e = tf.math.l2_normalize(tf.cast(embeddings, tf.float32), axis=1)
+    w = tf.math.l2_normalize(tf.cast(centers, tf.float32), axis=1)
+    classes = tf.shape(w)[0] // subcenters
+    cos = tf.reduce_max(tf.reshape(tf.matmul(e, w, transpose_b=True), [-1, classes, subcenters]), axis=2)
+    cos = tf.clip_by_value(cos, -1.0 + 1e-6, 1.0 - 1e-6)  # keeps sin's gradient finite
+    labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+    valid = labels >= 0
+    onehot = tf.one_hot(tf.maximum(labels, 0), classes, dtype=tf.float32)
+    sin = tf.sqrt(1.0 - tf.square(cos))
+    with_margin = cos * math.cos(margin) - sin * math.sin(margin)
+    with_margin = tf.where(cos > math.cos(math.pi - margin), with_margin, cos - margin * math.sin(margin))
+    logits = scale * (onehot * with_margin + (1.0 - onehot) * cos)
+    per_row = tf.nn.softmax_cross_entropy_with_logits(onehot, logits)
+    return _safe_mean(per_row, valid)
 
 
 LOSSES: Dict[str, Callable[[tf.Tensor, tf.Tensor, float], tf.Tensor]] = {

@@ -16,7 +16,8 @@ import sys
 import pytest
 from PIL import Image
 
-METHODS = ("random", "base", "triplet")
+METHODS = ("random", "base", "arcface", "arcface-aqe")  # the last: the trained model + the recommended options
+MODELS = ("base", "arcface")
 
 
 def run_demo(repo_root: pathlib.Path, *args: str) -> subprocess.CompletedProcess:
@@ -41,7 +42,7 @@ def test_every_artefact_exists(demo):
     out, _ = demo
     expected = ["data/train.csv", "data/test.csv", "data/test_solution.csv", "data/landmarks.csv",
                 "records/stats.json", "results.md", "results.json", "accuracy_vs_k.png", "neighbours.png"]
-    for model in ("base", "triplet"):
+    for model in MODELS:
         expected += [f"models/{model}/export/export.json", f"models/{model}/export/embedding.keras",
                      f"models/{model}/export/saved_model/saved_model.pb", f"index/{model}/manifest.json",
                      f"index/{model}/items.csv", f"predict/{model}/neighbours.png"]
@@ -58,7 +59,7 @@ def test_every_artefact_exists(demo):
 def test_models_are_the_untrained_and_the_trained_network(demo):
     out, _ = demo
     base = json.loads((out / "models/base/export/export.json").read_text())
-    trained = json.loads((out / "models/triplet/export/export.json").read_text())
+    trained = json.loads((out / "models/arcface/export/export.json").read_text())
     assert base["epochs_trained"] == 0 and trained["epochs_trained"] >= 1
 
 
@@ -67,7 +68,7 @@ def test_index_holds_every_reference_record(demo):
     stats = json.loads((out / "records/stats.json").read_text())
     references = stats["written_by_split"].get("train", 0) + stats["written_by_split"].get("val", 0)
     assert references == len(ids(out / "data/train.csv"))
-    for model in ("base", "triplet"):
+    for model in MODELS:
         manifest = json.loads((out / f"index/{model}/manifest.json").read_text())
         assert manifest["n_items"] == references == len(ids(out / f"index/{model}/items.csv", "image_id"))
 
@@ -87,7 +88,9 @@ def test_results_table_has_every_method_and_metric(demo):
     out, proc = demo
     results = json.loads((out / "results.json").read_text())
     assert [r["method"] for r in results["rows"]] == [
-        "random guess", "untrained network + KNN", "triplet-trained network + KNN"]
+        "random guess", "untrained network + KNN", "ArcFace-trained network + KNN",
+        "ArcFace-trained network + KNN + query expansion (AQE)"]
+    assert json.loads((out / "predict/arcface-aqe/config.json").read_text())["rerank"] == "aqe"
     solution = ids(out / "data/test_solution.csv", "landmark_id")
     for row, method in zip(results["rows"], METHODS):
         metrics = json.loads((out / f"eval/{method}/metrics.json").read_text())
@@ -95,9 +98,10 @@ def test_results_table_has_every_method_and_metric(demo):
         assert metrics["landmark_queries"] == sum(1 for s in solution if s)
         for key in ("top1", "top5", "gap"):
             assert 0.0 <= row[key] <= 1.0 and row[key] == metrics[key]
+        assert row["seconds"] > 0
         assert row["top1"] <= row["top5"]
     table = (out / "results.md").read_text()
-    assert "| method | top-1 | top-5 | GAP |" in table
+    assert "| method | top-1 | top-5 | GAP | seconds |" in table
     assert all(r["method"] in proc.stdout for r in results["rows"])
 
 
@@ -108,7 +112,7 @@ def test_rerun_resumes_by_skipping_completed_stages(demo, repo_root):
     assert proc.returncode == 0, proc.stderr[-4000:]
     skipped = [line for line in proc.stdout.splitlines() if "already complete, skipped" in line]
     stages = sorted(p.stem for p in (out / "stages").glob("*.json"))
-    assert len(skipped) == len(stages) == 12
+    assert len(skipped) == len(stages) == 14
     assert json.loads((out / "results.json").read_text())["rows"] == json.loads(before)["rows"]
 
 

@@ -106,3 +106,54 @@ def test_gradients_finite_with_identical_embeddings(name):
     with tf.GradientTape() as tape:
         loss = losses.LOSSES[name](tf.constant([0, 0, 1, 1]), e, 0.3)
     assert np.all(np.isfinite(tape.gradient(loss, e).numpy()))
+
+
+def ref_arcface(labels, e, centers, scale, margin, subcenters):
+    """Per row: the best sub-center cosine per class, the margin on the true class, softmax CE."""
+    e = e / np.linalg.norm(e, axis=1, keepdims=True)
+    w = centers / np.linalg.norm(centers, axis=1, keepdims=True)
+    out = []
+    for row, label in enumerate(labels):
+        if label < 0:
+            continue
+        logits = []
+        for c in range(len(w) // subcenters):
+            cos = min(max(max(float(e[row] @ w[c * subcenters + j]) for j in range(subcenters)), -1 + 1e-6), 1 - 1e-6)
+            if c == label:
+                theta = math.acos(cos)
+                cos = math.cos(theta + margin) if theta + margin < math.pi else cos - margin * math.sin(margin)
+            logits.append(scale * cos)
+        top = max(logits)
+        out.append(top + math.log(sum(math.exp(x - top) for x in logits)) - logits[label])
+    return float(np.mean(out)) if out else 0.0
+
+
+@pytest.mark.parametrize("subcenters", [1, 3])
+@pytest.mark.parametrize("scale,margin", [(1.0, 0.0), (16.0, 0.3), (30.0, 0.5)])
+def test_arcface_matches_numpy_reference(subcenters, scale, margin):
+    rng = np.random.default_rng(3)
+    centers = _unit(rng, 4 * subcenters, 5)
+    cases = [
+        ("pk 4x2", np.repeat(np.arange(4), 2), _unit(rng, 8, 5)),
+        ("unknown labels left out", np.array([0, -1, 3, -1]), _unit(rng, 4, 5)),
+        # the true class at a wide angle (past pi - m): the monotonic fallback
+        ("opposite", np.array([1, 2]), -np.stack([centers[1 * subcenters], centers[2 * subcenters]])),
+        ("unnormalised", np.array([2, 0, 0]), 3.0 * _unit(rng, 3, 5)),
+        ("no class", np.array([-1, -1]), _unit(rng, 2, 5)),
+    ]
+    for title, labels, e in cases:
+        got = float(losses.arcface_loss(tf.constant(labels), tf.constant(e, tf.float32),
+                                        tf.constant(centers, tf.float32), scale, margin, subcenters))
+        want = ref_arcface(labels, e, centers, scale, margin, subcenters)
+        assert got == pytest.approx(want, rel=1e-4, abs=1e-4), title
+
+
+def test_arcface_margin_raises_the_loss_and_gradients_stay_finite():
+    centers = tf.constant([[1.0, 0.0], [0.0, 1.0]])
+    # an embedding exactly on its centre (cos = 1) and one exactly opposite (cos = -1)
+    e = tf.Variable([[1.0, 0.0], [0.0, -1.0]])
+    with tf.GradientTape() as tape:
+        loss = losses.arcface_loss(tf.constant([0, 1]), e, centers, 10.0, 0.4)
+    assert np.all(np.isfinite(tape.gradient(loss, e).numpy()))
+    plain = float(losses.arcface_loss(tf.constant([0, 1]), e, centers, 10.0, 0.0))
+    assert float(loss) > plain > 0.0

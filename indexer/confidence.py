@@ -1,0 +1,67 @@
+"""Confidences that rank queries showing no known landmark below the right answers (what GAP rewards).
+
+Two methods, usable together:
+
+- **Non-landmark penalty** (Google Landmark Recognition 2020, 1st place): with a set of photos known
+  to show no landmark (`indexer.build --nonlandmark_csv`), each reference gets a penalty, its mean
+  similarity to its `k` most similar non-landmark photos (`reference_penalties`, stored in the
+  index folder as `penalties.npy`). At prediction every neighbour's similarity is lowered by
+  `weight` x its penalty (`penalise`), so answers that rest on references resembling generic
+  scenes lose confidence, and a query that only finds such references ranks last.
+- **Margin** (needs no such set, `indexer.predict --confidence=margin`): the winner's score minus
+  the runner-up landmark's. A landmark query's neighbours agree on one landmark; a distractor's
+  neighbours, with no true match among the references, tend to split between several.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from indexer.vote import rank_landmarks
+
+PENALTIES = "penalties"  # the index folder's extra (index_dir.py): penalties.npy
+CONFIDENCES = ("score", "margin")
+
+
+def reference_penalties(references: np.ndarray, nonlandmarks: np.ndarray, k: int = 5,
+                        chunk: int = 4096) -> np.ndarray:
+    """float32 [N]: each reference's mean cosine to its `k` most similar non-landmark vectors
+    (unit vectors; k capped at the set's size)."""
+    refs = np.asarray(references, np.float32)
+    others = np.asarray(nonlandmarks, np.float32)
+    if len(others) == 0:
+        raise ValueError("the non-landmark set is empty: no penalty can be computed")
+    k = max(1, min(k, len(others)))
+    out = np.empty(len(refs), np.float32)
+    for start in range(0, len(refs), chunk):
+        sims = refs[start:start + chunk] @ others.T
+        top = -np.partition(-sims, k - 1, axis=1)[:, :k]
+        out[start:start + chunk] = top.mean(axis=1)
+    return out
+
+
+def penalise(items: np.ndarray, similarities: np.ndarray, penalties: np.ndarray, weight: float) -> np.ndarray:
+    """Neighbour similarities [Q, k] minus `weight` x each neighbour's penalty; padding (item -1) kept."""
+    items = np.asarray(items, np.int64)
+    lowered = np.asarray(similarities, np.float32) - weight * penalties[np.maximum(items, 0)]
+    return np.where(items >= 0, lowered, similarities).astype(np.float32)
+
+
+def decide(landmarks: Sequence[int], similarities: Sequence[float], vote: str = "sum",
+           confidence: str = "score") -> Optional[Tuple[int, float]]:
+    """(landmark, confidence in [0, 1]) of one query's neighbours, or None without neighbours.
+
+    `score`: the vote's own score (indexer/vote.py). `margin`: that score minus the runner-up
+    landmark's (the whole score when only one landmark is among the neighbours).
+    """
+    if confidence not in CONFIDENCES:
+        raise ValueError(f"unknown confidence {confidence!r}; expected one of {CONFIDENCES}")
+    ranked: List[Tuple[int, float]] = rank_landmarks(landmarks, similarities, vote)
+    if not ranked:
+        return None
+    best, score = ranked[0]
+    if confidence == "margin":
+        score -= ranked[1][1] if len(ranked) > 1 else 0.0
+    return best, float(min(1.0, max(0.0, score)))
