@@ -14,7 +14,6 @@ import http.server
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -293,29 +292,16 @@ def test_concurrent_large_decodes_share_one_memory_budget(tmp_path):
 # --- 13.1 for gs://: one ranged request, capped in size and in wall-clock time ---
 
 
-def test_gs_reads_are_capped_in_size_and_time(monkeypatch):
-    from gcp_storage_emulator.server import create_server
-
+def test_gs_reads_are_capped_in_size_and_time(gcs):
     from pipelines import storage
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="bkt")
-    server.start()
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-    monkeypatch.setattr(storage, "_client", None)
-    try:
-        storage.write_atomic("gs://bkt/big.jpg", b"y" * 3000)
-        storage.write_atomic("gs://bkt/empty.jpg", b"")
-        cfg = fetch.FetchConfig(timeout_s=5, retries=0, max_bytes=2000)
-        with pytest.raises(RowFailure) as big:
-            fetch.fetch("gs://bkt/big.jpg", "", cfg)
-        assert big.value.reason == "too_large"
-        assert fetch.fetch("gs://bkt/empty.jpg", "", cfg) == b""  # then `empty` when decoded
-        with pytest.raises(storage.ReadBoundExceeded) as slow:
-            storage.read_bytes("gs://bkt/big.jpg", deadline_s=0.0)  # already past: the first chunk stops it
-        assert slow.value.bound == "time"
-    finally:
-        monkeypatch.setattr(storage, "_client", None)
-        server.stop()
+    storage.write_atomic("gs://bkt/big.jpg", b"y" * 3000)
+    storage.write_atomic("gs://bkt/empty.jpg", b"")
+    cfg = fetch.FetchConfig(timeout_s=5, retries=0, max_bytes=2000)
+    with pytest.raises(RowFailure) as big:
+        fetch.fetch("gs://bkt/big.jpg", "", cfg)
+    assert big.value.reason == "too_large"
+    assert fetch.fetch("gs://bkt/empty.jpg", "", cfg) == b""  # then `empty` when decoded
+    with pytest.raises(storage.ReadBoundExceeded) as slow:
+        storage.read_bytes("gs://bkt/big.jpg", deadline_s=0.0)  # already past: the first chunk stops it
+    assert slow.value.bound == "time"
