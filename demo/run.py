@@ -72,10 +72,10 @@ class Mode:
 _NETWORK = ("--backbone=mobilenet", "--alpha=0.25", "--embedding_dim=64", "--freeze=none", "--steps_per_epoch=40",
             "--warmup_steps=30", "--val_queries=0", "--val_references=0", "--checkpoints_to_keep=2")
 # From scratch (no weights offline): MobileNet 0.25 at 96 px, big enough to learn the generated
-# scenes, small enough for 2 CPU cores; the 2018 study's triplet loss, then the non-landmark penalty
-# from the generator's non-landmark photos (the one option that raised GAP there: docs/quality.md).
+# scenes, small enough for 2 CPU cores; the 2018 study's triplet loss (see docs/quality.md for
+# why nothing else is recommended there yet).
 FULL = Mode(size="default", record_size=128, epochs=36, batch=(16, 4), visualize=8,
-            trainer_flags=(*_NETWORK, "--image_size=96"), loss="triplet", recommended=("penalty",))
+            trainer_flags=(*_NETWORK, "--image_size=96"), loss="triplet", recommended=())
 # From pretrained weights (WEIGHTS=): 160 px from 224 px records and ArcFace, 600 steps (~1.2x the
 # work of 1,440 at 96 px), then query expansion and flip TTA: measured in docs/quality.md.
 PRETRAINED = Mode(size="default", record_size=224, epochs=15, batch=(16, 4), visualize=8,
