@@ -25,7 +25,7 @@ from indexer.index_dir import MODEL_DIR, Index, open_index
 from indexer import scoring
 from indexer import tta as augment
 from indexer.vote import METHODS
-from pipelines import console, image
+from pipelines import bounded_read, console, fetch, image
 from pipelines.errors import RowFailure
 
 # bench/bench_index.py, 1M x 256: with 50 trees, recall@10 0.98 at 2000 against 0.85 at Annoy's
@@ -161,16 +161,11 @@ class Recognizer:
         return out
 
 
-def _read_file(path: str, max_bytes: int = 64 << 20) -> bytes:
-    try:
-        if os.path.getsize(path) > max_bytes:  # the preprocessing stage's limit (pipelines.fetch)
-            raise RowFailure("too_large", f"file over {max_bytes} bytes: {path}")
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError as e:
-        raise RowFailure("not_found", path) from e
-    except OSError as e:
-        raise RowFailure("fetch_error", f"{type(e).__name__}: {path}") from e
+def _read_file(path: Union[str, os.PathLike]) -> bytes:
+    """A local photo, read as the preprocessing reads one: regular files only (a FIFO or a device
+    fails as `not_a_file` instead of blocking or filling memory), size- and time-capped."""
+    cfg = fetch.FetchConfig()
+    return bounded_read.read_local(os.fspath(path), cfg.max_bytes, 4 * cfg.timeout_s)
 
 
 def _named_inputs(images) -> List[Tuple[str, Union[bytes, str]]]:

@@ -5,6 +5,7 @@ must give the same landmarks, confidences and failures."""
 from __future__ import annotations
 
 import csv
+import os
 
 import pytest
 
@@ -72,5 +73,9 @@ def test_api_takes_bytes_and_paths_and_applies_min_confidence(index_and_photos):
     assert by_bytes.neighbours == by_path.neighbours and len(by_path.neighbours) == 3
     assert by_path.landmark is None and by_path.confidence > 0  # answered, but below the threshold
     assert missing.error == "not_found"
+    fifo = photos.parent / "pipe.jpg"
+    os.mkfifo(fifo)  # never opened for writing: reading it whole would block forever
+    (piped,) = strict.predict([fifo])
+    assert piped.error == "not_a_file" and piped.landmark is None
     with pytest.raises(ValueError, match="share the id"):
         strict.predict([path, path])
