@@ -122,7 +122,7 @@ def _recover(line: str, header: Header) -> Tuple[str, str]:
     return get(header.id), get(header.url)[:_RECOVERED_URL_CHARS]
 
 
-def _undecodable(line: str) -> Optional[str]:
+def undecodable(line: str) -> Optional[str]:
     """Where a line read with `surrogateescape` holds bytes that are not UTF-8 (None if it is UTF-8).
     Valid UTF-8 never decodes to a surrogate, so the first unencodable character is the byte."""
     if line.isascii():
@@ -144,7 +144,7 @@ def parse_line(
 ) -> Union[Row, Failure]:
     """One CSV record -> a `Row`, or a `bad_row` `Failure` saying what is wrong (with the id
     when it can be read). `line` may hold undecodable bytes as surrogates (`surrogateescape`)."""
-    bad_bytes = _undecodable(line)
+    bad_bytes = undecodable(line)
     if bad_bytes:
         shown = line.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         image_id, url = _recover(shown, header)
@@ -243,7 +243,7 @@ def iter_csv(csv_index: int, path: str, mode: str, val_fraction: float) -> Itera
         header = None
         for line_no, line in records(text):
             if header is None:
-                if _undecodable(line):
+                if undecodable(line):
                     raise ValueError(f"{path}: the header line is not UTF-8")
                 header = parse_header(line, path)
                 continue

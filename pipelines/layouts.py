@@ -82,15 +82,24 @@ def check_header(path: str, layout: Layout) -> bool:
 
 
 def _lines(path: str) -> Iterator[Tuple[int, str]]:
-    """(line number, line) of a CSV file, line ends stripped."""
+    """(line number, line) of a CSV file, line ends stripped; bytes that are not UTF-8 survive as
+    surrogates (`surrogateescape`), for `_fields` to refuse, never to be repaired into an id."""
     with storage.open_read(path) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+        text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
         for line_no, line in enumerate(text, start=1):
             yield line_no, line.rstrip("\r\n")
 
 
+def _shown(line: str) -> str:
+    """A line as text that can be written anywhere: bytes that are not UTF-8 as `\\xNN`."""
+    return line.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _fields(line: str, width: int, line_no: int) -> Union[List[str], str]:
     """The stripped fields of a line, or what is wrong with it."""
+    bad_bytes = csv_input.undecodable(line)
+    if bad_bytes:
+        return f"line {line_no}: {bad_bytes} (ids are never repaired)"
     try:
         fields = next(csv.reader([line], strict=True))
     except csv.Error as e:
@@ -127,7 +136,7 @@ def _kaggle_rows(csv_index: int, path: str, mode: str, val_fraction: float, layo
             continue
         fields = _fields(line, len(header), line_no)
         if isinstance(fields, str):
-            yield Failure("", line[:200], "bad_row", fields)
+            yield Failure("", _shown(line)[:200], "bad_row", fields)
             continue
         image_id = fields[header.index("id")]
         if not _ID.match(image_id):
@@ -158,7 +167,7 @@ def _clean_rows(csv_index: int, path: str, mode: str, val_fraction: float, layou
             continue
         fields = _fields(line, len(header), line_no)
         if isinstance(fields, str):
-            yield Failure("", line[:200], "bad_row", fields)
+            yield Failure("", _shown(line)[:200], "bad_row", fields)
             continue
         label = _label(fields[header.index("landmark_id")], line_no)
         for image_id in fields[header.index("images")].split():

@@ -1,0 +1,24 @@
+"""Rows of the Kaggle and train_clean layouts: bytes that are not UTF-8 fail the row, never repaired."""
+
+from __future__ import annotations
+
+from pipelines import layouts
+from pipelines.csv_input import Failure, Row
+
+
+def test_kaggle_row_with_bytes_that_are_not_utf8_fails_with_the_byte(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_bytes(b"id,landmark_id\nabc123,1\nab\xff\xfe9,2\n")
+    good, bad = layouts.iter_rows(0, str(path), "auto", 0.0, layouts.Layout("kaggle"))
+    assert isinstance(good, Row) and good.image_id == "abc123"
+    assert isinstance(bad, Failure) and bad.reason == "bad_row"
+    assert "0xff" in bad.detail and bad.url == "ab\\xff\\xfe9,2"  # shown escaped, writable as UTF-8
+
+
+def test_train_clean_row_with_bytes_that_are_not_utf8_fails(tmp_path):
+    path = tmp_path / "train_clean.csv"
+    path.write_bytes(b"landmark_id,images\n7,abc123 def456\n8,gh\xe9ij\n")
+    rows = list(layouts.iter_rows(0, str(path), "auto", 0.0, layouts.Layout("gldv2_clean")))
+    assert [r.image_id for r in rows if isinstance(r, Row)] == ["abc123", "def456"]
+    (bad,) = [r for r in rows if isinstance(r, Failure)]
+    assert bad.reason == "bad_row" and "0xe9" in bad.detail
