@@ -18,17 +18,15 @@ Any other flag the command does not know is a Beam pipeline option, passed throu
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 from typing import List, Optional, Sequence, Tuple
 
 from absl import flags, logging
 
-from indexer.embed import Embedded, Embedder, embed_records
+from indexer.embed import Embedded, Embedder, embed_records, expected_records
 from pipelines import console, schema
 from pipelines.cli_errors import SettingsError
-from pipelines.report import STATS_JSON
 
 RUNNERS = ("auto", "local", "beam")
 # From this many records on, a one-process run takes long enough (20k InceptionV3 embeddings: about
@@ -82,18 +80,11 @@ def settings_from_flags(argv: Sequence[str]) -> EmbedSettings:
 
 def record_count(files: Sequence[str]) -> Optional[int]:
     """Records in `files` as the preprocessing's stats.json (beside them) counts them per split;
-    None when there is no stats.json."""
-    import tensorflow as tf
-
+    None when it cannot say."""
     if not files:
         return 0
-    path = os.path.join(os.path.dirname(files[0]), STATS_JSON)
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        by_split = json.load(f).get("written_by_split", {})
-    splits = {schema.parse_shard_name(os.path.basename(p))[0] for p in files}
-    return sum(int(by_split.get(split, 0)) for split in splits)
+    splits = sorted({schema.parse_shard_name(os.path.basename(p))[0] for p in files})
+    return expected_records(os.path.dirname(files[0]), splits)
 
 
 def choose(settings: EmbedSettings, files: Sequence[str]) -> str:
