@@ -75,15 +75,15 @@ _NETWORK = ("--backbone=mobilenet", "--alpha=0.25", "--embedding_dim=64", "--fre
 # scenes, small enough for 2 CPU cores; the 2018 study's triplet loss (see docs/quality.md for
 # why nothing else is recommended there yet).
 FULL = Mode(size="default", record_size=128, epochs=36, batch=(16, 4), visualize=8,
-            trainer_flags=(*_NETWORK, "--image_size=96"), loss="triplet", recommended=())
+            trainer_flags=(*_NETWORK, "--image_size=96"), loss="triplet", recommended=("flip", "verify", "otherpen"))
 # From pretrained weights (WEIGHTS=): 160 px from 224 px records and ArcFace, 600 steps (~1.2x the
 # work of 1,440 at 96 px), then query expansion and flip TTA: measured in docs/quality.md.
 PRETRAINED = Mode(size="default", record_size=224, epochs=15, batch=(16, 4), visualize=8,
-                  trainer_flags=(*_NETWORK, "--image_size=160"), loss="arcface", recommended=("aqe", "flip"))
+                  trainer_flags=(*_NETWORK, "--image_size=160"), loss="arcface", recommended=("aqe", "flip", "verify", "otherpen"))
 # The trainer's own `tiny` preset and a tiny data set: the chain in seconds, for tests (ArcFace and
 # an option, so the tests cover those paths).
 QUICK = Mode(size="tiny", record_size=64, epochs=1, batch=(4, 2), visualize=4, trainer_flags=("--preset=tiny",),
-             loss="arcface", recommended=("aqe",))
+             loss="arcface", recommended=("aqe", "verify", "otherpen"))
 # Trained models: key -> (trainer flags, table name).
 LOSSES = {"arcface": (("--loss=arcface",), "ArcFace"), "triplet": (("--loss=semihard",), "triplet")}
 # Recognition-quality options on a trained model: key -> (label, indexer.build flags, indexer.predict
@@ -94,6 +94,8 @@ OPTIONS = {
     "flip": ("+ flip TTA", ("--tta=flip",), ()),
     "margin": ("+ margin confidence", (), ("--confidence=margin",)),
     "penalty": ("+ non-landmark penalty", ("--nonlandmark_csv={data}/nonlandmark.csv",), ()),
+    "otherpen": ("+ other-landmark penalty", ("--other_landmark_penalty",), ()),
+    "verify": ("+ spatial verification", ("--local_features=500",), ("--verify_k=10",)),
 }
 # Peak learning rate: from scratch it can be high; a pretrained backbone is only nudged.
 LEARNING_RATE = {"none": 2e-3, "pretrained": 3e-4}

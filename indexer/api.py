@@ -13,6 +13,7 @@ An image goes through the same decode/resize/encode as the preprocessing stage
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
@@ -90,8 +91,8 @@ class Recognizer:
         """Verify and load an index folder (`indexer.build`'s output) and its model copy; raises
         `IndexIntegrityError` on a damaged folder before Annoy maps anything. `image_size=0`:
         photos are stored like the references were (the index's manifest records it). `options`:
-        re-ranking and confidence (`rerank`, `aqe_k`, `aqe_alpha`, `confidence`, `penalty_weight`:
-        indexer/scoring.py)."""
+        re-ranking, confidence and verification (`rerank`, `aqe_k`, `aqe_alpha`, `confidence`,
+        `penalty_weight`, `verify_k`, `verify_weight`, `verify_cap`: indexer/scoring.py)."""
         settings = scoring.Scoring(k, search_k, vote_method, **options)
         model_dim = int(read_export_info(os.path.join(index_dir, MODEL_DIR))["embedding_dim"])
         index = open_index(index_dir, dimension=model_dim)
@@ -110,6 +111,22 @@ class Recognizer:
                 progress.update(len(parts[-1][0]))
         return Answers(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
                        [v for p in parts for v in p[2]])
+
+    @property
+    def verifies(self) -> bool:
+        """Whether answers get spatially verified (the index stores local features, verify_k > 0)."""
+        return scoring.verifies(self.index, self.options)
+
+    def verify(self, answers: Answers, images: Iterable[Tuple[int, bytes]]) -> Answers:
+        """`answers` with each given query (row q, its encoded image as stored) checked against its
+        first verify_k neighbours (indexer/verify.py) and its vote decided again; the neighbours
+        and similarities stay as they were."""
+        with contextlib.ExitStack() as stack:
+            progress = stack.enter_context(console.Progress("queries verified", len(answers.votes), "query")) \
+                if self.progress else None
+            inliers = scoring.neighbour_inliers(self.index, answers.items, images, self.options, progress=progress)
+        votes = scoring.votes(self.index, answers.items, answers.similarities, self.options, inliers)
+        return Answers(answers.items, answers.similarities, votes)
 
     def embed_records(self, files: Sequence[str], batch_size: int = 64) -> Embedded:
         """Embeddings of every record in preprocessed TFRecord shards (what `indexer.predict` feeds)."""
@@ -148,6 +165,8 @@ class Recognizer:
         vectors = [augment.embed(self.embedder, [jpeg for _, jpeg in good[s:s + batch_size]], self.index.manifest.tta)
                    for s in range(0, len(good), batch_size)]
         answers = self.answer(np.concatenate(vectors) if vectors else np.zeros((0, self.embedder.dimension), np.float32))
+        if self.verifies:
+            answers = self.verify(answers, ((q, jpeg) for q, (_, jpeg) in enumerate(good)))
         row = {image_id: q for q, (image_id, _) in enumerate(good)}
         out = []
         for image_id, _, error in prepared:

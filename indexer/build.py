@@ -8,15 +8,16 @@ flags. A rerun after a crash starts over and replaces whatever the crash left.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
-from typing import Dict, Optional, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 from absl import app, flags, logging
 
 from indexer import confidence, embed_job, outputs, rerank, tta
-from indexer.embed import Embedder, expected_records, list_shards
+from indexer.embed import Embedded, Embedder, expected_records, iter_jpegs, list_shards
 from indexer.index_dir import write_index
 from indexer.api import FALLBACK_IMAGE_SIZE
 from indexer.nonlandmark import embed_nonlandmarks
@@ -49,9 +50,15 @@ def define_flags() -> None:
     flags.DEFINE_float("dba_alpha", 3.0, "--dba_k: neighbour weight = similarity^alpha")
     flags.DEFINE_string("nonlandmark_csv", None, "id,url CSV of photos showing no landmark: stores each reference's "
                         "non-landmark penalty (indexer/confidence.py)")
-    flags.DEFINE_integer("nonlandmark_k", 5, "penalty = mean similarity to this many most similar non-landmarks")
+    flags.DEFINE_bool("other_landmark_penalty", False, "store each reference's penalty against the OTHER landmarks' "
+                      "references instead (no non-landmark set needed; indexer/confidence.py)")
+    flags.DEFINE_integer("nonlandmark_k", 5, "penalty = mean similarity to this many most similar non-landmarks "
+                         "(or other landmarks' references)")
     flags.DEFINE_integer("image_size", 0, "--nonlandmark_csv preprocessing size; 0: what the references were "
                          "stored at (their shard_index.json)")
+    flags.DEFINE_integer("local_features", 0, "store up to this many SIFT features per reference for spatial "
+                         "verification at prediction (indexer/verify.py; 0 = off; 1000 at 224 px: 136 KB per "
+                         "reference)")
     flags.mark_flags_as_required(["model", "data_dir", "output_dir"])
 
 
@@ -72,13 +79,31 @@ class BuildConfig:
     dba_alpha: float = 3.0
     nonlandmark_csv: Optional[str] = None
     nonlandmark_k: int = 5
+    other_landmark_penalty: bool = False
     image_size: int = 0
+    local_features: int = 0  # max SIFT features stored per reference (0: none)
+
+
+def reference_images(files: Sequence[str], embedded: Embedded, skip_corrupt: bool,
+                     progress: console.Progress) -> Iterator[bytes]:
+    """Each item's encoded image, in item order, read again from the shards it was embedded from."""
+    count = 0
+    for count, (image_id, jpeg) in enumerate(iter_jpegs(files, skip_corrupt), start=1):
+        if count > len(embedded.image_ids) or embedded.image_ids[count - 1] != image_id:
+            raise InputError(f"the reference shards in {os.path.dirname(files[0])} changed while the index was "
+                             f"built (record {count} is {image_id!r}): build it again")
+        progress.update(1)
+        yield jpeg
 
 
 def build(config: BuildConfig) -> None:
     """Embed the references and commit the index folder; logs counts and timings."""
     if config.n_trees < 1 or config.num_shards < 1:
         raise InputError("--n_trees and --num_shards must be at least 1")
+    if config.nonlandmark_csv and config.other_landmark_penalty:
+        raise InputError("--nonlandmark_csv and --other_landmark_penalty both set a penalty: choose one")
+    if not 0 <= config.local_features <= 65535:
+        raise InputError(f"--local_features={config.local_features}: 0 (off) to 65535")
     files = list_shards(config.data_dir, config.splits)
     if not files:
         raise FileNotFoundError(f"no {'/'.join(config.splits)} shards in {config.data_dir}")
@@ -108,11 +133,24 @@ def build(config: BuildConfig) -> None:
                                     config.tta)
         extras[confidence.PENALTIES] = confidence.reference_penalties(embedded.vectors, others, config.nonlandmark_k)
         logging.info("non-landmark penalties of %d references from %d photos", len(embedded.image_ids), len(others))
+    if config.other_landmark_penalty:
+        try:
+            extras[confidence.PENALTIES] = confidence.other_landmark_penalties(
+                embedded.vectors, embedded.landmark_ids, config.nonlandmark_k)
+        except ValueError as e:
+            raise InputError(f"--other_landmark_penalty: {e}") from e
+        logging.info("other-landmark penalties of %d references", len(embedded.image_ids))
     logging.info("building %d Annoy tree(s) x %d shard(s) over %d items (one call per shard: no progress until done)",
                  config.n_trees, config.num_shards, len(embedded.image_ids))
     t1 = time.perf_counter()
-    manifest = write_index(config.output_dir, embedded, config.model, config.n_trees, config.num_shards,
-                           config.data_dir, config.splits, config.seed, stored_size, extras, config.tta)
+    with contextlib.ExitStack() as stack:
+        images = None
+        if config.local_features:
+            progress = stack.enter_context(console.Progress("local features extracted", len(embedded.image_ids), "img"))
+            images = reference_images(files, embedded, config.skip_corrupt_records, progress)
+        manifest = write_index(config.output_dir, embedded, config.model, config.n_trees, config.num_shards,
+                               config.data_dir, config.splits, config.seed, stored_size, extras, config.tta,
+                               images, config.local_features)
     outputs.write_json(os.path.join(config.output_dir, "config.json"), dataclasses.asdict(config))
     logging.info("index of %d items, dimension %d, %d shard(s) x %d trees written to %s in %.1f s",
                  manifest.n_items, manifest.dimension, len(manifest.shards), manifest.n_trees,
@@ -137,7 +175,9 @@ def main(argv) -> None:
         dba_alpha=FLAGS.dba_alpha,
         nonlandmark_csv=FLAGS.nonlandmark_csv,
         nonlandmark_k=FLAGS.nonlandmark_k,
+        other_landmark_penalty=FLAGS.other_landmark_penalty,
         image_size=FLAGS.image_size,
+        local_features=FLAGS.local_features,
     ))
 
 

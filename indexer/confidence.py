@@ -8,6 +8,11 @@ Two methods, usable together:
   index folder as `penalties.npy`). At prediction every neighbour's similarity is lowered by
   `weight` x its penalty (`penalise`), so answers that rest on references resembling generic
   scenes lose confidence, and a query that only finds such references ranks last.
+- **Other-landmark penalty** (needs no such set, `indexer.build --other_landmark_penalty`): the same
+  penalty with the other landmarks' references standing in for the non-landmark photos
+  (`other_landmark_penalties`): a reference that looks like photos of other landmarks shows what
+  many places share (a generic facade, a street, a sky line), so a query that only matches it may
+  show any of them, or none.
 - **Margin** (needs no such set, `indexer.predict --confidence=margin`): the winner's score minus
   the runner-up landmark's. A landmark query's neighbours agree on one landmark; a distractor's
   neighbours, with no true match among the references, tend to split between several.
@@ -15,7 +20,7 @@ Two methods, usable together:
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -42,6 +47,27 @@ def reference_penalties(references: np.ndarray, nonlandmarks: np.ndarray, k: int
     return out
 
 
+def other_landmark_penalties(references: np.ndarray, landmark_ids: np.ndarray, k: int = 5,
+                             chunk: int = 1024) -> np.ndarray:
+    """float32 [N]: each reference's mean cosine to its `k` most similar references of OTHER
+    landmarks (k capped at how many there are). Exact, in chunks of `chunk` rows: O(N^2 D) time,
+    O(chunk N) memory, like the database-side augmentation (indexer/rerank.py)."""
+    refs = np.asarray(references, np.float32)
+    labels = np.asarray(landmark_ids, np.int64)
+    if len(refs) != len(labels):
+        raise ValueError(f"{len(refs)} references but {len(labels)} landmark ids")
+    fewest_others = len(labels) - np.bincount(np.unique(labels, return_inverse=True)[1]).max() if len(labels) else 0
+    if fewest_others < 1:
+        raise ValueError("every reference shows the same landmark: no other landmark to compare with")
+    k = max(1, min(k, int(fewest_others)))
+    out = np.empty(len(refs), np.float32)
+    for start in range(0, len(refs), chunk):
+        sims = refs[start:start + chunk] @ refs.T
+        sims[labels[start:start + chunk, None] == labels[None, :]] = -np.inf
+        out[start:start + chunk] = (-np.partition(-sims, k - 1, axis=1)[:, :k]).mean(axis=1)
+    return out
+
+
 def penalise(items: np.ndarray, similarities: np.ndarray, penalties: np.ndarray, weight: float) -> np.ndarray:
     """Neighbour similarities [Q, k] minus `weight` x each neighbour's penalty; padding (item -1) kept."""
     items = np.asarray(items, np.int64)
@@ -50,17 +76,24 @@ def penalise(items: np.ndarray, similarities: np.ndarray, penalties: np.ndarray,
 
 
 def decide(landmarks: Sequence[int], similarities: Sequence[float], vote: str = "sum",
-           confidence: str = "score") -> Optional[Tuple[int, float]]:
+           confidence: str = "score", bonus: Optional[Mapping[int, float]] = None,
+           bonus_weight: float = 1.0) -> Optional[Tuple[int, float]]:
     """(landmark, confidence in [0, 1]) of one query's neighbours, or None without neighbours.
 
     `score`: the vote's own score (indexer/vote.py). `margin`: that score minus the runner-up
-    landmark's (the whole score when only one landmark is among the neighbours).
+    landmark's (the whole score when only one landmark is among the neighbours). `bonus`: each
+    landmark's spatial-verification score in [0, 1] (indexer/verify.py); every landmark's score
+    becomes (vote + bonus_weight x bonus) / (1 + bonus_weight) before the winner is chosen, so a
+    landmark whose photo verifies can overtake one that only looks alike.
     """
     if confidence not in CONFIDENCES:
         raise ValueError(f"unknown confidence {confidence!r}; expected one of {CONFIDENCES}")
     ranked: List[Tuple[int, float]] = rank_landmarks(landmarks, similarities, vote)
     if not ranked:
         return None
+    if bonus is not None:
+        ranked = sorted(((landmark, (score + bonus_weight * bonus.get(landmark, 0.0)) / (1.0 + bonus_weight))
+                         for landmark, score in ranked), key=lambda item: (-item[1], item[0]))
     best, score = ranked[0]
     if confidence == "margin":
         score -= ranked[1][1] if len(ranked) > 1 else 0.0

@@ -12,7 +12,7 @@ import glob
 import hashlib
 import json
 import os
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -152,15 +152,23 @@ def embed_records(files: Sequence[str], embedder: Embedder, batch_size: int = 64
     return Embedded(ids, np.concatenate(landmarks), np.concatenate(vectors))
 
 
+def iter_jpegs(files: Sequence[str], skip_corrupt: bool = False) -> Iterator[Tuple[str, bytes]]:
+    """(id, encoded image) of every record of `files`, in file order, streamed (flat memory);
+    `skip_corrupt` ends each shard at its first damaged record, as `embed_records` does."""
+    for batch in _batches(files, 256, skip_corrupt):
+        for image_id, jpeg in zip(batch[schema.ID].numpy(), batch[schema.ENCODED].numpy()):
+            yield image_id.decode("utf-8"), jpeg
+
+
 def read_jpegs(files: Sequence[str], wanted: Iterable[str]) -> Dict[str, bytes]:
     """Encoded images of the `wanted` ids found in `files` (for pictures; stops once all found)."""
     wanted = set(wanted)
     found: Dict[str, bytes] = {}
-    for batch in _batches(files, 256):
-        for image_id, jpeg in zip(batch[schema.ID].numpy(), batch[schema.ENCODED].numpy()):
-            key = image_id.decode("utf-8")
-            if key in wanted:
-                found[key] = jpeg
-        if len(found) == len(wanted):
-            break
+    if not wanted:
+        return found
+    for image_id, jpeg in iter_jpegs(files):
+        if image_id in wanted:
+            found[image_id] = jpeg
+            if len(found) == len(wanted):
+                break
     return found

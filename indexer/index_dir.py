@@ -8,6 +8,8 @@
     IDX/config.json                the build's flags (build.py)
     IDX/penalties.npy              optional per-reference arrays (`extras`, e.g. the non-landmark
                                    penalty of indexer/confidence.py), float32 [n_items] each
+    IDX/local_features.npy         optional: each reference's SIFT features for spatial
+                                   verification (indexer/local_features.py), memory-mapped
 
 A build writes into IDX/.staging-PID/, then removes the old manifest, moves the new files in and
 writes the new manifest. A crash at any point leaves either a complete index or no manifest, and
@@ -23,11 +25,12 @@ import glob
 import json
 import os
 import shutil
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from indexer.annoy_index import METRIC, FileRecord, IndexIntegrityError, sha256_file
+from indexer import local_features
 from indexer.embed import Embedded, model_fingerprint
 from indexer.sharded import ShardedIndex, build_sharded
 from trainer import contract
@@ -55,6 +58,7 @@ class Manifest:
     reference_image_size: int = 0  # shorter side the references were stored at (0: not recorded)
     extras: Tuple[FileRecord, ...] = ()  # per-item float32 arrays, `NAME.npy` (indexer/confidence.py)
     tta: str = "none"  # test-time augmentation the references were embedded with; queries use the same
+    local_features: Optional[FileRecord] = None  # local_features.STORE, for spatial verification
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -69,6 +73,8 @@ class Manifest:
         raw["shards"] = tuple(FileRecord(**s) for s in raw["shards"])
         raw["items"] = FileRecord(**raw["items"])
         raw["extras"] = tuple(FileRecord(**e) for e in raw.get("extras", ()))
+        if raw.get("local_features") is not None:
+            raw["local_features"] = FileRecord(**raw["local_features"])
         raw["splits"] = tuple(raw["splits"])
         return cls(**raw)
 
@@ -83,6 +89,7 @@ class Index:
     image_ids: List[str]
     landmark_ids: np.ndarray  # int64 [n_items]
     extras: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # name (no .npy) -> [n_items]
+    local_features: Optional[np.ndarray] = None  # the memory-mapped store (indexer/local_features.py)
 
     @property
     def model_dir(self) -> str:
@@ -114,6 +121,27 @@ def _read_extra(index_dir: str, record: FileRecord) -> np.ndarray:
     if values.shape != (record.n_items,):
         raise IndexIntegrityError(f"{path}: shape {values.shape}, the manifest says {record.n_items} items")
     return values
+
+
+def _write_local_features(directory: str, images: Iterable[bytes], n_items: int,
+                          max_features: int) -> FileRecord:
+    path = os.path.join(directory, local_features.STORE)
+    local_features.write_store(path, images, n_items, max_features)
+    return FileRecord(local_features.STORE, n_items, os.path.getsize(path), sha256_file(path))
+
+
+def _read_local_features(index_dir: str, record: FileRecord, verify_checksum: bool) -> np.ndarray:
+    path = os.path.join(index_dir, record.name)
+    if not os.path.isfile(path) or os.path.getsize(path) != record.size or (
+            verify_checksum and sha256_file(path) != record.sha256):
+        raise IndexIntegrityError(f"{path}: missing or does not match the manifest (size/sha256)")
+    try:
+        store = local_features.open_store(path)
+    except ValueError as e:
+        raise IndexIntegrityError(str(e)) from e
+    if store.shape != (record.n_items,):
+        raise IndexIntegrityError(f"{path}: {store.shape[0]} records, the manifest says {record.n_items} items")
+    return store
 
 
 def _copy_model(export_dir: str, dest: str) -> str:
@@ -160,10 +188,14 @@ def write_index(
     reference_image_size: int = 0,
     extras: Optional[Dict[str, np.ndarray]] = None,
     tta: str = "none",
+    feature_images: Optional[Iterable[bytes]] = None,
+    max_local_features: int = 0,
 ) -> Manifest:
     """Build the Annoy shards over `embedded` and commit a complete index folder to `output_dir`.
     `extras`: per-item arrays stored beside it (name -> float32 [n_items]); `tta`: how the
-    references were embedded (prediction embeds queries the same way)."""
+    references were embedded (prediction embeds queries the same way); `feature_images`: the
+    encoded image of every item, in item order, whose local features (at most `max_local_features`
+    each) are stored for spatial verification."""
     os.makedirs(output_dir, exist_ok=True)
     for stale in glob.glob(os.path.join(output_dir, ".staging-*")):  # left by a killed build
         shutil.rmtree(stale)
@@ -186,6 +218,8 @@ def write_index(
             extras=tuple(_write_extra(staging, name, values, len(embedded.image_ids))
                          for name, values in sorted((extras or {}).items())),
             tta=tta,
+            local_features=None if feature_images is None else _write_local_features(
+                staging, feature_images, len(embedded.image_ids), max_local_features),
         )
         _commit(staging, output_dir, manifest)
     finally:
@@ -237,5 +271,7 @@ def open_index(index_dir: str, dimension: Optional[int] = None, verify_checksum:
         raise IndexIntegrityError(f"{model_dir}: missing, or not the model the index was built with (fingerprint)")
     image_ids, landmark_ids = _read_items(os.path.join(index_dir, ITEMS), manifest.items)
     extras = {os.path.splitext(e.name)[0]: _read_extra(index_dir, e) for e in manifest.extras}
+    store = None if manifest.local_features is None else _read_local_features(
+        index_dir, manifest.local_features, verify_checksum)
     searcher = ShardedIndex(index_dir, manifest.shards, manifest.dimension, manifest.n_trees, verify_checksum)
-    return Index(index_dir, manifest, searcher, image_ids, landmark_ids, extras)
+    return Index(index_dir, manifest, searcher, image_ids, landmark_ids, extras, store)

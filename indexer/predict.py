@@ -34,7 +34,7 @@ from absl import app, flags, logging
 from indexer import embed_job, image_folder, outputs, scoring, solutions, visualize
 from indexer.annoy_index import sha256_file
 from indexer.api import DEFAULT_SEARCH_K, FALLBACK_IMAGE_SIZE, Recognizer
-from indexer.embed import Embedded, list_shards, read_jpegs
+from indexer.embed import Embedded, iter_jpegs, list_shards, read_jpegs
 from indexer.confidence import CONFIDENCES
 from indexer.index_dir import Index
 from indexer.vote import METHODS
@@ -79,6 +79,11 @@ def define_flags() -> None:
                       "(indexer/confidence.py)")
     flags.DEFINE_float("penalty_weight", scoring.Scoring.penalty_weight, "x each neighbour's non-landmark penalty "
                        "(index built with --nonlandmark_csv); 0 = off")
+    flags.DEFINE_integer("verify_k", scoring.Scoring.verify_k, "spatially verify this many nearest neighbours "
+                         "per query when the index stores local features (indexer.build --local_features); 0 = off")
+    flags.DEFINE_float("verify_weight", scoring.Scoring.verify_weight, "weight of the verification in a "
+                       "landmark's score (the vote's is 1)")
+    flags.DEFINE_integer("verify_cap", scoring.Scoring.verify_cap, "inliers that count as a full match")
     embed_job.define_flags()
     for name, define in PREPROCESS_FLAGS.items():
         define(name, None, f"passed to pipelines.preprocess as --{name} (default: its own)")
@@ -109,6 +114,9 @@ class PredictConfig:
     aqe_alpha: float = scoring.Scoring.aqe_alpha
     confidence: str = "score"
     penalty_weight: float = scoring.Scoring.penalty_weight
+    verify_k: int = scoring.Scoring.verify_k
+    verify_weight: float = scoring.Scoring.verify_weight
+    verify_cap: int = scoring.Scoring.verify_cap
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -180,7 +188,8 @@ def open_recognizer(config: PredictConfig) -> Recognizer:
     return Recognizer.open(config.index_dir, k=config.k, search_k=config.search_k, vote_method=config.vote,
                            min_confidence=config.min_confidence, image_size=config.image_size, progress=True,
                            rerank=config.rerank, aqe_k=config.aqe_k, aqe_alpha=config.aqe_alpha,
-                           confidence=config.confidence, penalty_weight=config.penalty_weight)
+                           confidence=config.confidence, penalty_weight=config.penalty_weight,
+                           verify_k=config.verify_k, verify_weight=config.verify_weight, verify_cap=config.verify_cap)
 
 
 def predict(config: PredictConfig) -> Dict:
@@ -207,11 +216,15 @@ def predict(config: PredictConfig) -> Dict:
         embedded = embed_job.embed_shards(files, index.model_dir, config.batch_size, config.embedding,
                                           os.path.join(config.output_dir, "embeddings"), tta=index.manifest.tta)
     answers = recognizer.answer(embedded.vectors)
-    items, sims, votes = answers.items, answers.similarities, answers.votes
     logging.info("embedded and queried %d test images in %.1f s", len(embedded.image_ids), time.perf_counter() - t0)
+    by_id = {image_id: q for q, image_id in enumerate(embedded.image_ids)}
+    if recognizer.verifies:
+        t0 = time.perf_counter()
+        answers = recognizer.verify(answers, ((by_id[i], jpeg) for i, jpeg in iter_jpegs(files) if i in by_id))
+        logging.info("spatially verified %d test images in %.1f s", len(by_id), time.perf_counter() - t0)
+    items, sims, votes = answers.items, answers.similarities, answers.votes
 
     failures = read_failures(records)
-    by_id = {image_id: q for q, image_id in enumerate(embedded.image_ids)}
     unexpected = set(by_id) - set(test_ids)
     if unexpected:
         raise ValueError(f"{records} holds ids not in {config.test_csv}, e.g. {sorted(unexpected)[0]!r}: "
@@ -291,6 +304,9 @@ def main(argv) -> None:
         aqe_alpha=FLAGS.aqe_alpha,
         confidence=FLAGS.confidence,
         penalty_weight=FLAGS.penalty_weight,
+        verify_k=FLAGS.verify_k,
+        verify_weight=FLAGS.verify_weight,
+        verify_cap=FLAGS.verify_cap,
     ))
 
 

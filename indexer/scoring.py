@@ -3,18 +3,22 @@
 One function for `indexer.predict` (and anyone embedding queries themselves), so every option is
 applied in one order: search top k -> alpha-query expansion and a second search (`rerank="aqe"`)
 -> each neighbour's similarity lowered by its reference's non-landmark penalty (when the index has
-one and `penalty_weight` > 0) -> the vote and its confidence (indexer/confidence.py).
+one and `penalty_weight` > 0) -> the vote and its confidence (indexer/confidence.py), with the
+spatial verification of the first `verify_k` neighbours added when the caller ran it
+(`neighbour_inliers`, indexer/verify.py: it needs the query images, not only their vectors).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Optional, Tuple
+from typing import Iterable, List, Optional, Tuple
 
 import numpy as np
 
-from indexer import confidence, rerank
+from indexer import confidence, rerank, threads, verify
 from indexer.index_dir import Index
+from indexer.local_features import Extractor, max_features_of, unpack
+from pipelines import console
 
 RERANKS = ("none", "aqe")
 
@@ -29,6 +33,9 @@ class Scoring:
     aqe_alpha: float = 3.0  # their weight: similarity ** alpha
     confidence: str = "score"  # score | margin (indexer/confidence.py)
     penalty_weight: float = 1.0  # x the reference's non-landmark penalty, when the index has penalties
+    verify_k: int = 10  # neighbours spatially verified, when the index has local features (0 = off)
+    verify_weight: float = 1.0  # the verification's weight in a landmark's score (vote's: 1)
+    verify_cap: int = 40  # inliers that count as a full match
 
     def __post_init__(self) -> None:
         if self.rerank not in RERANKS:
@@ -37,11 +44,12 @@ class Scoring:
             raise ValueError(f"--confidence={self.confidence}: expected one of {confidence.CONFIDENCES}")
         if self.k < 1 or self.aqe_k < 0 or self.aqe_alpha < 0 or self.penalty_weight < 0:
             raise ValueError("--k >= 1, --aqe_k >= 0, --aqe_alpha >= 0, --penalty_weight >= 0")
+        if self.verify_k < 0 or self.verify_weight < 0 or self.verify_cap < 1:
+            raise ValueError("--verify_k >= 0, --verify_weight >= 0, --verify_cap >= 1")
 
 
-def answer(index: Index, vectors: np.ndarray, scoring: Scoring
-           ) -> Tuple[np.ndarray, np.ndarray, List[Optional[Tuple[int, float]]]]:
-    """Neighbour items [Q, k], (adjusted) similarities [Q, k] and (landmark, confidence) per query."""
+def search(index: Index, vectors: np.ndarray, scoring: Scoring) -> Tuple[np.ndarray, np.ndarray]:
+    """Neighbour items [Q, k] (-1: none) and their (re-ranked, penalised) similarities [Q, k]."""
     items, sims = index.searcher.query(vectors, scoring.k, scoring.search_k)
     if scoring.rerank == "aqe" and scoring.aqe_k > 0 and len(vectors):
         top = items[:, :scoring.aqe_k]
@@ -51,7 +59,61 @@ def answer(index: Index, vectors: np.ndarray, scoring: Scoring
     penalties = index.extras.get(confidence.PENALTIES)
     if penalties is not None and scoring.penalty_weight > 0:
         sims = confidence.penalise(items, sims, penalties, scoring.penalty_weight)
+    return items, sims
+
+
+def votes(index: Index, items: np.ndarray, sims: np.ndarray, scoring: Scoring,
+          inliers: Optional[np.ndarray] = None) -> List[Optional[Tuple[int, float]]]:
+    """(landmark, confidence) per query from its neighbours; `inliers` [Q, k] (-1: not verified),
+    from `neighbour_inliers`, adds each landmark's best verification to its score."""
     landmarks = np.where(items >= 0, index.landmark_ids[np.maximum(items, 0)], -1)
-    votes = [confidence.decide(l.tolist(), s.tolist(), scoring.vote, scoring.confidence)
-             for l, s in zip(landmarks, sims)]
-    return items, sims, votes
+    if inliers is None:
+        return [confidence.decide(l.tolist(), s.tolist(), scoring.vote, scoring.confidence)
+                for l, s in zip(landmarks, sims)]
+    checks = verify.verification_scores(inliers, scoring.verify_cap)
+    return [confidence.decide(l.tolist(), s.tolist(), scoring.vote, scoring.confidence,
+                              verify.landmark_bonus(l.tolist(), c.tolist()), scoring.verify_weight)
+            for l, s, c in zip(landmarks, sims, checks)]
+
+
+def answer(index: Index, vectors: np.ndarray, scoring: Scoring
+           ) -> Tuple[np.ndarray, np.ndarray, List[Optional[Tuple[int, float]]]]:
+    """Neighbour items [Q, k], (adjusted) similarities [Q, k] and (landmark, confidence) per query,
+    without spatial verification."""
+    items, sims = search(index, vectors, scoring)
+    return items, sims, votes(index, items, sims, scoring)
+
+
+def verifies(index: Index, scoring: Scoring) -> bool:
+    """Whether answers from this index get spatially verified (it has local features, verify_k > 0)."""
+    return index.local_features is not None and scoring.verify_k > 0
+
+
+def neighbour_inliers(index: Index, items: np.ndarray, queries: Iterable[Tuple[int, bytes]],
+                      scoring: Scoring, workers: Optional[int] = None,
+                      progress: Optional[console.Progress] = None) -> np.ndarray:
+    """int32 [Q, k]: inliers between each given query (row q, its encoded image as stored) and its
+    first `verify_k` neighbours (read from the index's local-feature store), on `workers` threads
+    (all cores by default), counting queries on `progress`; -1 elsewhere (neighbours past verify_k,
+    padding, queries not given)."""
+    store = index.local_features
+    if store is None:
+        raise ValueError(f"{index.directory} has no local features: build it with --local_features")
+    max_features = max_features_of(store)
+
+    def make_worker():
+        extract, verifier = Extractor(max_features), verify.Verifier()
+
+        def check(query: Tuple[int, bytes]) -> Tuple[int, List[int]]:
+            q, image = query
+            features = extract(image)
+            return q, [verifier.inliers(features, unpack(store[int(item)])) if item >= 0 else -1
+                       for item in items[q, :scoring.verify_k]]
+        return check
+
+    out = np.full(items.shape, -1, np.int32)
+    for q, row in threads.ordered_map(make_worker, queries, workers):
+        out[q, :len(row)] = row
+        if progress is not None:
+            progress.update(1)
+    return out

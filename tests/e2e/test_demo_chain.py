@@ -16,7 +16,8 @@ import sys
 import pytest
 from PIL import Image
 
-METHODS = ("random", "base", "arcface", "arcface-aqe")  # the last: the trained model + the recommended options
+RECOMMENDED = "arcface-aqe-verify-otherpen"  # the trained model + the quick mode's recommended options
+METHODS = ("random", "base", "arcface", RECOMMENDED)
 MODELS = ("base", "arcface")
 
 
@@ -89,8 +90,12 @@ def test_results_table_has_every_method_and_metric(demo):
     results = json.loads((out / "results.json").read_text())
     assert [r["method"] for r in results["rows"]] == [
         "random guess", "untrained network + KNN", "ArcFace-trained network + KNN",
-        "ArcFace-trained network + KNN + query expansion (AQE)"]
-    assert json.loads((out / "predict/arcface-aqe/config.json").read_text())["rerank"] == "aqe"
+        "ArcFace-trained network + KNN + query expansion (AQE), spatial verification, other-landmark penalty"]
+    predict_config = json.loads((out / f"predict/{RECOMMENDED}/config.json").read_text())
+    assert predict_config["rerank"] == "aqe" and predict_config["verify_k"] == 10
+    manifest = json.loads((out / f"index/{RECOMMENDED}/manifest.json").read_text())
+    assert manifest["local_features"]["n_items"] == manifest["n_items"]
+    assert [e["name"] for e in manifest["extras"]] == ["penalties.npy"]
     solution = ids(out / "data/test_solution.csv", "landmark_id")
     for row, method in zip(results["rows"], METHODS):
         metrics = json.loads((out / f"eval/{method}/metrics.json").read_text())

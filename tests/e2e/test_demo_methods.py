@@ -29,11 +29,13 @@ def test_ablation_adds_the_other_loss_and_each_option_with_its_own_index(tmp_pat
     assert trained_models(cfg) == ["triplet", "arcface"]
     rows = {m.key: m for m in methods(cfg, str(tmp_path))}
     assert list(rows) == ["base", "triplet", "arcface", "triplet-aqe", "triplet-dba", "triplet-flip",
-                          "triplet-margin"]  # no penalty row: the data has no nonlandmark.csv
+                          "triplet-margin", "triplet-otherpen", "triplet-verify"]  # no penalty row: no nonlandmark.csv
     assert rows["arcface"].label == "fine-tuned (ArcFace) network + KNN"
     assert rows["triplet-dba"].index_key == "triplet-dba"
     assert rows["triplet-dba"].build == ("--dba_k=2", "--dba_alpha=3")
     assert rows["triplet-margin"].index_key == "triplet"
+    assert rows["triplet-verify"].build == ("--local_features=500",)
+    assert rows["triplet-verify"].predict == ("--verify_k=10",)
 
     (tmp_path / "nonlandmark.csv").write_text("id,url\n")
     rows = {m.key: m for m in methods(dataclasses.replace(cfg, recommended=("aqe", "penalty")), str(tmp_path))}

@@ -52,3 +52,22 @@ def test_margin_confidence_is_the_lead_over_the_runner_up():
     assert confidence.decide([-1], [-np.inf], "sum", "margin") is None
     with pytest.raises(ValueError, match="confidence"):
         confidence.decide([1], [0.5], "sum", "bogus")
+
+
+def test_other_landmark_penalty_matches_a_brute_force_reference():
+    rng = np.random.default_rng(3)
+    refs = rng.normal(size=(23, 8)).astype(np.float32)
+    refs /= np.linalg.norm(refs, axis=1, keepdims=True)
+    labels = rng.integers(0, 4, size=23)
+    want = []
+    for i in range(23):
+        others = sorted((float(refs[i] @ refs[j]) for j in range(23) if labels[j] != labels[i]), reverse=True)
+        want.append(np.mean(others[:3]))
+    np.testing.assert_allclose(confidence.other_landmark_penalties(refs, labels, k=3, chunk=5), want, atol=1e-6)
+    # k is capped at the fewest other-landmark references any reference has (here 1: each of
+    # landmark 0's two references has one), so the third reference takes its best, 0.6, not 0.3
+    two = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]], np.float32)
+    np.testing.assert_allclose(confidence.other_landmark_penalties(two, np.array([0, 0, 1]), k=5),
+                               [0.0, 0.6, 0.6], atol=1e-6)
+    with pytest.raises(ValueError, match="same landmark"):
+        confidence.other_landmark_penalties(two, np.array([2, 2, 2]))
