@@ -9,7 +9,9 @@ from typing import Optional
 
 from demo.stages import write_atomic
 
-COLUMNS = (("top1", "top-1"), ("top5", "top-5"), ("gap", "GAP"))
+# (results.json key, metrics.json key, title). top-1 is the submitted answers' accuracy, which
+# spatial verification and penalties change; top-5 is the 10 nearest references' vote (neighbours.csv).
+COLUMNS = (("top1", "accuracy", "top-1"), ("top5", "top5", "top-5"), ("gap", "gap", "GAP"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,7 +24,7 @@ class Row:
 def load_row(method: str, metrics_json: str, seconds: Optional[float] = None) -> Row:
     with open(metrics_json) as f:
         metrics = json.load(f)
-    missing = [key for key, _ in COLUMNS if key not in metrics]
+    missing = [key for _, key, _ in COLUMNS if key not in metrics]
     if missing:
         raise ValueError(f"{metrics_json} lacks {missing} (has {sorted(metrics)})")
     return Row(method, metrics, seconds)
@@ -36,11 +38,11 @@ def _cell(value: Optional[float]) -> str:
 
 def markdown(rows: list[Row]) -> str:
     """A Markdown table: method x (top-1, top-5, GAP, seconds the row cost)."""
-    lines = ["| method | " + " | ".join(title for _, title in COLUMNS) + " | seconds |",
+    lines = ["| method | " + " | ".join(title for _, _, title in COLUMNS) + " | seconds |",
              "| --- | " + " | ".join("---:" for _ in COLUMNS) + " | ---: |"]
     for row in rows:
         cost = "n/a" if row.seconds is None else f"{row.seconds:.0f}"
-        lines.append(f"| {row.method} | " + " | ".join(_cell(row.metrics.get(key)) for key, _ in COLUMNS)
+        lines.append(f"| {row.method} | " + " | ".join(_cell(row.metrics.get(key)) for _, key, _ in COLUMNS)
                      + f" | {cost} |")
     return "\n".join(lines) + "\n"
 
@@ -65,10 +67,11 @@ def write(out_dir: str, rows: list[Row], context: dict) -> str:
     landmark_queries = first.get("landmark_queries", 0)
     context = {"test queries": f"{queries} ({landmark_queries} of known landmarks, "
                                f"{queries - landmark_queries} distractors); top-1/top-5 over the landmark "
-                               "queries, GAP over all answers", **context}
+                               "queries (top-1: the submitted answer; top-5: the 10 nearest references' vote, "
+                               "before spatial verification), GAP over all answers", **context}
     notes = "".join(f"- {k}: {_note(v)}\n" for k, v in context.items())
     write_atomic(f"{out_dir}/results.md", f"# Demo results\n\n{table}\n{notes}")
-    payload = {"rows": [{"method": r.method, **{k: r.metrics.get(k) for k, _ in COLUMNS}, "seconds": r.seconds,
+    payload = {"rows": [{"method": r.method, **{out: r.metrics.get(k) for out, k, _ in COLUMNS}, "seconds": r.seconds,
                          "metrics": r.metrics}
                         for r in rows], **context}
     write_atomic(f"{out_dir}/results.json", json.dumps(payload, indent=1, default=str) + "\n")
