@@ -77,10 +77,10 @@ def _http_client() -> Union[urllib3.PoolManager, requests.Session]:
     thread of each process.
 
     urllib3 directly unless a proxy variable or a netrc file is there: requests' own per-call
-    Python about doubled the CPU of fetching a 300 KB image (docs/preprocess.md). With a proxy or netrc, a requests session, which honours them (and
-    NO_PROXY, proxy auth, ...) as a user expects. Either way the same headers and timeouts, and
-    certificates checked against requests' choice: REQUESTS_CA_BUNDLE, else CURL_CA_BUNDLE, else
-    certifi's bundle.
+    Python about doubled the CPU of fetching a 300 KB image (docs/preprocess.md). With a proxy
+    or netrc, a requests session, which honours them (and NO_PROXY, proxy auth, ...) as a user
+    expects. Either way the same headers and timeouts, and certificates checked against
+    requests' choice: REQUESTS_CA_BUNDLE, else CURL_CA_BUNDLE, else certifi's bundle.
     """
     client = getattr(_local, "client", None)
     if client is None or _local.pid != os.getpid():  # a forked child must not share its parent's sockets
@@ -199,8 +199,10 @@ def _connection_failure(e: BaseException) -> Exception:
 
 
 def _get_urllib3(pool: urllib3.PoolManager, url: str, cfg: FetchConfig, deadline: float) -> bytes:
+    """One GET through urllib3 (redirects followed by the pool manager, no retries of its own)."""
+    timeout = urllib3.Timeout(connect=cfg.timeout_s, read=cfg.timeout_s)
     try:
-        r = pool.request("GET", url, preload_content=False, timeout=urllib3.Timeout(connect=cfg.timeout_s, read=cfg.timeout_s))
+        r = pool.request("GET", url, preload_content=False, timeout=timeout)
     except urllib3.exceptions.MaxRetryError as e:
         if isinstance(e.reason, urllib3.exceptions.ResponseError):  # too many redirects
             raise RowFailure("fetch_error", f"{type(e).__name__}: {e}") from e
@@ -220,6 +222,7 @@ def _get_urllib3(pool: urllib3.PoolManager, url: str, cfg: FetchConfig, deadline
 
 
 def _get_requests(session: requests.Session, url: str, cfg: FetchConfig, deadline: float) -> bytes:
+    """One GET through requests (proxies, NO_PROXY and netrc honoured), its errors mapped alike."""
     try:
         with session.get(url, timeout=cfg.timeout_s, stream=True) as r:
             return _accept(r.raw, cfg, deadline)
