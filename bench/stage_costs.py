@@ -3,8 +3,8 @@
 The stages are the calls `pipelines.transforms.process_row` and `shards.write_shard` make, timed
 one at a time over the same images (thread CPU time, so a loopback HTTP server in another thread
 is not counted): fetch (file and HTTP), header (format sniff, declared-size check, EXIF: the part
-of `process_image` around the codec calls), decode, resize, encode, serialize (tf.train.Example),
-frame+CRC (TFRecord framing), write. What a whole pipeline run spends per image beyond their sum
+of `process_image` around the codec calls, plus the decode budget's header read), decode, resize,
+encode, serialize (tf.train.Example), frame+CRC (TFRecord framing), write. What a whole pipeline run spends per image beyond their sum
 is the runner's (Beam, thread pool, CSV, planning, markers).
 """
 
@@ -16,7 +16,7 @@ from typing import Dict, Sequence, Tuple
 
 import simplejpeg
 
-from pipelines import fast_jpeg, image, schema
+from pipelines import decode_budget, fast_jpeg, image, schema
 from pipelines import fetch as fetch_lib
 
 STAGES = ("fetch (file)", "fetch (HTTP)", "header", "decode", "resize", "encode", "serialize", "frame+CRC", "write")
@@ -24,7 +24,8 @@ STAGES = ("fetch (file)", "fetch (HTTP)", "header", "decode", "resize", "encode"
 
 def measure(paths: Sequence[str], urls: Sequence[str], cfg: image.ImageConfig = image.ImageConfig(),
             rounds: int = 2) -> Dict[str, float]:
-    """{stage: CPU us per image}, plus "process_image" (header + decode + resize + encode).
+    """{stage: CPU us per image}, plus "process_image" (header + decode + resize + encode; header
+    includes `decode_budget.decoded_pixels`, which `transforms.process_row` calls first).
 
     Every stage runs on each image in turn (rather than each stage over all images), so a
     neighbour's load hits the stages alike and "header" = process_image - codec stages holds up.
@@ -40,6 +41,7 @@ def measure(paths: Sequence[str], urls: Sequence[str], cfg: image.ImageConfig = 
                 t1 = clock()
                 fetch_lib.fetch(url)
                 t2 = clock()
+                decode_budget.decoded_pixels(data, cfg.image_size, cfg.max_pixels, cfg.min_side)  # as process_row does
                 jpeg, height, width = image.process_image(data, cfg)
                 t3 = clock()
                 w, h = image.target_size(*_declared(data), cfg.image_size)

@@ -30,8 +30,9 @@ import logging
 import os
 import threading
 import warnings
-from typing import Deque, Iterator, Optional
+from typing import Deque, Iterator, Optional, Tuple
 
+import simplejpeg
 from PIL import Image
 
 from pipelines.image import ALLOWED_FORMATS
@@ -89,15 +90,33 @@ class DecodeBudget:
                 self._cond.notify_all()
 
 
-def decoded_pixels(data: bytes, image_size: int, max_pixels: int, min_side: int) -> int:
-    """Pixels the decoder will allocate for `data` (0 when it will refuse the image first)."""
+def _declared(data: bytes) -> Optional[Tuple[int, int, str]]:
+    """(width, height, format) from the header alone, or None when it is unreadable or refused.
+
+    A JPEG's comes from libjpeg-turbo's header parser (~2 us; Pillow's open took ~90 us per image,
+    about 1.5% of the whole per-image cost); anything else, or a JPEG header libjpeg-turbo cannot
+    read, from Pillow, restricted to the formats `pipelines.image` accepts.
+    """
+    try:
+        height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+        return width, height, "JPEG"
+    except ValueError:
+        pass
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as im:  # reads the header only
-                width, height, fmt = im.size[0], im.size[1], im.format
+                return im.size[0], im.size[1], im.format
     except Exception:  # not an image, a bomb Pillow refuses, a broken header: no decode happens
+        return None
+
+
+def decoded_pixels(data: bytes, image_size: int, max_pixels: int, min_side: int) -> int:
+    """Pixels the decoder will allocate for `data` (0 when it will refuse the image first)."""
+    declared = _declared(data)
+    if declared is None:
         return 0
+    width, height, fmt = declared
     if width * height > max_pixels or min(width, height) < min_side:
         return 0
     short = min(width, height)

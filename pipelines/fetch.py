@@ -16,8 +16,9 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from typing import List, Optional
+from typing import List, Optional, Union
 
+import certifi
 import requests
 import urllib3
 
@@ -46,9 +47,21 @@ def resolve(url: str, base_dir: str = "") -> str:
     return storage.join(base_dir, url)
 
 
-_session = threading.local()
+_local = threading.local()
 # Hosts DNS said do not exist: later rows fail at once (dead hosts repeat across GLD's rows).
 _unknown_hosts: set = set()
+# What requests sends by default, with our User-Agent (some image hosts refuse requests' own).
+_HEADERS = {"User-Agent": "landmark-recognition-preprocess/0.1", "Accept-Encoding": "gzip, deflate", "Accept": "*/*"}
+# requests' own redirect limit (`Session.max_redirects`); past it a row fails as fetch_error.
+_MAX_REDIRECTS = 30
+# urllib3 follows redirects (bounded) and never retries on its own: `fetch` does that, with backoff.
+# read=False re-raises a read error as itself (requests' HTTPAdapter does the same).
+_NO_RETRIES = urllib3.Retry(total=None, connect=0, read=False, redirect=_MAX_REDIRECTS, status=0, other=0)
+
+
+def _netrc_exists() -> bool:
+    netrc = os.environ.get("NETRC")
+    return any(os.path.exists(os.path.expanduser(p)) for p in ([netrc] if netrc else ["~/.netrc", "~/_netrc"]))
 
 
 def _environment_matters() -> bool:
@@ -56,22 +69,33 @@ def _environment_matters() -> bool:
     or CA-bundle variable is set, or a netrc file exists."""
     if urllib.request.getproxies() or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"):
         return True
-    netrc = os.environ.get("NETRC")
-    return any(os.path.exists(os.path.expanduser(p)) for p in ([netrc] if netrc else ["~/.netrc", "~/_netrc"]))
+    return _netrc_exists()
 
 
-def _http_session() -> requests.Session:
-    """One connection-pooling session per thread (requests sessions are not thread-safe).
+def _http_client() -> Union[urllib3.PoolManager, requests.Session]:
+    """This thread's connection-pooling client (keep-alive per host), made on first use in each
+    thread of each process.
 
-    When the environment holds nothing requests would use, the session stops re-reading it on
-    every request (`trust_env`): that scan cost ~0.2 ms of CPU per image (docs/preprocess.md).
+    urllib3 directly unless a proxy variable or a netrc file is there: requests' own per-call
+    Python about doubled the CPU of fetching a 300 KB image (docs/preprocess.md). With a proxy
+    or netrc, a requests session, which honours them (and NO_PROXY, proxy auth, ...) as a user
+    expects. Either way the same headers and timeouts, and certificates checked against
+    requests' choice: REQUESTS_CA_BUNDLE, else CURL_CA_BUNDLE, else certifi's bundle.
     """
-    s = getattr(_session, "s", None)
-    if s is None:
-        s = _session.s = requests.Session()
-        s.headers["User-Agent"] = "landmark-recognition-preprocess/0.1"
-        s.trust_env = _environment_matters()
-    return s
+    client = getattr(_local, "client", None)
+    if client is None or _local.pid != os.getpid():  # a forked child must not share its parent's sockets
+        ca_certs, use_requests = certifi.where(), False
+        if _environment_matters():  # rare outside CI and corporate machines: look closer
+            ca_certs = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or ca_certs
+            use_requests = bool(urllib.request.getproxies()) or _netrc_exists()
+        if use_requests:
+            client = requests.Session()
+            client.headers.update(_HEADERS)
+        else:
+            where = {"ca_cert_dir" if os.path.isdir(ca_certs) else "ca_certs": ca_certs}
+            client = urllib3.PoolManager(headers=_HEADERS, retries=_NO_RETRIES, **where)
+        _local.client, _local.pid = client, os.getpid()
+    return client
 
 
 class _Transient(Exception):
@@ -122,13 +146,13 @@ def _timed_out(e: BaseException) -> bool:
     return isinstance(e, (TimeoutError, urllib3.exceptions.TimeoutError))
 
 
-def _read_body(r: requests.Response, cfg: FetchConfig, deadline: float) -> bytes:
+def _read_body(r: urllib3.BaseHTTPResponse, cfg: FetchConfig, deadline: float) -> bytes:
     """The body, at most `cfg.max_bytes`, by `deadline` (a wall clock, not per read: a server
     trickling a few bytes per second must not hold a worker). Each read returns what one socket
     read got (`read1`), and the socket's timeout is cut to the time left, so the deadline holds
     to within a scheduler tick whatever the server's pace."""
     chunks, total = [], 0
-    sock = getattr(getattr(r.raw, "connection", None), "sock", None)
+    sock = getattr(getattr(r, "connection", None), "sock", None)
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -136,15 +160,78 @@ def _read_body(r: requests.Response, cfg: FetchConfig, deadline: float) -> bytes
         if sock is not None:
             sock.settimeout(min(cfg.timeout_s, left))
         try:
-            chunk = r.raw.read1(256 << 10, decode_content=True)
+            chunk = r.read1(256 << 10, decode_content=True)
         except (urllib3.exceptions.ReadTimeoutError, TimeoutError) as e:
             raise _Transient("timeout", f"{type(e).__name__}: {e}") from e
+        except (urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError) as e:
+            raise _Transient("truncated", f"body cut short: {e}") from e
         if not chunk:
             return b"".join(chunks)
         total += len(chunk)
         if total > cfg.max_bytes:
             raise RowFailure("too_large", f"body over {cfg.max_bytes} bytes")
         chunks.append(chunk)
+
+
+def _accept(r: urllib3.BaseHTTPResponse, cfg: FetchConfig, deadline: float) -> bytes:
+    """The body of a final (post-redirect) response, or the failure its status or size means."""
+    if r.status == 429 or r.status >= 500:
+        reason = "http_429" if r.status == 429 else "http_5xx"
+        raise _Transient(reason, f"HTTP {r.status}", _retry_after(r.headers.get("Retry-After")))
+    if r.status >= 400:
+        raise _status_failure(r.status)
+    declared = r.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > cfg.max_bytes:
+        raise RowFailure("too_large", f"Content-Length {declared} > {cfg.max_bytes}")
+    return _read_body(r, cfg, deadline)
+
+
+def _connection_failure(e: BaseException) -> Exception:
+    """What a failure to connect or to get a response's head means (either client's errors)."""
+    if _in_chain(e, _timed_out):
+        return _Transient("timeout", str(e))
+    if _in_chain(e, _unknown_host):  # NXDOMAIN is permanent (dead GLD hosts); EAI_AGAIN and the rest retry
+        dead: List[str] = []
+        _in_chain(e, lambda x: isinstance(x, urllib3.exceptions.NameResolutionError) and dead.append(x.conn.host))
+        _unknown_hosts.update(h for h in dead if h)  # the host that failed (maybe a redirect's)
+        return RowFailure("connection_error", str(e))
+    return _Transient("connection_error", str(e))
+
+
+def _get_urllib3(pool: urllib3.PoolManager, url: str, cfg: FetchConfig, deadline: float) -> bytes:
+    """One GET through urllib3 (redirects followed by the pool manager, no retries of its own)."""
+    timeout = urllib3.Timeout(connect=cfg.timeout_s, read=cfg.timeout_s)
+    try:
+        r = pool.request("GET", url, preload_content=False, timeout=timeout)
+    except urllib3.exceptions.MaxRetryError as e:
+        if isinstance(e.reason, urllib3.exceptions.ResponseError):  # too many redirects
+            raise RowFailure("fetch_error", f"{type(e).__name__}: {e}") from e
+        raise _connection_failure(e) from e
+    except urllib3.exceptions.TimeoutError as e:  # the response's head did not come in time
+        raise _Transient("timeout", str(e)) from e
+    except urllib3.exceptions.ProtocolError as e:  # connection dropped before a response
+        raise _connection_failure(e) from e
+    except (urllib3.exceptions.LocationValueError, ValueError) as e:  # invalid url (no host, bad port, ...)
+        raise RowFailure("fetch_error", f"invalid url: {e}") from e
+    try:
+        return _accept(r, cfg, deadline)
+    finally:
+        if not r.closed:  # not read to its end: never hand a half-read connection back to the pool
+            r.close()
+        r.release_conn()
+
+
+def _get_requests(session: requests.Session, url: str, cfg: FetchConfig, deadline: float) -> bytes:
+    """One GET through requests (proxies, NO_PROXY and netrc honoured), its errors mapped alike."""
+    try:
+        with session.get(url, timeout=cfg.timeout_s, stream=True) as r:
+            return _accept(r.raw, cfg, deadline)
+    except requests.exceptions.Timeout as e:
+        raise _Transient("timeout", str(e)) from e
+    except requests.exceptions.ConnectionError as e:
+        raise _connection_failure(e) from e
+    except requests.exceptions.RequestException as e:  # invalid url, too many redirects, ...
+        raise RowFailure("fetch_error", f"{type(e).__name__}: {e}") from e
 
 
 def _http_once(url: str, cfg: FetchConfig) -> bytes:
@@ -155,33 +242,10 @@ def _http_once(url: str, cfg: FetchConfig) -> bytes:
     if host in _unknown_hosts:
         raise RowFailure("connection_error", f"unknown host {host} (DNS said so earlier in this process)")
     deadline = time.monotonic() + 4 * cfg.timeout_s
-    try:
-        with _http_session().get(url, timeout=cfg.timeout_s, stream=True) as r:
-            if r.status_code == 429 or r.status_code >= 500:
-                reason = "http_429" if r.status_code == 429 else "http_5xx"
-                raise _Transient(reason, f"HTTP {r.status_code}", _retry_after(r.headers.get("Retry-After")))
-            if r.status_code >= 400:
-                raise _status_failure(r.status_code)
-            declared = r.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > cfg.max_bytes:
-                raise RowFailure("too_large", f"Content-Length {declared} > {cfg.max_bytes}")
-            return _read_body(r, cfg, deadline)
-    except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError,
-            urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError) as e:
-        raise _Transient("truncated", f"body cut short: {e}") from e
-    except requests.exceptions.Timeout as e:
-        raise _Transient("timeout", str(e)) from e
-    except requests.exceptions.ConnectionError as e:
-        if _in_chain(e, _timed_out):
-            raise _Transient("timeout", str(e)) from e
-        if _in_chain(e, _unknown_host):  # NXDOMAIN is permanent (dead GLD hosts); EAI_AGAIN and the rest retry
-            dead: List[str] = []
-            _in_chain(e, lambda x: isinstance(x, urllib3.exceptions.NameResolutionError) and dead.append(x.conn.host))
-            _unknown_hosts.update(h for h in dead if h)  # the host that failed (maybe a redirect's)
-            raise RowFailure("connection_error", str(e)) from e
-        raise _Transient("connection_error", str(e)) from e
-    except requests.exceptions.RequestException as e:  # invalid url, too many redirects, ...
-        raise RowFailure("fetch_error", f"{type(e).__name__}: {e}") from e
+    client = _http_client()
+    if isinstance(client, requests.Session):
+        return _get_requests(client, url, cfg, deadline)
+    return _get_urllib3(client, url, cfg, deadline)
 
 
 def _read_file(path: str, cfg: FetchConfig) -> bytes:

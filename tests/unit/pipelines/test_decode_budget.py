@@ -3,11 +3,12 @@ the cost read from a header is what the decoder will allocate (issue 14.10)."""
 
 from __future__ import annotations
 
+import io
 import threading
 
 from PIL import Image
 
-from pipelines.decode_budget import DecodeBudget, decoded_pixels
+from pipelines.decode_budget import DecodeBudget, _declared, decoded_pixels
 from tests.pipeline import helpers
 
 
@@ -50,3 +51,11 @@ def test_cost_is_what_the_decoder_allocates():
     assert decoded_pixels(helpers.bomb_jpeg(30000, 30000), 256, 90_000_000, 32) == 0  # refused before decoding
     assert decoded_pixels(b"<html>", 256, 90_000_000, 32) == 0
     assert decoded_pixels(helpers.jpeg(20, 20), 256, 90_000_000, 32) == 0  # too small: refused
+
+
+def test_jpeg_header_read_by_libjpeg_turbo_matches_pillows():
+    jpegs = [helpers.jpeg(1300, 900, progressive=True), helpers.jpeg(800, 600, mode="CMYK"),
+             helpers.jpeg(700, 500, mode="L"), helpers.exif_rotated_jpeg(), helpers.jpeg(1024, 768)[:3000]]
+    for data in jpegs:
+        with Image.open(io.BytesIO(data)) as im:
+            assert _declared(data) == (*im.size, im.format)
