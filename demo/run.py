@@ -8,7 +8,8 @@ name in front:
   data        pipelines.synthetic            (skipped with --data_dir)   OUT/data/
   records     pipelines.preprocess train.csv                             OUT/records/
   train_base  trainer.train --epochs=0       (untrained / pretrained-only network)   OUT/models/base/
-  train_L     trainer.train --loss=...       (L = arcface or triplet; both with --ablation)  OUT/models/L/
+  train_L     trainer.train --loss=...       (L = arcface or triplet; both with --ablation, and
+                                             the configured loss at a smaller size, L-<size>px)  OUT/models/L/
   index_M     indexer.build                  for each method M (a model + build options)  OUT/index/M/
   predict_M   indexer.predict test.csv       (with the solution, for the query grid)  OUT/predict/M/
   evaluate_M  indexer.evaluate               for M and the random-guess baseline     OUT/eval/M/
@@ -50,7 +51,8 @@ flags.DEFINE_list("train_args", [], "Extra trainer.train flags for both models, 
                   "(e.g. --learning_rate=1e-3,--image_size=128); they override the demo's.")
 flags.DEFINE_enum("loss", None, ["arcface", "triplet"], "Loss of the trained model (triplet: semi-hard); "
                   "default by mode.")
-flags.DEFINE_bool("ablation", False, "Also train with the other loss and add one row per recognition-quality "
+flags.DEFINE_bool("ablation", False, "Also train with the other loss and at a smaller image size, and add one row "
+                  "per recognition-quality "
                   "option (re-ranking, confidence, TTA) on the trained model, each with its time cost.")
 flags.mark_flag_as_required("output_dir")
 
@@ -67,19 +69,23 @@ class Mode:
     visualize: int  # queries shown in the grid
     loss: str  # of the trained model (LOSSES)
     recommended: tuple[str, ...]  # OPTIONS of the last row (those that apply to the data)
+    ablation_size: int = 0  # --ablation also trains the configured loss at this image size (0: not)
 
 
-_NETWORK = ("--backbone=mobilenet", "--alpha=0.25", "--embedding_dim=64", "--freeze=none", "--steps_per_epoch=40",
+_NETWORK = ("--backbone=mobilenet", "--alpha=0.25", "--freeze=none", "--steps_per_epoch=40",
             "--warmup_steps=30", "--val_queries=0", "--val_references=0", "--checkpoints_to_keep=2")
 # From scratch (no weights offline): MobileNet 0.25 at 96 px, big enough to learn the generated
-# scenes, small enough for 2 CPU cores; the 2018 study's triplet loss (see docs/quality.md for
-# why nothing else is recommended there yet).
+# scenes, small enough for 2 CPU cores; the 2018 study's triplet loss; then flip TTA, spatial
+# verification and the other-landmark penalty (docs/quality.md has the ablation).
 FULL = Mode(size="default", record_size=128, epochs=36, batch=(16, 4), visualize=8,
-            trainer_flags=(*_NETWORK, "--image_size=96"), loss="triplet", recommended=("flip", "verify", "otherpen"))
-# From pretrained weights (WEIGHTS=): 160 px from 224 px records and ArcFace, 600 steps (~1.2x the
-# work of 1,440 at 96 px), then query expansion and flip TTA: measured in docs/quality.md.
+            trainer_flags=(*_NETWORK, "--image_size=96", "--embedding_dim=64"), loss="triplet",
+            recommended=("flip", "verify", "otherpen"), ablation_size=64)
+# From pretrained weights (WEIGHTS=): 160 px from 224 px records, ArcFace, GeM pooling into 256
+# dimensions, 600 steps; then the same options as above (query expansion measured no better on
+# top of them): docs/quality.md.
 PRETRAINED = Mode(size="default", record_size=224, epochs=15, batch=(16, 4), visualize=8,
-                  trainer_flags=(*_NETWORK, "--image_size=160"), loss="arcface", recommended=("aqe", "flip", "verify", "otherpen"))
+                  trainer_flags=(*_NETWORK, "--image_size=160", "--pooling=gem", "--embedding_dim=256"),
+                  loss="arcface", recommended=("flip", "verify", "otherpen"), ablation_size=96)
 # The trainer's own `tiny` preset and a tiny data set: the chain in seconds, for tests (ArcFace and
 # an option, so the tests cover those paths).
 QUICK = Mode(size="tiny", record_size=64, epochs=1, batch=(4, 2), visualize=4, trainer_flags=("--preset=tiny",),
@@ -119,6 +125,7 @@ class DemoConfig:
     loss: str = "arcface"
     recommended: tuple[str, ...] = ()
     ablation: bool = False
+    ablation_size: int = 0
 
 
 def config_from_flags() -> DemoConfig:
@@ -144,6 +151,7 @@ def config_from_flags() -> DemoConfig:
         loss=FLAGS.loss or mode.loss,
         recommended=mode.recommended,
         ablation=FLAGS.ablation,
+        ablation_size=mode.ablation_size,
     )
 
 
@@ -163,17 +171,40 @@ class Method:
         return self.key if self.build else self.model
 
 
+def model_loss(model: str) -> str:
+    """The LOSSES key of a trained model's key (`arcface`, `triplet`, `arcface-96px`, ...)."""
+    return model.split("-")[0]
+
+
+def model_size(model: str) -> Optional[int]:
+    """The image size a `<loss>-<size>px` model was trained at (None: the mode's)."""
+    return int(model.split("-")[1][:-2]) if "-" in model else None
+
+
 def model_label(cfg: DemoConfig, model: str) -> str:
     pretrained = cfg.weights != "none"
     if model == "base":
         return ("pretrained-only" if pretrained else "untrained") + " network + KNN"
-    name = LOSSES[model][1]
-    return (f"fine-tuned ({name})" if pretrained else f"{name}-trained") + " network + KNN"
+    name = LOSSES[model_loss(model)][1]
+    size = f" at {model_size(model)} px" if model_size(model) else ""
+    return (f"fine-tuned ({name})" if pretrained else f"{name}-trained") + f" network{size} + KNN"
 
 
 def trained_models(cfg: DemoConfig) -> list[str]:
-    """Models to train: the configured loss first, the other one too with --ablation."""
-    return [cfg.loss] + ([m for m in LOSSES if m != cfg.loss] if cfg.ablation else [])
+    """Models to train: the configured loss first; with --ablation the other loss, and the
+    configured one at the mode's smaller ablation size."""
+    if not cfg.ablation:
+        return [cfg.loss]
+    sized = [f"{cfg.loss}-{cfg.ablation_size}px"] if cfg.ablation_size else []
+    return [cfg.loss] + [m for m in LOSSES if m != cfg.loss] + sized
+
+
+def model_flags(cfg: DemoConfig, model: str) -> tuple[str, ...]:
+    """trainer.train flags of a model beyond the shared ones: its loss, epochs and size."""
+    if model == "base":
+        return ("--epochs=0",)
+    size = model_size(model)
+    return (*LOSSES[model_loss(model)][0], f"--epochs={cfg.epochs}", *((f"--image_size={size}",) if size else ()))
 
 
 def methods(cfg: DemoConfig, data: str) -> list[Method]:
@@ -221,10 +252,9 @@ def run_chain(cfg: DemoConfig, runner: Runner) -> list[report.Row]:
     batch = f"--batch={min(cfg.batch[0], landmarks)},{cfg.batch[1]}"  # P x K needs P distinct landmarks
     for model in ["base", *trained_models(cfg)]:
         model_dir = f"{out}/models/{model}"
-        loss, epochs = (LOSSES[model][0], cfg.epochs) if model != "base" else ((), 0)
         runner.run(Stage(f"train_{model}", "trainer.train",
                          (f"--data_dir={records}", f"--output_dir={model_dir}", batch, *cfg.trainer_flags,
-                          *loss, f"--epochs={epochs}"),
+                          *model_flags(cfg, model)),
                          f"{model_dir}/export/export.json"))
     solution = f"{data}/test_solution.csv"
 

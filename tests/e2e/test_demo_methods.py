@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from demo.run import DemoConfig, methods, trained_models
+from demo.run import DemoConfig, methods, model_flags, trained_models
 
 
 def config(tmp_path, **overrides) -> DemoConfig:
@@ -42,3 +42,14 @@ def test_ablation_adds_the_other_loss_and_each_option_with_its_own_index(tmp_pat
     assert rows["triplet-penalty"].build == (f"--nonlandmark_csv={tmp_path}/nonlandmark.csv",)
     combined = rows["triplet-aqe-penalty"]
     assert combined.index_key == "triplet-aqe-penalty" and combined.predict[0] == "--rerank=aqe"
+
+
+def test_ablation_trains_the_configured_loss_at_the_smaller_size_too(tmp_path):
+    cfg = dataclasses.replace(config(tmp_path, ablation=True), ablation_size=64)
+    assert trained_models(cfg) == ["triplet", "arcface", "triplet-64px"]
+    assert model_flags(cfg, "triplet-64px") == ("--loss=semihard", f"--epochs={cfg.epochs}", "--image_size=64")
+    assert model_flags(cfg, "base") == ("--epochs=0",)
+    rows = {m.key: m for m in methods(cfg, str(tmp_path))}
+    assert rows["triplet-64px"].label == "triplet-trained network at 64 px + KNN"
+    assert rows["triplet-64px"].model == "triplet-64px" and rows["triplet-64px"].index_key == "triplet-64px"
+    assert trained_models(dataclasses.replace(cfg, ablation=False)) == ["triplet"]
