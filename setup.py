@@ -19,6 +19,7 @@ setup(
         "google-cloud-storage>=3.17,<4",
         "pillow>=12,<13",
         "requests>=2.32,<3",
+        "certifi>=2024",  # the CA bundle of the urllib3 fetch path (pipelines/fetch.py)
         "numpy<2.3",
         "tqdm>=4.67,<5",
         "simplejpeg>=1.9,<2",
