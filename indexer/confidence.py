@@ -30,21 +30,28 @@ PENALTIES = "penalties"  # the index folder's extra (index_dir.py): penalties.np
 CONFIDENCES = ("score", "margin")
 
 
+def _mean_top_k(rows: np.ndarray, others: np.ndarray, k: int, chunk: int,
+                labels: Optional[np.ndarray] = None) -> np.ndarray:
+    """float32 [len(rows)]: each row's mean cosine to its `k` most similar `others`, `chunk` rows
+    at a time; with `labels` (rows and others are then the same vectors) same-label pairs are left
+    out."""
+    out = np.empty(len(rows), np.float32)
+    for start in range(0, len(rows), chunk):
+        sims = rows[start:start + chunk] @ others.T
+        if labels is not None:
+            sims[labels[start:start + chunk, None] == labels[None, :]] = -np.inf
+        out[start:start + chunk] = (-np.partition(-sims, k - 1, axis=1)[:, :k]).mean(axis=1)
+    return out
+
+
 def reference_penalties(references: np.ndarray, nonlandmarks: np.ndarray, k: int = 5,
                         chunk: int = 4096) -> np.ndarray:
     """float32 [N]: each reference's mean cosine to its `k` most similar non-landmark vectors
     (unit vectors; k capped at the set's size)."""
-    refs = np.asarray(references, np.float32)
     others = np.asarray(nonlandmarks, np.float32)
     if len(others) == 0:
         raise ValueError("the non-landmark set is empty: no penalty can be computed")
-    k = max(1, min(k, len(others)))
-    out = np.empty(len(refs), np.float32)
-    for start in range(0, len(refs), chunk):
-        sims = refs[start:start + chunk] @ others.T
-        top = -np.partition(-sims, k - 1, axis=1)[:, :k]
-        out[start:start + chunk] = top.mean(axis=1)
-    return out
+    return _mean_top_k(np.asarray(references, np.float32), others, max(1, min(k, len(others))), chunk)
 
 
 def other_landmark_penalties(references: np.ndarray, landmark_ids: np.ndarray, k: int = 5,
@@ -56,16 +63,10 @@ def other_landmark_penalties(references: np.ndarray, landmark_ids: np.ndarray, k
     labels = np.asarray(landmark_ids, np.int64)
     if len(refs) != len(labels):
         raise ValueError(f"{len(refs)} references but {len(labels)} landmark ids")
-    fewest_others = len(labels) - np.bincount(np.unique(labels, return_inverse=True)[1]).max() if len(labels) else 0
+    fewest_others = len(labels) - np.unique(labels, return_counts=True)[1].max() if len(labels) else 0
     if fewest_others < 1:
         raise ValueError("every reference shows the same landmark: no other landmark to compare with")
-    k = max(1, min(k, int(fewest_others)))
-    out = np.empty(len(refs), np.float32)
-    for start in range(0, len(refs), chunk):
-        sims = refs[start:start + chunk] @ refs.T
-        sims[labels[start:start + chunk, None] == labels[None, :]] = -np.inf
-        out[start:start + chunk] = (-np.partition(-sims, k - 1, axis=1)[:, :k]).mean(axis=1)
-    return out
+    return _mean_top_k(refs, refs, max(1, min(k, int(fewest_others))), chunk, labels)
 
 
 def penalise(items: np.ndarray, similarities: np.ndarray, penalties: np.ndarray, weight: float) -> np.ndarray:

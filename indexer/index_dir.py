@@ -104,6 +104,13 @@ def _write_items(path: str, embedded: Embedded) -> FileRecord:
     return FileRecord(ITEMS, len(embedded.image_ids), os.path.getsize(path), sha256_file(path))
 
 
+def _check_file(path: str, record: FileRecord, verify_checksum: bool = True) -> None:
+    """IndexIntegrityError unless `path` exists with the manifest's size (and sha256)."""
+    if not os.path.isfile(path) or os.path.getsize(path) != record.size or (
+            verify_checksum and sha256_file(path) != record.sha256):
+        raise IndexIntegrityError(f"{path}: missing or does not match the manifest (size/sha256)")
+
+
 def _write_extra(directory: str, name: str, values: np.ndarray, n_items: int) -> FileRecord:
     values = np.asarray(values, np.float32)
     if values.shape != (n_items,) or not np.isfinite(values).all():
@@ -115,8 +122,7 @@ def _write_extra(directory: str, name: str, values: np.ndarray, n_items: int) ->
 
 def _read_extra(index_dir: str, record: FileRecord) -> np.ndarray:
     path = os.path.join(index_dir, record.name)
-    if not os.path.isfile(path) or os.path.getsize(path) != record.size or sha256_file(path) != record.sha256:
-        raise IndexIntegrityError(f"{path}: missing or does not match the manifest (size/sha256)")
+    _check_file(path, record)
     values = np.load(path, allow_pickle=False)
     if values.shape != (record.n_items,):
         raise IndexIntegrityError(f"{path}: shape {values.shape}, the manifest says {record.n_items} items")
@@ -132,9 +138,7 @@ def _write_local_features(directory: str, images: Iterable[bytes], n_items: int,
 
 def _read_local_features(index_dir: str, record: FileRecord, verify_checksum: bool) -> np.ndarray:
     path = os.path.join(index_dir, record.name)
-    if not os.path.isfile(path) or os.path.getsize(path) != record.size or (
-            verify_checksum and sha256_file(path) != record.sha256):
-        raise IndexIntegrityError(f"{path}: missing or does not match the manifest (size/sha256)")
+    _check_file(path, record, verify_checksum)
     try:
         store = local_features.open_store(path)
     except ValueError as e:
@@ -241,8 +245,7 @@ def read_manifest(index_dir: str) -> Manifest:
 
 
 def _read_items(path: str, record: FileRecord) -> Tuple[List[str], np.ndarray]:
-    if not os.path.isfile(path) or os.path.getsize(path) != record.size or sha256_file(path) != record.sha256:
-        raise IndexIntegrityError(f"{path}: missing or does not match the manifest (size/sha256)")
+    _check_file(path, record)
     with open(path, newline="") as f:
         rows = list(csv.reader(f))[1:]
     if len(rows) != record.n_items or any(int(r[0]) != i for i, r in enumerate(rows)):
