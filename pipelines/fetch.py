@@ -19,10 +19,11 @@ import urllib.request
 from typing import List, Optional, Union
 
 import certifi
+import pycurl
 import requests
 import urllib3
 
-from pipelines import bounded_read, storage, tar_source
+from pipelines import bounded_read, curl_client, storage, tar_source
 from pipelines.errors import RowFailure
 
 _SCHEMES_REMOTE = ("http://", "https://", "gs://", "file://")
@@ -54,9 +55,6 @@ _unknown_hosts: set = set()
 _HEADERS = {"User-Agent": "landmark-recognition-preprocess/0.1", "Accept-Encoding": "gzip, deflate", "Accept": "*/*"}
 # requests' own redirect limit (`Session.max_redirects`); past it a row fails as fetch_error.
 _MAX_REDIRECTS = 30
-# urllib3 follows redirects (bounded) and never retries on its own: `fetch` does that, with backoff.
-# read=False re-raises a read error as itself (requests' HTTPAdapter does the same).
-_NO_RETRIES = urllib3.Retry(total=None, connect=0, read=False, redirect=_MAX_REDIRECTS, status=0, other=0)
 
 
 def _netrc_exists() -> bool:
@@ -72,14 +70,13 @@ def _environment_matters() -> bool:
     return _netrc_exists()
 
 
-def _http_client() -> Union[urllib3.PoolManager, requests.Session]:
-    """This thread's connection-pooling client (keep-alive per host), made on first use in each
-    thread of each process.
+def _http_client() -> Union[pycurl.Curl, requests.Session]:
+    """This thread's keep-alive client, made on first use in each thread of each process.
 
-    urllib3 directly unless a proxy variable or a netrc file is there: requests' own per-call
-    Python about doubled the CPU of fetching a 300 KB image (docs/preprocess.md). With a proxy
-    or netrc, a requests session, which honours them (and NO_PROXY, proxy auth, ...) as a user
-    expects. Either way the same headers and timeouts, and certificates checked against
+    libcurl (`pipelines.curl_client`) unless a proxy variable or a netrc file is there: it cost
+    about a third of urllib3's CPU per image and holds no GIL while it waits and reads. With a
+    proxy or netrc, a requests session, which honours them (and NO_PROXY, proxy auth, ...) as a
+    user expects. Either way the same headers and timeouts, and certificates checked against
     requests' choice: REQUESTS_CA_BUNDLE, else CURL_CA_BUNDLE, else certifi's bundle.
     """
     client = getattr(_local, "client", None)
@@ -92,8 +89,7 @@ def _http_client() -> Union[urllib3.PoolManager, requests.Session]:
             client = requests.Session()
             client.headers.update(_HEADERS)
         else:
-            where = {"ca_cert_dir" if os.path.isdir(ca_certs) else "ca_certs": ca_certs}
-            client = urllib3.PoolManager(headers=_HEADERS, retries=_NO_RETRIES, **where)
+            client = curl_client.new_handle(_HEADERS, ca_certs, _MAX_REDIRECTS)
         _local.client, _local.pid = client, os.getpid()
     return client
 
@@ -198,27 +194,50 @@ def _connection_failure(e: BaseException) -> Exception:
     return _Transient("connection_error", str(e))
 
 
-def _get_urllib3(pool: urllib3.PoolManager, url: str, cfg: FetchConfig, deadline: float) -> bytes:
-    """One GET through urllib3 (redirects followed by the pool manager, no retries of its own)."""
-    timeout = urllib3.Timeout(connect=cfg.timeout_s, read=cfg.timeout_s)
+def _get_curl(handle: pycurl.Curl, url: str, cfg: FetchConfig) -> bytes:
+    """One GET through libcurl (redirects followed there, no retries of its own)."""
     try:
-        r = pool.request("GET", url, preload_content=False, timeout=timeout)
-    except urllib3.exceptions.MaxRetryError as e:
-        if isinstance(e.reason, urllib3.exceptions.ResponseError):  # too many redirects
-            raise RowFailure("fetch_error", f"{type(e).__name__}: {e}") from e
-        raise _connection_failure(e) from e
-    except urllib3.exceptions.TimeoutError as e:  # the response's head did not come in time
-        raise _Transient("timeout", str(e)) from e
-    except urllib3.exceptions.ProtocolError as e:  # connection dropped before a response
-        raise _connection_failure(e) from e
-    except (urllib3.exceptions.LocationValueError, ValueError) as e:  # invalid url (no host, bad port, ...)
-        raise RowFailure("fetch_error", f"invalid url: {e}") from e
+        r = curl_client.get(handle, url, cfg.timeout_s, 4 * cfg.timeout_s, cfg.max_bytes)
+    except curl_client.CurlError as e:
+        raise _curl_failure(e, cfg) from e
+    if r.status == 429 or r.status >= 500:
+        raise _Transient("http_429" if r.status == 429 else "http_5xx", f"HTTP {r.status}", r.retry_after)
+    if r.status >= 400:
+        raise _status_failure(r.status)
+    return r.body
+
+
+def _curl_failure(e: curl_client.CurlError, cfg: FetchConfig) -> Exception:
+    """What a libcurl error code means: the same reasons as the requests path's errors above."""
+    if e.code in curl_client.TIMED_OUT:
+        return _Transient("timeout", f"{e} (connect {cfg.timeout_s:.0f} s, stall {cfg.timeout_s:.0f} s, "
+                                     f"download {4 * cfg.timeout_s:.0f} s)")
+    if e.code in curl_client.TOO_LARGE:
+        return RowFailure("too_large", f"body over {cfg.max_bytes} bytes")
+    if e.code in curl_client.BAD_URL or e.code == curl_client.TOO_MANY_REDIRECTS:
+        return RowFailure("fetch_error", str(e))
+    if e.code == curl_client.UNRESOLVED:
+        return _unresolved(e)
+    if e.code in curl_client.CUT_SHORT and e.received:
+        return _Transient("truncated", f"body cut short: {e}")
+    if e.code in curl_client.CUT_SHORT or e.code in curl_client.NO_RESPONSE:
+        return _Transient("connection_error", str(e))
+    return _Transient("fetch_error", str(e))
+
+
+def _unresolved(e: curl_client.CurlError) -> Exception:
+    """libcurl could not resolve a host: NXDOMAIN (asked again here, to tell it from a DNS
+    hiccup) is permanent and remembered, as dead GLD hosts repeat; anything else is retried."""
+    host = urllib.parse.urlsplit(e.url).hostname or ""
     try:
-        return _accept(r, cfg, deadline)
-    finally:
-        if not r.closed:  # not read to its end: never hand a half-read connection back to the pool
-            r.close()
-        r.release_conn()
+        socket.getaddrinfo(host, None)
+    except socket.gaierror as g:
+        if _unknown_host(g):
+            _unknown_hosts.add(host)
+            return RowFailure("connection_error", f"{e} (unknown host {host})")
+    except (OSError, UnicodeError):
+        pass
+    return _Transient("connection_error", str(e))
 
 
 def _get_requests(session: requests.Session, url: str, cfg: FetchConfig, deadline: float) -> bytes:
@@ -236,16 +255,18 @@ def _get_requests(session: requests.Session, url: str, cfg: FetchConfig, deadlin
 
 def _http_once(url: str, cfg: FetchConfig) -> bytes:
     try:
-        host = urllib.parse.urlsplit(url).hostname or ""
+        parts = urllib.parse.urlsplit(url)
+        host, _ = parts.hostname or "", parts.port  # .port raises ValueError on a bad port
     except ValueError as e:
         raise RowFailure("fetch_error", f"invalid url: {e}") from e
+    if not host:
+        raise RowFailure("fetch_error", f"invalid url: no host in {url[:80]}")
     if host in _unknown_hosts:
         raise RowFailure("connection_error", f"unknown host {host} (DNS said so earlier in this process)")
-    deadline = time.monotonic() + 4 * cfg.timeout_s
     client = _http_client()
     if isinstance(client, requests.Session):
-        return _get_requests(client, url, cfg, deadline)
-    return _get_urllib3(client, url, cfg, deadline)
+        return _get_requests(client, url, cfg, time.monotonic() + 4 * cfg.timeout_s)
+    return _get_curl(client, url, cfg)
 
 
 def _read_file(path: str, cfg: FetchConfig) -> bytes:

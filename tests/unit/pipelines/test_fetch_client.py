@@ -1,5 +1,5 @@
-"""Both HTTP clients of `fetch` keep the same behaviour: urllib3 directly (the default) and a
-requests session (chosen when a proxy variable or a netrc file is there)."""
+"""Both HTTP clients of `fetch` keep the same behaviour: libcurl (the default) and a requests
+session (chosen when a proxy variable or a netrc file is there)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import socket
 import threading
 from typing import List
 
+import pycurl
 import pytest
 import requests
-import urllib3
 
 from pipelines import fetch
 from pipelines.errors import RowFailure
@@ -19,7 +19,7 @@ from pipelines.errors import RowFailure
 FAST = fetch.FetchConfig(timeout_s=2.0, retries=1, backoff_s=0.01)
 BODY = b"\xff\xd8 image bytes " * 400
 _ENV = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
-        "NETRC")
+        "NETRC", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -75,7 +75,7 @@ def server():
     srv.server_close()
 
 
-@pytest.fixture(params=["urllib3", "requests"])
+@pytest.fixture(params=["curl", "requests"])
 def client(request, monkeypatch, tmp_path):
     """A fresh per-thread client of the kind asked for; an empty netrc file selects requests."""
     for var in _ENV:
@@ -85,7 +85,7 @@ def client(request, monkeypatch, tmp_path):
         (tmp_path / ".netrc").write_text("")
     monkeypatch.setattr(fetch, "_local", threading.local())
     monkeypatch.setattr(fetch, "_unknown_hosts", set())
-    kind = {"urllib3": urllib3.PoolManager, "requests": requests.Session}[request.param]
+    kind = {"curl": pycurl.Curl, "requests": requests.Session}[request.param]
     assert isinstance(fetch._http_client(), kind)
     return request.param
 
@@ -144,3 +144,52 @@ def test_a_proxy_variable_routes_through_requests_and_the_proxy(server, monkeypa
     assert fetch.fetch("http://images.example/a.jpg", "", FAST) == b"PROXIED http://images.example/a.jpg"
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # read per request, as requests does
     assert fetch.fetch(server.url("/img"), "", FAST) == BODY
+
+
+def _self_signed(tmp_path) -> tuple:
+    """(cert path, key path) of a fresh certificate for 127.0.0.1."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def test_https_checks_the_certificate_against_the_chosen_bundle(client, monkeypatch, tmp_path):
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    srv = _Server()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    srv.socket = context.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{srv.server_address[1]}/img"
+    try:
+        assert failure(url).reason == "connection_error"  # certifi's bundle does not trust it
+        monkeypatch.setenv("CURL_CA_BUNDLE", cert)
+        monkeypatch.setattr(fetch, "_local", threading.local())
+        assert isinstance(fetch._http_client(), {"curl": pycurl.Curl, "requests": requests.Session}[client])
+        assert fetch.fetch(url, "", FAST) == BODY
+    finally:
+        srv.shutdown()
+        srv.server_close()
