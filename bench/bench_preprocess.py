@@ -12,9 +12,9 @@ distinct ids so the per-image work dominates. In order:
    reduced-size `draft` decode, resize the shorter side to 256 bilinear, encode JPEG q90), timed
    on the first `--bare_rows` rows of the same list immediately before it (before its one-row
    start-up run) and immediately after it (consecutive runs share a bracket: bare, mode A, bare,
-   mode B, bare). A mode's ratio to the
-   bare loop uses the mean of its two brackets' rates, so a drift of the host's speed during the
-   run cancels to first order; every bracket is printed, with their max/min as the drift;
+   mode B, bare). A mode's ratio to the bare loop uses the mean of its two brackets' rates, so a
+   drift of the host's speed during the run cancels to first order; every bracket is printed,
+   with their max/min as the drift;
 3. the same urls served over HTTP from 127.0.0.1 (a keep-alive server in this process, so its
    CPU is in neither measured tree): the pipeline (multi-processing, one worker per core) and
    img2dataset (installed by this benchmark into a throwaway virtualenv, never a project
