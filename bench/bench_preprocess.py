@@ -4,24 +4,37 @@ All of it runs on the same rows: `--images` distinct realistic 1024x768 JPEGs ge
 (smooth colour fields, edges and sensor-like noise, ~300 KB each), listed `--repeat` times under
 distinct ids so the per-image work dominates. In order:
 1. the per-stage CPU cost per image of the pipeline's own code (`bench.stage_costs`, one thread);
-2. the bare loop: what a user would write with Pillow alone on one core (read the file,
-   reduced-size `draft` decode, resize the shorter side to 256 bilinear, encode JPEG q90);
-3. the pipeline as a user runs it (`python -m pipelines.preprocess` in a subprocess) on the
+2. the pipeline as a user runs it (`python -m pipelines.preprocess` in a subprocess) on the
    local files, in each DirectRunner mode asked for; its fixed start-up (interpreter, Beam
-   import, graph) is measured with a one-row run and reported apart, so the steady rate is
-   rows / (wall - start-up), likewise for CPU time;
-4. the same urls served over HTTP from 127.0.0.1 (a keep-alive server in this process, so its
+   import, graph) is measured with a one-row run just before and reported apart, so the steady
+   rate is rows / (wall - start-up), likewise for CPU time. Each of these runs is bracketed by
+   the bare loop: what a user would write with Pillow alone on one core (read the file,
+   reduced-size `draft` decode, resize the shorter side to 256 bilinear, encode JPEG q90), timed
+   on the first `--bare_rows` rows of the same list immediately before it (before its one-row
+   start-up run) and immediately after it (consecutive runs share a bracket: bare, mode A, bare,
+   mode B, bare). A mode's ratio to the bare loop uses the mean of its two brackets' rates, so a
+   drift of the host's speed during the run cancels to first order; every bracket is printed,
+   with their max/min as the drift;
+3. the same urls served over HTTP from 127.0.0.1 (a keep-alive server in this process, so its
    CPU is in neither measured tree): the pipeline (multi-processing, one worker per core) and
    img2dataset (installed by this benchmark into a throwaway virtualenv, never a project
-   dependency; skipped with a message if it cannot be installed), each also with a one-row run.
+   dependency; skipped with a message if it cannot be installed) in ABBA order for
+   `--peer_rounds=2` (pipeline, img2dataset, img2dataset, pipeline; round k runs the pair in
+   the opposite order to round k-1; 1 = one pipeline run then one img2dataset run). Every full
+   run is preceded by its own one-row start-up run, so each (start-up, run) unit is the same and
+   the order stays symmetric for the steady figures too. The primary ratio is that of the
+   tools' mean whole-run images/s; the ratio within each adjacent pair shows the spread. ABBA
+   cancels a linear drift of the host's speed over the four runs.
 CPU = user+sys of the run's whole process tree. Per core = rate / cores the run may use; the bare
 loop is one core. On a machine shared with other jobs the wall-clock rates of separate
-measurements see different contention, the CPU-time rates much less: read those first.
+measurements see different contention, the CPU-time rates less (but they drift too): read those
+first, and the brackets' drift and the pairs' spread before trusting a ratio near its target.
 Targets (issue 12): pipeline >= 1.2x the bare loop per CPU-second, >= 2x img2dataset's images/s
 over the whole run (wall, start-up included); the last lines print both as the headline.
 
     python -m bench.bench_preprocess [--images=300] [--repeat=20] [--modes=in_memory,multi_processing]
-                                     [--peer=img2dataset|none] [--workdir=DIR]
+                                     [--bare_rows=1500] [--peer=img2dataset|none] [--peer_rounds=2]
+                                     [--workdir=DIR]
 """
 
 from __future__ import annotations
@@ -35,7 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, NamedTuple, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, TypeVar
 
 import numpy as np
 import psutil
@@ -171,6 +184,119 @@ class Timed(NamedTuple):
         )
 
 
+def timed(name: str, rows: int, cores: int, run: Callable[[bool], Tuple[float, float, int]]) -> Timed:
+    """`run(True)` (the one-row start-up run) then `run(False)` (the whole list), printed as one `Timed`."""
+    s_wall, s_cpu, _ = run(True)
+    wall, cpu, written = run(False)
+    return shown(Timed(name, rows, written, wall, cpu, s_wall, s_cpu, cores))
+
+
+Shown = TypeVar("Shown", "Timed", "Bare")
+
+
+def shown(result: Shown) -> Shown:
+    """Print a measurement's line as soon as it is taken, and pass it on."""
+    print(result.line(), flush=True)
+    return result
+
+
+class Bare(NamedTuple):
+    """Bare-loop measurement number `index` of the run: `rows` images in `wall` / `cpu` seconds, one core."""
+
+    index: int
+    rows: int
+    wall: float
+    cpu: float
+
+    @property
+    def label(self) -> str:
+        return f"bare PIL loop #{self.index} (draft, 1 core)"
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.wall
+
+    @property
+    def per_cpu(self) -> float:
+        return self.rows / self.cpu
+
+    def line(self) -> str:
+        return (f"{self.label:<34} wall {self.wall:6.1f} s ({self.rows} rows): {self.rate:6.1f}/core; "
+                f"{self.per_cpu:6.1f} per CPU-second ({1e6 / self.per_cpu:.0f} us/image)")
+
+
+class Bracketed(NamedTuple):
+    """A pipeline run on files with the bare-loop measurements immediately before and after it."""
+
+    run: Timed
+    before: Bare
+    after: Bare
+
+    @property
+    def bare_per_cpu(self) -> float:
+        """The bare loop's images per CPU-second around the run: the mean of its two brackets."""
+        return (self.before.per_cpu + self.after.per_cpu) / 2
+
+    @property
+    def ratio(self) -> float:
+        """Images per CPU-second (start-up excluded) against the bare loop around the run."""
+        return self.run.per_cpu / self.bare_per_cpu
+
+    def spread(self) -> str:
+        """The ratio against each bracket alone: how much the host drifted over this run."""
+        return f"brackets {self.run.per_cpu / self.before.per_cpu:.2f}x / {self.run.per_cpu / self.after.per_cpu:.2f}x"
+
+    def line(self) -> str:
+        bare_rate = (self.before.rate + self.after.rate) / 2
+        return (f"  ratio to the bare loop (mean of #{self.before.index} and #{self.after.index}: "
+                f"{self.bare_per_cpu:.1f} per CPU-second): per core (wall) {self.run.steady / self.run.cores / bare_rate:.2f}x, "
+                f"per CPU-second {self.ratio:.2f}x ({self.spread()}) (target >= 1.2x)")
+
+
+def drift(brackets: List[Bare]) -> str:
+    """Max/min of the bare loop's rates over the run, per CPU-second and wall."""
+    per_cpu, wall = [b.per_cpu for b in brackets], [b.rate for b in brackets]
+    return (f"bare-loop drift over {len(brackets)} brackets: {max(per_cpu) / min(per_cpu):.2f}x per CPU-second "
+            f"({min(per_cpu):.1f}-{max(per_cpu):.1f}), {max(wall) / min(wall):.2f}x wall")
+
+
+def pipeline_first(round_: int) -> bool:
+    """Whether round `round_` of the HTTP comparison runs the pipeline before img2dataset (ABBA)."""
+    return round_ % 2 == 0
+
+
+def abba(rounds: int) -> List[Tuple[int, bool]]:
+    """(round, pipeline?) in run order: round 0 runs the pipeline first, each next round the other
+    way round, so `rounds=2` is pipeline, peer, peer, pipeline."""
+    return [(k, ours == pipeline_first(k)) for k in range(rounds) for ours in (True, False)]
+
+
+class PeerRounds(NamedTuple):
+    """The pipeline and img2dataset over HTTP in ABBA order: `ours[k]` and `theirs[k]` ran side by side."""
+
+    ours: List[Timed]
+    theirs: List[Timed]
+
+    def ratio(self, figure: str) -> float:
+        """Ratio of the tools' mean `figure` (a `Timed` rate attribute) over their runs."""
+        return float(np.mean([getattr(r, figure) for r in self.ours]) / np.mean([getattr(r, figure) for r in self.theirs]))
+
+    def pairs(self) -> str:
+        return " / ".join(f"{o.rate / t.rate:.2f}x" for o, t in zip(self.ours, self.theirs))
+
+    def lines(self) -> List[str]:
+        mean_ours, mean_theirs = (float(np.mean([r.rate for r in runs])) for runs in (self.ours, self.theirs))
+        return [
+            f"  pair {k + 1} ({'pipeline' if pipeline_first(k) else 'img2dataset'} first): whole-run images/s "
+            f"{o.rate / t.rate:.2f}x (steady {o.steady / t.steady:.2f}x)"
+            for k, (o, t) in enumerate(zip(self.ours, self.theirs))
+        ] + [
+            f"  pipeline / img2dataset, means of {len(self.ours)} runs each: whole-run images/s {self.ratio('rate'):.2f}x "
+            f"({mean_ours:.1f} vs {mean_theirs:.1f}; steady {self.ratio('steady'):.2f}x), per CPU-second "
+            f"{self.ratio('per_cpu_whole'):.2f}x (steady {self.ratio('per_cpu'):.2f}x) (target >= 2x whole-run images/s)",
+        ]
+
+
 def write_csv(path: str, rows: List[Tuple[str, str]]) -> str:
     with open(path, "w") as f:
         f.write("id,url\n" + "".join(f"{rid},{url}\n" for rid, url in rows))
@@ -181,19 +307,22 @@ def load() -> str:
     return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def headline(runs: List[Timed], peer: List[Timed], bare_per_cpu: float) -> str:
+def headline(runs: List[Bracketed], brackets: List[Bare], peer: Optional[PeerRounds], peer_skipped: bool) -> str:
     """The issue's two targets as measured in this run, the primary figure first on each line:
-    against img2dataset the whole-run images/s (wall, start-up included: what a user waits for),
-    against the bare loop images per CPU-second (start-up excluded, as the loop has none)."""
+    against img2dataset the ratio of mean whole-run images/s (wall, start-up included: what a user
+    waits for), against the bare loop images per CPU-second (start-up excluded, as the loop has
+    none) over the mean of the brackets around the run; each with its spread."""
     lines = ["HEADLINE (issue 12 targets):"]
-    for r in runs:
-        lines.append(f"  vs bare loop, {r.name}: {r.per_cpu / bare_per_cpu:.2f}x per CPU-second "
-                     f"({r.per_cpu_whole / bare_per_cpu:.2f}x with start-up) (target >= 1.2x)")
-    if len(peer) == 2:
-        ours, theirs = peer
-        lines.append(f"  vs img2dataset over HTTP: {ours.rate / theirs.rate:.2f}x whole-run images/s incl. start-up "
-                     f"({ours.rate:.1f} vs {theirs.rate:.1f}; steady {ours.steady / theirs.steady:.2f}x) (target >= 2x)")
-    elif peer:
+    for b in runs:
+        lines.append(f"  vs bare loop, {b.run.name}: {b.ratio:.2f}x per CPU-second "
+                     f"({b.run.per_cpu_whole / b.bare_per_cpu:.2f}x with start-up; {b.spread()}) (target >= 1.2x)")
+    if brackets:
+        lines.append(f"  {drift(brackets)}")
+    if peer is not None:
+        lines.append(f"  vs img2dataset over HTTP: {peer.ratio('rate'):.2f}x whole-run images/s incl. start-up, "
+                     f"means of {len(peer.ours)} runs each (pairs {peer.pairs()}; steady {peer.ratio('steady'):.2f}x) "
+                     f"(target >= 2x)")
+    elif peer_skipped:
         lines.append("  vs img2dataset: not measured (img2dataset could not be installed)")
     return "\n".join(lines)
 
@@ -203,11 +332,17 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=300, help="distinct generated 1024x768 JPEGs")
     ap.add_argument("--repeat", type=int, default=20, help="times each image is listed (distinct ids)")
     ap.add_argument("--modes", default="in_memory,multi_processing", help="DirectRunner modes to time on files")
+    ap.add_argument("--bare_rows", type=int, default=1500,
+                    help="rows (the first of the same list) the bare loop times before and after each mode's run")
     ap.add_argument("--peer", default="img2dataset", choices=["img2dataset", "none"],
                     help="also time the pipeline and img2dataset on the same urls over loopback HTTP")
+    ap.add_argument("--peer_rounds", type=int, default=2,
+                    help="pipeline/img2dataset pairs over HTTP, in ABBA order (2: pipeline, img2dataset x2, pipeline)")
     ap.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--workdir", default="", help="keep inputs (and img2dataset's venv) here (default: a temporary folder)")
     args = ap.parse_args()
+    if args.bare_rows < 1 or args.peer_rounds < 1:
+        ap.error("--bare_rows and --peer_rounds must be at least 1")
 
     work = args.workdir or tempfile.mkdtemp(prefix="bench_preprocess_")
     os.makedirs(os.path.join(work, "images"), exist_ok=True)
@@ -234,53 +369,60 @@ def main() -> None:
     print("per-image CPU of the pipeline's stages (one thread, microseconds):")
     print("  " + "  ".join(f"{s} {costs[s]:.0f}" for s in stage_costs.STAGES), flush=True)
 
-    bare_s, bare_cpu = bare_loop([os.path.join(work, u) for _, u in local])
-    bare, bare_per_cpu = n / bare_s, n / bare_cpu
-    print(f"{'bare PIL loop (draft decode, 1 core)':<34} wall {bare_s:6.1f} s {bare:30.1f}/core; "
-          f"{bare_per_cpu:6.1f} per CPU-second  ({1e6 / bare_per_cpu:.0f} us/image)", flush=True)
+    def pipeline(name: str, one_csv: str, csv: str, mode: str) -> Timed:
+        return timed(name, n, args.cores, lambda one: run_pipeline(
+            one_csv if one else csv, os.path.join(work, "out1" if one else "out"), mode, args.cores))
 
-    runs: List[Timed] = []
-    for mode in [m for m in args.modes.split(",") if m]:
-        s_wall, s_cpu, _ = run_pipeline(one_local, os.path.join(work, "out1"), mode, args.cores)
-        wall, cpu, written = run_pipeline(csv_local, os.path.join(work, "out"), mode, args.cores)
-        runs.append(Timed(f"pipeline {mode}, files", n, written, wall, cpu, s_wall, s_cpu, args.cores))
+    bare_paths = [os.path.join(work, u) for _, u in local[:args.bare_rows]]
+    modes = [m for m in args.modes.split(",") if m]
+    brackets: List[Bare] = []
+
+    def bracket() -> None:
+        brackets.append(shown(Bare(len(brackets) + 1, len(bare_paths), *bare_loop(bare_paths))))
+
+    runs: List[Bracketed] = []
+    if modes:
+        bracket()
+    for mode in modes:
+        run = pipeline(f"pipeline {mode}, files", one_local, csv_local, mode)
+        bracket()
+        runs.append(Bracketed(run, brackets[-2], brackets[-1]))
         print(runs[-1].line(), flush=True)
-        print(f"  ratio to the bare loop: per core (wall) {runs[-1].steady / args.cores / bare:.2f}x, "
-              f"per CPU-second {runs[-1].per_cpu / bare_per_cpu:.2f}x (target >= 1.2x)", flush=True)
+    if brackets:
+        print(drift(brackets), flush=True)
 
-    peer: List[Timed] = []
+    peer: Optional[PeerRounds] = None
     if args.peer == "img2dataset":
         exe, why = img2dataset_peer.install(work)
-        s_wall, s_cpu, _ = run_pipeline(one_http, os.path.join(work, "out1"), "multi_processing", args.cores)
-        wall, cpu, written = run_pipeline(csv_http, os.path.join(work, "out"), "multi_processing", args.cores)
-        peer.append(Timed("pipeline multi_processing, HTTP", n, written, wall, cpu, s_wall, s_cpu, args.cores))
-        print(peer[-1].line(), flush=True)
         if exe is None:
+            pipeline("pipeline multi_processing, HTTP", one_http, csv_http, "multi_processing")
             print(f"img2dataset {img2dataset_peer.VERSION}: SKIPPED, could not be installed from PyPI: {why}")
         else:
-            urls, one = os.path.join(work, "urls.txt"), os.path.join(work, "one_url.txt")
+            urls, one_url = os.path.join(work, "urls.txt"), os.path.join(work, "one_url.txt")
             with open(urls, "w") as f:
                 f.write("".join(u + "\n" for _, u in remote))
-            with open(one, "w") as f:
+            with open(one_url, "w") as f:
                 f.write(remote[0][1] + "\n")
-            s_wall, s_cpu, _ = run_img2dataset(exe, one, os.path.join(work, "i2d1"), 1, args.cores)
-            wall, cpu, written = run_img2dataset(exe, urls, os.path.join(work, "i2d"), n, args.cores)
-            peer.append(Timed(f"img2dataset {img2dataset_peer.VERSION}, HTTP", n, written, wall, cpu, s_wall, s_cpu,
-                              args.cores))
-            print(peer[-1].line(), flush=True)
-            ours, theirs = peer
-            print(f"  pipeline / img2dataset: whole-run images/s {ours.rate / theirs.rate:.2f}x "
-                  f"(steady {ours.steady / theirs.steady:.2f}x), per CPU-second {ours.per_cpu_whole / theirs.per_cpu_whole:.2f}x "
-                  f"(steady {ours.per_cpu / theirs.per_cpu:.2f}x) (target >= 2x whole-run images/s)", flush=True)
+            peer = PeerRounds([], [])
+            for k, ours in abba(args.peer_rounds):
+                if ours:
+                    peer.ours.append(pipeline(f"pipeline multi_processing, HTTP #{k + 1}", one_http, csv_http,
+                                              "multi_processing"))
+                else:
+                    peer.theirs.append(timed(
+                        f"img2dataset {img2dataset_peer.VERSION}, HTTP #{k + 1}", n, args.cores,
+                        lambda one: run_img2dataset(exe, one_url if one else urls, os.path.join(work, "i2d1" if one else "i2d"),
+                                                    1 if one else n, args.cores)))
+            print("\n".join(peer.lines()), flush=True)
     server.shutdown()
 
     if runs:
-        best = max(runs, key=lambda r: r.per_cpu)
+        best = max((b.run for b in runs), key=lambda r: r.per_cpu)
         spent = 1e6 / best.per_cpu
         stages = stage_costs.per_image_total(costs)
         print(f"per image, {best.name}: {spent:.0f} us of CPU = stages {stages:.0f} us (fetch from file) "
               f"+ runner and the rest {spent - stages:.0f} us (Beam, thread pool, CSV, planning, markers)")
-    print(headline(runs, peer, bare_per_cpu))
+    print(headline(runs, brackets, peer, args.peer == "img2dataset" and peer is None))
     print(load())
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
