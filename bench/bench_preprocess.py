@@ -16,8 +16,9 @@ distinct ids so the per-image work dominates. In order:
    drift of the host's speed during the run cancels to first order; every bracket is printed,
    with their max/min as the drift;
 3. the same urls served over HTTP from 127.0.0.1 (a keep-alive server in this process, so its
-   CPU is in neither measured tree): the pipeline (multi-processing, one worker per core) and
-   img2dataset (installed by this benchmark into a throwaway virtualenv, never a project
+   CPU is in neither measured tree): the pipeline in the DirectRunner mode it picks itself for
+   that CSV on this machine (`pipelines.preprocess.default_direct_mode`: one process on 2 cores;
+   `--http_mode` to force one) and img2dataset (installed by this benchmark into a throwaway virtualenv, never a project
    dependency; skipped with a message if it cannot be installed) in ABBA order for
    `--peer_rounds=2` (pipeline, img2dataset, img2dataset, pipeline; round k runs the pair in
    the opposite order to round k-1; 1 = one pipeline run then one img2dataset run). Every full
@@ -34,7 +35,7 @@ over the whole run (wall, start-up included); the last lines print both as the h
 
     python -m bench.bench_preprocess [--images=300] [--repeat=20] [--modes=in_memory,multi_processing]
                                      [--bare_rows=1500] [--peer=img2dataset|none] [--peer_rounds=2]
-                                     [--workdir=DIR]
+                                     [--http_mode=in_memory|multi_processing] [--workdir=DIR]
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ import psutil
 from PIL import Image
 
 from bench import img2dataset_peer, loopback, stage_costs
+from pipelines import preprocess
 
 
 def realistic_jpeg(rng: np.random.Generator, width: int = 1024, height: int = 768) -> bytes:
@@ -338,6 +340,8 @@ def main() -> None:
                     help="also time the pipeline and img2dataset on the same urls over loopback HTTP")
     ap.add_argument("--peer_rounds", type=int, default=2,
                     help="pipeline/img2dataset pairs over HTTP, in ABBA order (2: pipeline, img2dataset x2, pipeline)")
+    ap.add_argument("--http_mode", default="",
+                    help="DirectRunner mode of the HTTP runs (default: the one the pipeline picks itself for them)")
     ap.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--workdir", default="", help="keep inputs (and img2dataset's venv) here (default: a temporary folder)")
     args = ap.parse_args()
@@ -392,10 +396,14 @@ def main() -> None:
         print(drift(brackets), flush=True)
 
     peer: Optional[PeerRounds] = None
+    # What a user gets without naming a mode (decided on the whole CSV; the one-row start-up run
+    # is given the same mode, so "steady" subtracts the right start-up).
+    http_mode = args.http_mode or preprocess.default_direct_mode(
+        os.path.getsize(csv_http), args.cores, preprocess.Config.in_memory_below_rows)
     if args.peer == "img2dataset":
         exe, why = img2dataset_peer.install(work)
         if exe is None:
-            pipeline("pipeline multi_processing, HTTP", one_http, csv_http, "multi_processing")
+            pipeline(f"pipeline {http_mode}, HTTP", one_http, csv_http, http_mode)
             print(f"img2dataset {img2dataset_peer.VERSION}: SKIPPED, could not be installed from PyPI: {why}")
         else:
             urls, one_url = os.path.join(work, "urls.txt"), os.path.join(work, "one_url.txt")
@@ -406,8 +414,7 @@ def main() -> None:
             peer = PeerRounds([], [])
             for k, ours in abba(args.peer_rounds):
                 if ours:
-                    peer.ours.append(pipeline(f"pipeline multi_processing, HTTP #{k + 1}", one_http, csv_http,
-                                              "multi_processing"))
+                    peer.ours.append(pipeline(f"pipeline {http_mode}, HTTP #{k + 1}", one_http, csv_http, http_mode))
                 else:
                     peer.theirs.append(timed(
                         f"img2dataset {img2dataset_peer.VERSION}, HTTP #{k + 1}", n, args.cores,

@@ -104,7 +104,7 @@ def parse_args(argv: Sequence[str]) -> Tuple[Config, List[str]]:
     ap.add_argument("--fetch_threads", type=int, default=d.fetch_threads, help="concurrent rows per worker")
     ap.add_argument(
         "--in_memory_below_rows", type=int, default=d.in_memory_below_rows,
-        help="DirectRunner default: one process below this many (estimated) rows, else multi-processing",
+        help="DirectRunner default: one process below this many (estimated) rows or on <= 2 cores, else multi-processing",
     )
     ap.add_argument("--dask_address", default=d.dask_address, help="--runner=dask: scheduler address")
     ap.add_argument(
@@ -158,6 +158,22 @@ def _flag_given(beam_args: Sequence[str], name: str) -> bool:
     return any(a == f"--{name}" or a.startswith(f"--{name}=") for a in beam_args)
 
 
+def default_direct_mode(csv_bytes: int, cores: int, in_memory_below_rows: int) -> str:
+    """The DirectRunner mode of a run that names none.
+
+    One process (`in_memory`) for small inputs (about 50 bytes per GLD row), which skip the worker
+    processes' start-up (~2.5 s: each imports Beam), and on two cores or fewer: there the threads
+    of one process already keep both cores busy, since fetch (libcurl), decode, resize and encode
+    release the GIL (6,000 rows over loopback HTTP, alternating runs on this 2-core VM: 30.3 / 30.9 s
+    in one process, 31.4 / 33.8 s with two worker processes). Otherwise one worker process per
+    core (`multi_processing`): the Python share of each image's work holds the GIL, which would
+    cap a single process at a few cores.
+    """
+    if csv_bytes // 50 < in_memory_below_rows or cores <= 2:
+        return "in_memory"
+    return "multi_processing"
+
+
 def pipeline_options(cfg: Config, beam_args: List[str], csv_bytes: int) -> PipelineOptions:
     """Beam options: the caller's flags, plus DirectRunner defaults sized to the input."""
     args = list(beam_args)
@@ -172,11 +188,11 @@ def pipeline_options(cfg: Config, beam_args: List[str], csv_bytes: int) -> Pipel
             # with this flag; our graph is bounded with default triggers, so nothing else changes.
             args.append("--allow_unsafe_triggers")
         if not _flag_given(args, "direct_running_mode"):
-            # About 50 bytes per GLD row; small jobs skip the worker start-up (~1.5 s).
-            small = csv_bytes // 50 < cfg.in_memory_below_rows
-            args.append("--direct_running_mode=" + ("in_memory" if small else "multi_processing"))
-            if not small and not _flag_given(args, "direct_num_workers"):
-                args.append(f"--direct_num_workers={len(os.sched_getaffinity(0))}")
+            cores = len(os.sched_getaffinity(0))
+            mode = default_direct_mode(csv_bytes, cores, cfg.in_memory_below_rows)
+            args.append(f"--direct_running_mode={mode}")
+            if mode == "multi_processing" and not _flag_given(args, "direct_num_workers"):
+                args.append(f"--direct_num_workers={cores}")
     options = PipelineOptions(args)
     if dask_setup.is_dask(runner):
         dask_setup.configure(options, cfg.dask_address)
@@ -252,7 +268,7 @@ def summary(stats: dict, counters: Dict[str, int], seconds: float, output_dir: s
     ]
     lines += [f"    {reason:<18}{n:>9}" for reason, n in sorted(stats["failed_by_reason"].items(), key=lambda kv: -kv[1])]
     lines += [
-        f"  shards   " + "  ".join(f"{k}={v}" for k, v in stats["shards"].items())
+        "  shards   " + "  ".join(f"{k}={v}" for k, v in stats["shards"].items())
         + (f"  (this run: {counters.get('shards_written', 0)} written, {counters.get('shards_skipped', 0)} already done)"
            if counters else ""),
         f"  landmarks {stats['landmarks']}, bytes written {stats['bytes_written'] / 1e6:.1f} MB, "

@@ -28,3 +28,20 @@ def test_direct_runs_skip_prism(caplog):
 def test_other_runners_get_no_direct_runner_flags():
     assert "--allow_unsafe_triggers" not in options("--runner=DataflowRunner", "--project=p", "--region=r",
                                                     "--temp_location=gs://b/t").get_all_options(retain_unknown_options=True)
+
+
+def test_default_mode_one_process_for_small_inputs_and_two_cores():
+    mode = preprocess.default_direct_mode
+    assert mode(csv_bytes=100, cores=16, in_memory_below_rows=5000) == "in_memory"  # ~2 rows
+    assert mode(csv_bytes=50 * 10_000, cores=2, in_memory_below_rows=5000) == "in_memory"
+    assert mode(csv_bytes=50 * 10_000, cores=8, in_memory_below_rows=5000) == "multi_processing"
+    assert mode(csv_bytes=50 * 4_000, cores=8, in_memory_below_rows=5000) == "in_memory"
+
+
+def test_the_default_mode_reaches_the_options_and_an_explicit_one_wins(monkeypatch):
+    monkeypatch.setattr(preprocess.os, "sched_getaffinity", lambda _pid: set(range(8)))
+    cfg, beam_args = preprocess.parse_args(["--csv=a.csv", "--output_dir=out"])
+    big = preprocess.pipeline_options(cfg, beam_args, csv_bytes=50 * 10_000).get_all_options()
+    assert big["direct_running_mode"] == "multi_processing" and big["direct_num_workers"] == 8
+    cfg, beam_args = preprocess.parse_args(["--csv=a.csv", "--output_dir=out", "--direct_running_mode=in_memory"])
+    assert preprocess.pipeline_options(cfg, beam_args, csv_bytes=50 * 10_000).get_all_options()["direct_running_mode"] == "in_memory"
