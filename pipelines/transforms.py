@@ -18,6 +18,7 @@ that everything leads to (no side inputs, no dead ends).
 from __future__ import annotations
 
 import concurrent.futures
+import gc
 import itertools
 import logging
 import time
@@ -268,6 +269,10 @@ class _Build(beam.DoFn):
 
     def setup(self) -> None:
         self._pool = concurrent.futures.ThreadPoolExecutor(self._threads, thread_name_prefix="fetch")
+        # What is alive now (Beam, the libraries, this DoFn: ~160k objects) lives as long as the
+        # worker. Frozen, it is no longer walked by every full collection that the per-image
+        # allocations trigger (perf: ~1.7% of a run's CPU was in the collector, most of it there).
+        gc.freeze()
 
     def teardown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

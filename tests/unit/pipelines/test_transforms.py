@@ -114,3 +114,19 @@ def test_report_merges_markers_and_input_failures(tmp_path):
     assert saved["failed_by_reason"] == {"duplicate_id": 1, "timeout": 1}
     assert saved["images_per_landmark"] == {"3": 1}
     assert not (tmp_path / "test-00000-of-00002.tfrecord").exists()
+
+
+def test_build_setup_freezes_what_lives_as_long_as_the_worker():
+    import gc
+
+    from pipelines.transforms import _Build
+
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    dofn = _Build("/nowhere", fetch.FetchConfig(), image.ImageConfig(), threads=2)
+    try:
+        dofn.setup()
+        assert gc.get_freeze_count() > 0  # the worker's long-lived objects are out of the collector's way
+    finally:
+        dofn.teardown()
+        gc.unfreeze()
