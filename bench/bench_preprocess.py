@@ -4,6 +4,11 @@ All of it runs on the same rows: `--images` distinct realistic 1024x768 JPEGs ge
 (smooth colour fields, edges and sensor-like noise, ~300 KB each), listed `--repeat` times under
 distinct ids so the per-image work dominates. In order:
 1. the per-stage CPU cost per image of the pipeline's own code (`bench.stage_costs`, one thread);
+1b. side by side (`--side_by_side=1`, 2+ cores): the pipeline (in_memory) pinned to one core
+   while the bare loop (below) runs in this process pinned to another, for the same seconds, so
+   both see the host at the same moment; images per CPU-second of each (the pipeline's one-row
+   start-up run, alone just before, subtracted). This is the primary figure against the bare
+   loop: on this shared host the bare loop alone drifted by 1.21x between brackets a minute apart;
 2. the pipeline as a user runs it (`python -m pipelines.preprocess` in a subprocess) on the
    local files, in each DirectRunner mode asked for; its fixed start-up (interpreter, Beam
    import, graph) is measured with a one-row run just before and reported apart, so the steady
@@ -35,7 +40,8 @@ over the whole run (wall, start-up included); the last lines print both as the h
 
     python -m bench.bench_preprocess [--images=300] [--repeat=20] [--modes=in_memory,multi_processing]
                                      [--bare_rows=1500] [--peer=img2dataset|none] [--peer_rounds=2]
-                                     [--http_mode=in_memory|multi_processing] [--workdir=DIR]
+                                     [--side_by_side=1] [--http_mode=in_memory|multi_processing]
+                                     [--workdir=DIR]
 """
 
 from __future__ import annotations
@@ -48,8 +54,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, TypeVar
+from typing import Callable, Dict, List, NamedTuple, Optional, Set, Tuple, TypeVar
 
 import numpy as np
 import psutil
@@ -72,28 +79,43 @@ def realistic_jpeg(rng: np.random.Generator, width: int = 1024, height: int = 76
     return buf.getvalue()
 
 
-def bare_loop(paths: List[str], image_size: int = 256) -> Tuple[float, float]:
-    """(wall, CPU) seconds for read + draft decode + resize + encode of every path, on one core."""
-    start, cpu = time.perf_counter(), time.process_time()
+def bare_image(path: str, image_size: int = 256) -> None:
+    """What a user would write with Pillow alone: read, draft decode, resize, encode JPEG q90."""
+    with open(path, "rb") as f:
+        data = f.read()
+    im = Image.open(io.BytesIO(data))
+    w, h = im.size
+    scale = image_size / min(w, h)
+    size = (round(w * scale), round(h * scale))
+    im.draft("RGB", size)
+    im.load()
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    im = im.resize(size, Image.Resampling.BILINEAR)
+    out = io.BytesIO()
+    im.save(out, format="JPEG", quality=90)
+
+
+def bare_loop(paths: List[str]) -> Tuple[float, float]:
+    """(wall, CPU) seconds of `bare_image` on every path, on one core (this thread's CPU)."""
+    start, cpu = time.perf_counter(), time.thread_time()
     for path in paths:
-        with open(path, "rb") as f:
-            data = f.read()
-        im = Image.open(io.BytesIO(data))
-        w, h = im.size
-        scale = image_size / min(w, h)
-        size = (round(w * scale), round(h * scale))
-        im.draft("RGB", size)
-        im.load()
-        if im.mode != "RGB":
-            im = im.convert("RGB")
-        im = im.resize(size, Image.Resampling.BILINEAR)
-        out = io.BytesIO()
-        im.save(out, format="JPEG", quality=90)
-    return time.perf_counter() - start, time.process_time() - cpu
+        bare_image(path)
+    return time.perf_counter() - start, time.thread_time() - cpu
 
 
-def run_tree(cmd: List[str], what: str) -> Tuple[float, float]:
-    """(wall seconds, CPU seconds of the command and every process it started).
+def bare_while(paths: List[str], running: Callable[[], bool]) -> Tuple[int, float, float]:
+    """(images, wall, CPU seconds) of `bare_image` over `paths`, cycled while `running()`."""
+    start, cpu, done = time.perf_counter(), time.thread_time(), 0
+    while running():
+        bare_image(paths[done % len(paths)])
+        done += 1
+    return done, time.perf_counter() - start, time.thread_time() - cpu
+
+
+def run_tree(cmd: List[str], what: str, cpus: Optional[Set[int]] = None) -> Tuple[float, float]:
+    """(wall seconds, CPU seconds of the command and every process it started), on `cpus` only
+    when given.
 
     CPU is sampled per process of the tree every 50 ms (Beam's multi-processing workers are not
     waited for by their parent, so `RUSAGE_CHILDREN` would miss them); a process's last <50 ms
@@ -101,7 +123,8 @@ def run_tree(cmd: List[str], what: str) -> Tuple[float, float]:
     """
     log = tempfile.TemporaryFile("w+")
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, preexec_fn=pin)
     root = psutil.Process(proc.pid)
     cpu: Dict[int, float] = {}
     while proc.poll() is None:
@@ -123,14 +146,15 @@ def run_tree(cmd: List[str], what: str) -> Tuple[float, float]:
     return wall, sum(cpu.values())
 
 
-def run_pipeline(csv_path: str, out_dir: str, mode: str, cores: int) -> Tuple[float, float, int]:
+def run_pipeline(csv_path: str, out_dir: str, mode: str, cores: int,
+                 cpus: Optional[Set[int]] = None) -> Tuple[float, float, int]:
     """(wall, CPU seconds, images written) of one `pipelines.preprocess` run into a fresh `out_dir`."""
     shutil.rmtree(out_dir, ignore_errors=True)
     cmd = [
         sys.executable, "-m", "pipelines.preprocess", f"--csv={csv_path}", f"--output_dir={out_dir}",
         f"--direct_running_mode={mode}", f"--direct_num_workers={cores}",
     ]
-    wall, cpu = run_tree(cmd, "pipeline")
+    wall, cpu = run_tree(cmd, "pipeline", cpus)
     with open(os.path.join(out_dir, "stats.json")) as f:
         return wall, cpu, int(json.load(f)["written"])
 
@@ -212,7 +236,8 @@ class Bare(NamedTuple):
 
     @property
     def label(self) -> str:
-        return f"bare PIL loop #{self.index} (draft, 1 core)"
+        """Index 0 is the side-by-side run's loop, 1.. the brackets."""
+        return f"bare PIL loop #{self.index} (draft, 1 core)" if self.index else "bare PIL loop, side by side"
 
     @property
     def rate(self) -> float:
@@ -253,6 +278,47 @@ class Bracketed(NamedTuple):
         return (f"  ratio to the bare loop (mean of #{self.before.index} and #{self.after.index}: "
                 f"{self.bare_per_cpu:.1f} per CPU-second): per core (wall) {self.run.steady / self.run.cores / bare_rate:.2f}x, "
                 f"per CPU-second {self.ratio:.2f}x ({self.spread()}) (target >= 1.2x)")
+
+
+class Paired(NamedTuple):
+    """The pipeline pinned to one core and the bare loop on another, at the same time, so both
+    see the host at the same moment: their ratio is free of the drift that separate measurements
+    minutes apart suffer (the bare loop alone moved by 1.21x within one run here)."""
+
+    run: Timed  # the pipeline (in_memory, one core); its start-up run was alone, before
+    bare: Bare  # the bare loop, cycling over its rows for as long as the pipeline ran
+
+    @property
+    def ratio(self) -> float:
+        return self.run.per_cpu / self.bare.per_cpu
+
+    def line(self) -> str:
+        return (f"  side by side (pipeline on one core, bare loop on another, same seconds): per CPU-second "
+                f"{self.ratio:.2f}x ({self.run.per_cpu:.1f} vs {self.bare.per_cpu:.1f}; "
+                f"{self.run.per_cpu_whole / self.bare.per_cpu:.2f}x with start-up) (target >= 1.2x)")
+
+
+def side_by_side(name: str, rows: int, one_csv: str, csv: str, work: str, bare_paths: List[str]) -> Paired:
+    """The pipeline (in_memory) on the second allowed core and the bare loop in this thread on the
+    first, concurrently; the pipeline's one-row start-up run goes first, alone, on its core."""
+    allowed = sorted(os.sched_getaffinity(0))
+    mine, theirs = {allowed[0]}, {allowed[1]}
+    s_wall, s_cpu, _ = run_pipeline(one_csv, os.path.join(work, "out1"), "in_memory", 1, theirs)
+    result: List[Tuple[float, float, int]] = []
+    worker = threading.Thread(target=lambda: result.append(
+        run_pipeline(csv, os.path.join(work, "out"), "in_memory", 1, theirs)))
+    os.sched_setaffinity(0, mine)  # this thread (the bare loop) and the sampler thread started next
+    try:
+        worker.start()
+        done, b_wall, b_cpu = bare_while(bare_paths, worker.is_alive)
+        worker.join()
+    finally:
+        os.sched_setaffinity(0, allowed)
+    if not result:
+        raise SystemExit("the side-by-side pipeline run failed (see above)")
+    wall, cpu, written = result[0]
+    run = shown(Timed(name, rows, written, wall, cpu, s_wall, s_cpu, 1))
+    return Paired(run, shown(Bare(0, done, b_wall, b_cpu)))
 
 
 def drift(brackets: List[Bare]) -> str:
@@ -309,12 +375,15 @@ def load() -> str:
     return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def headline(runs: List[Bracketed], brackets: List[Bare], peer: Optional[PeerRounds], peer_skipped: bool) -> str:
+def headline(pair: Optional[Paired], runs: List[Bracketed], brackets: List[Bare], peer: Optional[PeerRounds],
+             peer_skipped: bool) -> str:
     """The issue's two targets as measured in this run, the primary figure first on each line:
     against img2dataset the ratio of mean whole-run images/s (wall, start-up included: what a user
     waits for), against the bare loop images per CPU-second (start-up excluded, as the loop has
     none) over the mean of the brackets around the run; each with its spread."""
     lines = ["HEADLINE (issue 12 targets):"]
+    if pair is not None:
+        lines.append(f"  vs bare loop, {pair.line().strip()}")
     for b in runs:
         lines.append(f"  vs bare loop, {b.run.name}: {b.ratio:.2f}x per CPU-second "
                      f"({b.run.per_cpu_whole / b.bare_per_cpu:.2f}x with start-up; {b.spread()}) (target >= 1.2x)")
@@ -340,6 +409,8 @@ def main() -> None:
                     help="also time the pipeline and img2dataset on the same urls over loopback HTTP")
     ap.add_argument("--peer_rounds", type=int, default=2,
                     help="pipeline/img2dataset pairs over HTTP, in ABBA order (2: pipeline, img2dataset x2, pipeline)")
+    ap.add_argument("--side_by_side", type=int, default=1,
+                    help="1: also run the pipeline on one core while the bare loop runs on another (needs 2 cores)")
     ap.add_argument("--http_mode", default="",
                     help="DirectRunner mode of the HTTP runs (default: the one the pipeline picks itself for them)")
     ap.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)))
@@ -378,6 +449,10 @@ def main() -> None:
             one_csv if one else csv, os.path.join(work, "out1" if one else "out"), mode, args.cores))
 
     bare_paths = [os.path.join(work, u) for _, u in local[:args.bare_rows]]
+    pair: Optional[Paired] = None
+    if args.side_by_side and len(os.sched_getaffinity(0)) >= 2:
+        pair = side_by_side("pipeline in_memory, files, one core", n, one_local, csv_local, work, bare_paths)
+        print(pair.line(), flush=True)
     modes = [m for m in args.modes.split(",") if m]
     brackets: List[Bare] = []
 
@@ -429,7 +504,7 @@ def main() -> None:
         stages = stage_costs.per_image_total(costs)
         print(f"per image, {best.name}: {spent:.0f} us of CPU = stages {stages:.0f} us (fetch from file) "
               f"+ runner and the rest {spent - stages:.0f} us (Beam, thread pool, CSV, planning, markers)")
-    print(headline(runs, brackets, peer, args.peer == "img2dataset" and peer is None))
+    print(headline(pair, runs, brackets, peer, args.peer == "img2dataset" and peer is None))
     print(load())
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
