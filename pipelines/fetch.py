@@ -19,12 +19,18 @@ import urllib.request
 from typing import List, Optional, Union
 
 import certifi
-import pycurl
 import requests
 import urllib3
 
-from pipelines import bounded_read, curl_client, storage, tar_source
+from pipelines import bounded_read, storage, tar_source
 from pipelines.errors import RowFailure
+
+try:
+    from pipelines import curl_client
+except ImportError:  # pycurl refuses to load beside an older libcurl already in the process:
+    # TensorFlow brings one, so a process that imported TensorFlow first (the indexer, the demo)
+    # fetches through requests instead; preprocessing workers never import TensorFlow.
+    curl_client = None  # type: ignore[assignment]
 
 _SCHEMES_REMOTE = ("http://", "https://", "gs://", "file://")
 
@@ -70,10 +76,11 @@ def _environment_matters() -> bool:
     return _netrc_exists()
 
 
-def _http_client() -> Union[pycurl.Curl, requests.Session]:
+def _http_client() -> Union["curl_client.pycurl.Curl", requests.Session]:
     """This thread's keep-alive client, made on first use in each thread of each process.
 
-    libcurl (`pipelines.curl_client`) unless a proxy variable or a netrc file is there: it cost
+    libcurl (`pipelines.curl_client`) unless a proxy variable or a netrc file is there (or pycurl
+    could not load: see the import above): it cost
     about a third of urllib3's CPU per image and holds no GIL while it waits and reads. With a
     proxy or netrc, a requests session, which honours them (and NO_PROXY, proxy auth, ...) as a
     user expects. Either way the same headers and timeouts, and certificates checked against
@@ -85,7 +92,7 @@ def _http_client() -> Union[pycurl.Curl, requests.Session]:
         if _environment_matters():  # rare outside CI and corporate machines: look closer
             ca_certs = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or ca_certs
             use_requests = bool(urllib.request.getproxies()) or _netrc_exists()
-        if use_requests:
+        if use_requests or curl_client is None:
             client = requests.Session()
             client.headers.update(_HEADERS)
         else:
@@ -194,7 +201,7 @@ def _connection_failure(e: BaseException) -> Exception:
     return _Transient("connection_error", str(e))
 
 
-def _get_curl(handle: pycurl.Curl, url: str, cfg: FetchConfig) -> bytes:
+def _get_curl(handle: "curl_client.pycurl.Curl", url: str, cfg: FetchConfig) -> bytes:
     """One GET through libcurl (redirects followed there, no retries of its own)."""
     try:
         r = curl_client.get(handle, url, cfg.timeout_s, 4 * cfg.timeout_s, cfg.max_bytes)

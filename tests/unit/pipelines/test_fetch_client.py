@@ -193,3 +193,13 @@ def test_https_checks_the_certificate_against_the_chosen_bundle(client, monkeypa
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_without_pycurl_fetch_falls_back_to_requests(server, monkeypatch, tmp_path):
+    for var in _ENV:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(fetch, "curl_client", None)  # as in a process where TensorFlow came first
+    monkeypatch.setattr(fetch, "_local", threading.local())
+    assert isinstance(fetch._http_client(), requests.Session)
+    assert fetch.fetch(server.url("/img"), "", FAST) == BODY
