@@ -79,12 +79,12 @@ def _environment_matters() -> bool:
 def _http_client() -> Union["curl_client.pycurl.Curl", requests.Session]:
     """This thread's keep-alive client, made on first use in each thread of each process.
 
-    libcurl (`pipelines.curl_client`) unless a proxy variable or a netrc file is there (or pycurl
-    could not load: see the import above): it cost
-    about a third of urllib3's CPU per image and holds no GIL while it waits and reads. With a
-    proxy or netrc, a requests session, which honours them (and NO_PROXY, proxy auth, ...) as a
-    user expects. Either way the same headers and timeouts, and certificates checked against
-    requests' choice: REQUESTS_CA_BUNDLE, else CURL_CA_BUNDLE, else certifi's bundle.
+    libcurl (`pipelines.curl_client`): it cost less than half of urllib3's CPU per image and
+    holds no GIL while it waits and reads. A requests session instead where a proxy variable or a
+    netrc file is there, since it honours them (and NO_PROXY, proxy auth, ...) as a user
+    expects, and where pycurl could not load (see the import above). Either way the same headers
+    and timeouts, and certificates checked against requests' choice: REQUESTS_CA_BUNDLE, else
+    CURL_CA_BUNDLE, else certifi's bundle.
     """
     client = getattr(_local, "client", None)
     if client is None or _local.pid != os.getpid():  # a forked child must not share its parent's sockets
