@@ -111,9 +111,14 @@ class _Transient(Exception):
         self.retry_after = retry_after
 
 
-def _status_failure(status: int) -> RowFailure:
-    reason = {403: "http_403", 404: "http_404", 410: "http_410"}.get(status, "http_4xx")
-    return RowFailure(reason, f"HTTP {status}")
+def _check_status(status: int, retry_after: Optional[float]) -> None:
+    """Raise what a final (post-redirect) response's status means, whichever client got it: 429
+    and 5xx are retried (after `retry_after` seconds, if the server said), other 4xx are not."""
+    if status == 429 or status >= 500:
+        raise _Transient("http_429" if status == 429 else "http_5xx", f"HTTP {status}", retry_after)
+    if status >= 400:
+        reason = {403: "http_403", 404: "http_404", 410: "http_410"}.get(status, "http_4xx")
+        raise RowFailure(reason, f"HTTP {status}")
 
 
 def _retry_after(value: Optional[str]) -> Optional[float]:
@@ -178,11 +183,7 @@ def _read_body(r: urllib3.BaseHTTPResponse, cfg: FetchConfig, deadline: float) -
 
 def _accept(r: urllib3.BaseHTTPResponse, cfg: FetchConfig, deadline: float) -> bytes:
     """The body of a final (post-redirect) response, or the failure its status or size means."""
-    if r.status == 429 or r.status >= 500:
-        reason = "http_429" if r.status == 429 else "http_5xx"
-        raise _Transient(reason, f"HTTP {r.status}", _retry_after(r.headers.get("Retry-After")))
-    if r.status >= 400:
-        raise _status_failure(r.status)
+    _check_status(r.status, _retry_after(r.headers.get("Retry-After")))
     declared = r.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > cfg.max_bytes:
         raise RowFailure("too_large", f"Content-Length {declared} > {cfg.max_bytes}")
@@ -207,10 +208,7 @@ def _get_curl(handle: "curl_client.pycurl.Curl", url: str, cfg: FetchConfig) -> 
         r = curl_client.get(handle, url, cfg.timeout_s, 4 * cfg.timeout_s, cfg.max_bytes)
     except curl_client.CurlError as e:
         raise _curl_failure(e, cfg) from e
-    if r.status == 429 or r.status >= 500:
-        raise _Transient("http_429" if r.status == 429 else "http_5xx", f"HTTP {r.status}", r.retry_after)
-    if r.status >= 400:
-        raise _status_failure(r.status)
+    _check_status(r.status, r.retry_after)
     return r.body
 
 
