@@ -15,6 +15,9 @@ import subprocess
 import sys
 from typing import Optional, Tuple
 
+import cv2
+import numpy as np
+
 VERSION = "1.47.0"
 
 
@@ -55,3 +58,16 @@ def successes(output_dir: str) -> int:
         with open(path) as f:
             total += int(json.load(f).get("successes", 0))
     return total
+
+
+def codec_calls(path: str, image_size: int = 256, quality: int = 90) -> None:
+    """The codec calls img2dataset 1.47's resizer makes per image with `command`'s settings, in
+    this process: OpenCV full-size decode (`IMREAD_UNCHANGED`), area resize of the shorter side
+    (it calls albumentations' SmallestMaxSize, which calls `cv2.resize`), OpenCV JPEG encode. Its
+    fetch, Python and writing cost more on top: this is the floor of its per-image CPU."""
+    with open(path, "rb") as f:
+        img = cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_UNCHANGED)
+    h, w = img.shape[:2]
+    scale = image_size / min(h, w)
+    img = cv2.resize(img, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    cv2.imencode(".jpg", img, [int(cv2.IMWRITE_JPEG_QUALITY), quality])

@@ -4,15 +4,18 @@ The stages are the calls `pipelines.transforms.process_row` and `shards.write_sh
 one at a time over the same images (thread CPU time, so a loopback HTTP server in another thread
 is not counted): fetch (file and HTTP), header (format sniff, declared-size check, EXIF: the part
 of `process_image` around the codec calls, plus the decode budget's header read), decode, resize,
-encode, serialize (tf.train.Example), frame+CRC (TFRecord framing), write. What a whole pipeline run spends per image beyond their sum
-is the runner's (Beam, thread pool, CSV, planning, markers).
+encode, serialize (tf.train.Example), frame+CRC (TFRecord framing), write; and, when given,
+other per-image work on the same image in the same turn (the benchmark's bare loop, so that a
+whole pipeline run's CPU per image, measured beside the same loop, can be put in these units;
+img2dataset's codec calls, the floor of its own cost). What a whole pipeline run spends per
+image beyond the stages' sum is the runner's (Beam, thread pool, CSV, planning, markers).
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
-from typing import Dict, Sequence, Tuple
+from typing import Callable, Dict, Mapping, Sequence, Tuple
 
 import simplejpeg
 
@@ -23,9 +26,10 @@ STAGES = ("fetch (file)", "fetch (HTTP)", "header", "decode", "resize", "encode"
 
 
 def measure(paths: Sequence[str], urls: Sequence[str], cfg: image.ImageConfig = image.ImageConfig(),
-            rounds: int = 2) -> Dict[str, float]:
+            rounds: int = 2, others: Mapping[str, Callable[[str], None]] = {}) -> Dict[str, float]:
     """{stage: CPU us per image}, plus "process_image" (header + decode + resize + encode; header
-    includes `decode_budget.decoded_pixels`, which `transforms.process_row` calls first).
+    includes `decode_budget.decoded_pixels`, which `transforms.process_row` calls first), plus
+    `others`' names (`others[name](path)`).
 
     Every stage runs on each image in turn (rather than each stage over all images), so a
     neighbour's load hits the stages alike and "header" = process_image - codec stages holds up.
@@ -58,6 +62,10 @@ def measure(paths: Sequence[str], urls: Sequence[str], cfg: image.ImageConfig = 
                 t9 = clock()
                 out.write(framed)
                 t10 = clock()
+                for name, work in others.items():
+                    t = clock()
+                    work(path)
+                    totals[name] = totals.get(name, 0.0) + (clock() - t if round_ else 0.0)
                 if round_ == 0:
                     continue
                 for stage, dt in (("fetch (file)", t1 - t0), ("fetch (HTTP)", t2 - t1), ("process_image", t3 - t2),
