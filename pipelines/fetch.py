@@ -45,6 +45,11 @@ class FetchConfig:
     max_backoff_s: float = 20.0
     max_bytes: int = 64 << 20
 
+    @property
+    def deadline_s(self) -> float:
+        """The bound on a whole download (or local read), whatever its pace."""
+        return 4 * self.timeout_s
+
 
 def resolve(url: str, base_dir: str = "") -> str:
     """Where to read `url` from: absolute urls as they are, other paths relative to `base_dir`."""
@@ -164,7 +169,7 @@ def _read_body(r: urllib3.BaseHTTPResponse, cfg: FetchConfig, deadline: float) -
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise _Transient("timeout", f"download slower than {4 * cfg.timeout_s:.0f} s")
+            raise _Transient("timeout", f"download slower than {cfg.deadline_s:.0f} s")
         if sock is not None:
             sock.settimeout(min(cfg.timeout_s, left))
         try:
@@ -205,7 +210,7 @@ def _connection_failure(e: BaseException) -> Exception:
 def _get_curl(handle: "curl_client.pycurl.Curl", url: str, cfg: FetchConfig) -> bytes:
     """One GET through libcurl (redirects followed there, no retries of its own)."""
     try:
-        r = curl_client.get(handle, url, cfg.timeout_s, 4 * cfg.timeout_s, cfg.max_bytes)
+        r = curl_client.get(handle, url, cfg.timeout_s, cfg.deadline_s, cfg.max_bytes)
     except curl_client.CurlError as e:
         raise _curl_failure(e, cfg) from e
     _check_status(r.status, r.retry_after)
@@ -216,7 +221,7 @@ def _curl_failure(e: curl_client.CurlError, cfg: FetchConfig) -> Exception:
     """What a libcurl error code means: the same reasons as the requests path's errors above."""
     if e.code in curl_client.TIMED_OUT:
         return _Transient("timeout", f"{e} (connect {cfg.timeout_s:.0f} s, stall {cfg.timeout_s:.0f} s, "
-                                     f"download {4 * cfg.timeout_s:.0f} s)")
+                                     f"download {cfg.deadline_s:.0f} s)")
     if e.code in curl_client.TOO_LARGE:
         return RowFailure("too_large", f"body over {cfg.max_bytes} bytes")
     if e.code in curl_client.BAD_URL or e.code == curl_client.TOO_MANY_REDIRECTS:
@@ -270,21 +275,21 @@ def _http_once(url: str, cfg: FetchConfig) -> bytes:
         raise RowFailure("connection_error", f"unknown host {host} (DNS said so earlier in this process)")
     client = _http_client()
     if isinstance(client, requests.Session):
-        return _get_requests(client, url, cfg, time.monotonic() + 4 * cfg.timeout_s)
+        return _get_requests(client, url, cfg, time.monotonic() + cfg.deadline_s)
     return _get_curl(client, url, cfg)
 
 
 def _read_file(path: str, cfg: FetchConfig) -> bytes:
     if not storage.is_gcs(path):  # local: regular files only, size and time capped
-        return bounded_read.read_local(path, cfg.max_bytes, 4 * cfg.timeout_s)
+        return bounded_read.read_local(path, cfg.max_bytes, cfg.deadline_s)
     try:
-        data = storage.read_bytes(path, limit=cfg.max_bytes, timeout_s=cfg.timeout_s, deadline_s=4 * cfg.timeout_s)
+        data = storage.read_bytes(path, limit=cfg.max_bytes, timeout_s=cfg.timeout_s, deadline_s=cfg.deadline_s)
     except FileNotFoundError as e:
         raise RowFailure("not_found", path) from e
     except storage.ReadBoundExceeded as e:
         if e.bound == "size":
             raise RowFailure("too_large", f"object {e}") from e
-        raise _Transient("timeout", f"download slower than {4 * cfg.timeout_s:.0f} s") from e
+        raise _Transient("timeout", f"download slower than {cfg.deadline_s:.0f} s") from e
     except ValueError as e:  # e.g. a gs:// url without a bucket
         raise RowFailure("fetch_error", f"{type(e).__name__}: {e}") from e
     except Exception as e:
