@@ -290,15 +290,14 @@ def coscheduled(name: str, rows: int, cores: int, run: Callable[[bool], Tuple[fl
     for p in loops:
         p.start()
     try:
-        s_wall, s_cpu, _ = run(True)
-        wall, cpu, written = run(False)
+        measured = timed(name, rows, cores, run)
     finally:
         stop.set()
     done = [results.get(timeout=120) for _ in loops]
     for p in loops:
         p.join()
     bare = Bare(0, sum(d[0] for d in done), max(d[1] for d in done), sum(d[2] for d in done))
-    return Paired(shown(Timed(name, rows, written, wall, cpu, s_wall, s_cpu, cores)), shown(bare), True)
+    return Paired(measured, shown(bare), True)
 
 
 def drift(alone: List[Bare]) -> str:
@@ -425,9 +424,13 @@ def main() -> None:
           f"(full decode, area resize, encode) {costs['img2dataset codec']:.0f} = "
           f"{costs['img2dataset codec'] / codec:.2f}x the pipeline's codec calls ({codec:.0f})", flush=True)
 
+    def runs_of(one_csv: str, csv: str, mode: str) -> Callable[[bool], Tuple[float, float, int]]:
+        """The pipeline's one-row start-up run (True) or whole run (False), for `timed`."""
+        return lambda one: run_pipeline(one_csv if one else csv, os.path.join(work, "out1" if one else "out"),
+                                        mode, args.cores)
+
     def pipeline(name: str, one_csv: str, csv: str, mode: str) -> Timed:
-        return timed(name, n, args.cores, lambda one: run_pipeline(
-            one_csv if one else csv, os.path.join(work, "out1" if one else "out"), mode, args.cores))
+        return timed(name, n, args.cores, runs_of(one_csv, csv, mode))
 
     bare_paths = [os.path.join(work, u) for _, u in local[:args.bare_rows]]
     modes = [m for m in args.modes.split(",") if m]
@@ -439,20 +442,19 @@ def main() -> None:
     runs: List[Paired] = []
     if modes:
         bare_alone()
-    for mode in modes:
-        name = f"pipeline {mode}, files"
-        if args.coschedule:
-            runs.append(coscheduled(name, n, args.cores, lambda one, m=mode: run_pipeline(
-                one_local if one else csv_local, os.path.join(work, "out1" if one else "out"), m, args.cores), bare_paths))
-        else:
-            runs.append(Paired(pipeline(name, one_local, csv_local, mode), alone[0], False))
-        print(runs[-1].line(), flush=True)
+    if args.coschedule:
+        for mode in modes:
+            runs.append(coscheduled(f"pipeline {mode}, files", n, args.cores, runs_of(one_local, csv_local, mode),
+                                    bare_paths))
+            print(runs[-1].line(), flush=True)
+    alone_runs = [] if args.coschedule else [pipeline(f"pipeline {m}, files", one_local, csv_local, m) for m in modes]
     if modes:
         bare_alone()
-        if not args.coschedule:  # against the mean of the loop alone before and after
-            mean = Bare(1, len(bare_paths), (alone[0].wall + alone[-1].wall) / 2, (alone[0].cpu + alone[-1].cpu) / 2)
-            runs = [r._replace(bare=mean) for r in runs]
         print(drift(alone), flush=True)
+    if alone_runs:  # against the mean of the loop alone before and after
+        mean = Bare(0, len(bare_paths), (alone[0].wall + alone[-1].wall) / 2, (alone[0].cpu + alone[-1].cpu) / 2)
+        runs = [Paired(r, mean, False) for r in alone_runs]
+        print("\n".join(r.line() for r in runs), flush=True)
 
     peer: Optional[PeerRounds] = None
     # What a user gets without naming a mode (decided on the whole CSV; the one-row start-up run
