@@ -3,9 +3,10 @@
     ReadCsvRows -> DedupById -> PlanShards -> BuildShards -> Report
 
 Only light rows (id, url, label) travel between stages: bytes are fetched inside `BuildShards`,
-which fetches, decodes and writes one whole shard per element with a thread pool (fetching is
-I/O-bound and Pillow releases the GIL while decoding, resizing and encoding). So the runner never
-shuffles image bytes: a DirectRunner holds the row list, not the dataset, in memory. Every
+which fetches and decodes one whole shard per element with a thread pool (fetching is I/O-bound
+and the codecs release the GIL) and writes it from a writer thread while the next shard of the
+bundle is built. So the runner never shuffles image bytes: a DirectRunner holds the row list,
+not the dataset, in memory. Every
 failure is handled per row and routed to a `failures` output or the shard's marker; nothing but
 a storage error on the output itself can fail the job.
 
@@ -273,9 +274,30 @@ class _Build(beam.DoFn):
         # worker. Frozen, it is no longer walked by every full collection that the per-image
         # allocations trigger (perf: ~1.7% of a run's CPU was in the collector, most of it there).
         gc.freeze()
+        # One writer thread: a finished shard is written (on gs://, uploaded) while the bundle's
+        # next shard is fetched and decoded, instead of the cores idling through the write.
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="shard-writer")
+        self._writing: Optional[Tuple[shards.ShardKey, concurrent.futures.Future]] = None
 
     def teardown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._writer.shutdown(wait=True)  # a write under way completes (atomic either way)
+
+    def start_bundle(self) -> None:
+        self._writing = None  # a write left by a failed bundle finishes on its own; not ours
+
+    def finish_bundle(self) -> None:
+        self._wait_for_write()  # the bundle (and what it output) commits only once its shards are
+
+    def _wait_for_write(self) -> None:
+        """Wait for the shard being written, if any; its error, if any, fails the bundle."""
+        if self._writing is None:
+            return
+        key, future = self._writing
+        self._writing = None
+        marker = future.result()
+        _counter("shards_written").inc()
+        _LOG.info("wrote %s: %d records, %d failures", key.name, marker["records"], len(marker["failures"]))
 
     def process(self, task: Tuple[Tuple[str, int, int], str, List[Row]]) -> Iterator[str]:
         key_t, digest, rows = task
@@ -300,9 +322,12 @@ class _Build(beam.DoFn):
                 last_log = time.monotonic()
                 _LOG.info("%s, %d written, %d failed", console.meter(key.name, done, len(rows), last_log - started, "row"),
                           len(records), len(failures))
-        marker = shards.write_shard(self._output_dir, key, records, failures, digest, source_bytes)
-        _counter("shards_written").inc()
-        _LOG.info("wrote %s: %d records, %d failures", key.name, marker["records"], len(failures))
+        # At most one shard waits for its write while the next is built (two shards' records in
+        # memory). The name goes out now; the bundle commits it only after `finish_bundle` has
+        # waited for the write, so the report, behind a GroupByKey, still runs after every write.
+        self._wait_for_write()
+        self._writing = (key, self._writer.submit(
+            shards.write_shard, self._output_dir, key, records, failures, digest, source_bytes))
         yield key.name
 
 
