@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-
-import pytest
+import threading
 
 import apache_beam as beam
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -139,13 +140,26 @@ def _ok_row(r, fetch_cfg, image_cfg):
     return ("ok", shards.Written(r.image_id, b"x", r.landmark_id), 1)
 
 
+@contextlib.contextmanager
+def _bundle(monkeypatch, process_row, write_shard):
+    """A set-up `_Build` DoFn inside a started bundle, with `process_row` and `write_shard`
+    replaced; torn down on the way out (`finish_bundle` is the test's to call)."""
+    from pipelines import transforms
+
+    monkeypatch.setattr(transforms, "process_row", process_row)
+    monkeypatch.setattr(transforms.shards, "write_shard", write_shard)
+    dofn = transforms._Build("/nowhere", fetch.FetchConfig(), image.ImageConfig(), threads=2)
+    dofn.setup()
+    try:
+        dofn.start_bundle()
+        yield dofn
+    finally:
+        dofn.teardown()
+
+
 def test_build_writes_a_shard_while_the_next_one_is_built(monkeypatch):
     """The first shard's write can only finish once the second shard's rows are being processed:
     a write done in line (before the next element is taken) would wait out its timeout and fail."""
-    import threading
-
-    from pipelines import transforms
-
     second_started, written = threading.Event(), []
 
     def process_row(r, fetch_cfg, image_cfg):
@@ -159,17 +173,10 @@ def test_build_writes_a_shard_while_the_next_one_is_built(monkeypatch):
         written.append((key.name, [r.image_id for r in records], threading.current_thread().name))
         return {"records": len(records), "failures": list(failures)}
 
-    monkeypatch.setattr(transforms, "process_row", process_row)
-    monkeypatch.setattr(transforms.shards, "write_shard", write_shard)
-    dofn = transforms._Build("/nowhere", fetch.FetchConfig(), image.ImageConfig(), threads=2)
-    dofn.setup()
-    try:
-        dofn.start_bundle()
+    with _bundle(monkeypatch, process_row, write_shard) as dofn:
         names = list(dofn.process((("train", 0, 2), "d0", [row("a1"), row("a2")])))
         names += list(dofn.process((("train", 1, 2), "d1", [row("b1")])))
         dofn.finish_bundle()  # waits for shard 1's write
-    finally:
-        dofn.teardown()
     assert names == ["train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
     assert [(name, ids) for name, ids, _ in written] == [
         ("train-00000-of-00002.tfrecord", ["a1", "a2"]),
@@ -181,19 +188,11 @@ def test_build_writes_a_shard_while_the_next_one_is_built(monkeypatch):
 def test_build_bundle_fails_when_its_last_write_fails(monkeypatch):
     """A write error in the writer thread is raised by `finish_bundle`: the bundle fails rather
     than commit a shard name whose file is not there."""
-    from pipelines import transforms
 
     def write_shard(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(transforms, "process_row", _ok_row)
-    monkeypatch.setattr(transforms.shards, "write_shard", write_shard)
-    dofn = transforms._Build("/nowhere", fetch.FetchConfig(), image.ImageConfig(), threads=2)
-    dofn.setup()
-    try:
-        dofn.start_bundle()
+    with _bundle(monkeypatch, _ok_row, write_shard) as dofn:
         assert list(dofn.process((("train", 0, 1), "d0", [row("a1")]))) == ["train-00000-of-00001.tfrecord"]
         with pytest.raises(OSError, match="disk full"):
             dofn.finish_bundle()
-    finally:
-        dofn.teardown()
