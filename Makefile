@@ -5,23 +5,45 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
 ARGS ?=
-GPUS ?= 1
+GPUS ?=
 OUT ?= out
+
+# Which TensorFlow `make venv` installs, decided when the Makefile is read (`make -n venv` shows it):
+# the GPU build (tensorflow[and-cuda], requirements-gpu.lock) where `nvidia-smi -L` lists a GPU, else
+# tensorflow-cpu (requirements.lock). `make venv TF=gpu|cpu` overrides the detection.
+TF ?= $(if $(shell nvidia-smi -L 2>/dev/null | grep '^GPU '),gpu,cpu)
+$(if $(filter $(TF),gpu cpu),,$(error TF=$(TF): expected TF=gpu or TF=cpu))
+TF_WHY := $(if $(filter command line environment,$(origin TF)),TF=$(TF) given,$(if $(filter gpu,$(TF)),nvidia-smi lists a GPU,nvidia-smi lists no GPU))
+LOCK := $(if $(filter gpu,$(TF)),requirements-gpu.lock,requirements.lock)
+OTHER_TF := $(if $(filter gpu,$(TF)),tensorflow-cpu,tensorflow)
+STAMP := $(VENV)/.installed-$(TF)
 
 require = $(if $($(1)),,$(error $(1)=... is required: see README.md and docs/))
 
-.PHONY: venv test demo preprocess train index predict evaluate synthetic \
+.PHONY: venv lock-gpu gpu-check test demo preprocess train index predict evaluate synthetic \
         bench bench-preprocess bench-train bench-index bench-embed bench-sampler soak-preprocess soak-preprocess-dask clean
 
-$(STAMP): requirements.lock setup.py
+$(STAMP): $(LOCK) setup.py
+	@echo "make venv: the $(TF) TensorFlow from $(LOCK) ($(TF_WHY); override with TF=gpu or TF=cpu)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
+	if $(PY) -m pip show -q $(OTHER_TF) 2>/dev/null; then $(PY) -m pip uninstall -q -y $(OTHER_TF); fi
+	$(PY) -m pip install -q --disable-pip-version-check -r $(LOCK)
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	rm -f $(VENV)/.installed $(VENV)/.installed-*
 	touch $@
 
 venv: $(STAMP)
+
+# Regenerate requirements-gpu.lock from requirements.lock (pip >= 26 resolves it from metadata alone).
+lock-gpu:
+	test -x build/lock-venv/bin/python || $(PYTHON) -m venv build/lock-venv
+	build/lock-venv/bin/python -m pip install -q --disable-pip-version-check 'pip>=26'
+	build/lock-venv/bin/python tools/gpu_lock.py
+
+# On a GPU host: a short training run on generated data over every visible GPU (exit 2 without a GPU).
+gpu-check: $(STAMP)
+	$(PY) -m trainer.gpu_check $(ARGS)
 
 # Two pytest processes: the `tfrecord` package and TensorFlow cannot share one (their protos collide).
 test: $(STAMP)
@@ -40,7 +62,7 @@ preprocess: $(STAMP)
 
 train: $(STAMP)
 	$(call require,DATA)
-	$(PY) -m trainer.train --data_dir=$(DATA) --output_dir=$(OUT) --gpus=$(GPUS) $(ARGS)
+	$(PY) -m trainer.train --data_dir=$(DATA) --output_dir=$(OUT) $(if $(GPUS),--gpus=$(GPUS)) $(ARGS)
 
 index: $(STAMP)
 	$(call require,MODEL)

@@ -20,6 +20,7 @@ from trainer.sampling import POLICIES
 BACKBONES = ("inception_v3", "resnet50", "mobilenet", "mobilenet_v2", "efficientnet_b0")
 LOSSES = ("semihard", "batch_hard", "batch_all", "arcface")
 POOLINGS = ("avg", "gem")
+SWITCHES = ("auto", "on", "off")
 LANDMARK_SAMPLING = POLICIES
 CONFIG_FILE = "config.json"
 
@@ -35,7 +36,9 @@ class Config:
     data_dir: str
     output_dir: str
     preset: str = "default"
-    gpus: int = 1
+    gpus: int = 0  # GPUs to train on: 0 = every visible GPU, or the CPU when there is none (distribute.py)
+    cpu_replicas: int = 0  # replicas on logical CPU devices instead (tests; never chosen silently)
+    replicas: int = 1  # not a flag: the local replica count, resolved from the devices at start
     backbone: str = "inception_v3"
     weights: str = "imagenet"  # imagenet | none | path to a Keras weights file (no top)
     alpha: float = 1.0  # width multiplier, MobileNet / MobileNetV2 only
@@ -58,7 +61,8 @@ class Config:
     steps_per_epoch: int = 0  # 0: one pass over the train records per epoch
     learning_rate: float = 1e-4
     warmup_steps: int = 500
-    mixed_precision: bool = False
+    mixed_precision: str = "auto"  # auto | on | off; auto = on for GPUs of compute capability >= 7.0
+    jit_compile: str = "auto"  # auto | on | off: XLA-compiled train step; auto = on for GPUs
     val_queries: int = 2000  # val images used as retrieval queries (0: all)
     val_references: int = 20000  # train images used as retrieval references (0: all)
     recall_k: Tuple[int, ...] = (1, 5, 10)
@@ -70,15 +74,21 @@ class Config:
         _check(self.backbone in BACKBONES, f"--backbone={self.backbone}: expected one of {BACKBONES}")
         _check(self.loss in LOSSES, f"--loss={self.loss}: expected one of {LOSSES}")
         _check(self.pooling in POOLINGS, f"--pooling={self.pooling}: expected one of {POOLINGS}")
-        _check(self.gpus >= 1, f"--gpus={self.gpus}: need at least 1 device")
+        _check(self.gpus >= 0 and self.cpu_replicas >= 0, "--gpus and --cpu_replicas must be >= 0")
+        _check(not (self.gpus and self.cpu_replicas),
+               f"--gpus={self.gpus} and --cpu_replicas={self.cpu_replicas}: give one (GPUs, or replicas on the CPU)")
+        _check(self.replicas >= 1, f"replicas={self.replicas}: need at least 1 device")
+        _check(self.mixed_precision in SWITCHES, f"--mixed_precision={self.mixed_precision}: expected one of {SWITCHES}")
+        _check(self.jit_compile in SWITCHES, f"--jit_compile={self.jit_compile}: expected one of {SWITCHES}")
         _check(self.image_size == 0 or self.image_size >= 32,
                f"--image_size={self.image_size}: the backbones need at least 32 px (0: the stored size)")
         _check(self.embedding_dim >= 2, f"--embedding_dim={self.embedding_dim}: need at least 2")
         _check(self.batch_p >= 2, f"--batch={self.batch_p},{self.batch_k}: P needs 2+ landmarks for negatives")
         _check(self.batch_k >= 2, f"--batch={self.batch_p},{self.batch_k}: K needs 2+ images for positives")
-        _check(self.batch_p % self.gpus == 0,
-               f"--batch={self.batch_p},{self.batch_k}: P must split evenly over --gpus={self.gpus} replicas "
-               "(each replica's batch holds whole P x K groups)")
+        for flag, n in (("replicas", self.replicas), ("--gpus", self.gpus), ("--cpu_replicas", self.cpu_replicas)):
+            _check(n == 0 or self.batch_p % n == 0,
+                   f"--batch={self.batch_p},{self.batch_k}: P must split evenly over {flag}={n} replicas "
+                   "(each replica's batch holds whole P x K groups)")
         _check(self.landmark_sampling in LANDMARK_SAMPLING,
                f"--landmark_sampling={self.landmark_sampling}: expected one of {LANDMARK_SAMPLING}")
         _check(self.pool_shards >= 1, f"--pool_shards={self.pool_shards}: need at least 1")
@@ -97,7 +107,7 @@ class Config:
     @property
     def replica_p(self) -> int:
         """Landmarks per replica batch."""
-        return self.batch_p // self.gpus
+        return self.batch_p // self.replicas
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -143,7 +153,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 # Flags that map one-to-one onto a Config field (paths and preset are required/apart; batch and
 # recall_k are parsed apart): every other field, so a new one cannot be left out of the overrides.
 _SIMPLE = [f.name for f in dataclasses.fields(Config)
-           if f.name not in {"data_dir", "output_dir", "preset", "batch_p", "batch_k", "recall_k"}]
+           if f.name not in {"data_dir", "output_dir", "preset", "batch_p", "batch_k", "recall_k", "replicas"}]
 
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
@@ -153,7 +163,10 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_string("data_dir", None, "Directory (local or gs://) of train-*/val-* TFRecord shards.", **on)
     flags.DEFINE_string("output_dir", None, "Where config.json, checkpoints/, logs/ and export/ go.", **on)
     flags.DEFINE_enum("preset", "default", list(PRESETS), "Base values; flags given explicitly override them.", **on)
-    flags.DEFINE_integer("gpus", d.gpus, "Replicas: GPUs, or logical CPU devices when there is no GPU.", **on)
+    flags.DEFINE_integer("gpus", d.gpus, "GPUs to train on (one replica each): 0 = every visible GPU, or the CPU "
+                         "when TensorFlow sees none; N = exactly N, an error when fewer are visible.", **on)
+    flags.DEFINE_integer("cpu_replicas", d.cpu_replicas, "Train N replicas on logical CPU devices instead of GPUs "
+                         "(tests, debugging); 0: off.", **on)
     flags.DEFINE_enum("backbone", d.backbone, list(BACKBONES), "keras.applications backbone.", **on)
     flags.DEFINE_string("weights", d.weights, "imagenet | none | path to a no-top Keras weights file.", **on)
     flags.DEFINE_float("alpha", d.alpha, "Width multiplier (MobileNet, MobileNetV2).", **on)
@@ -179,7 +192,10 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_integer("steps_per_epoch", d.steps_per_epoch, "0: one pass over the train records.", **on)
     flags.DEFINE_float("learning_rate", d.learning_rate, "Peak learning rate (Adam), reached after warm-up.", **on)
     flags.DEFINE_integer("warmup_steps", d.warmup_steps, "Linear warm-up steps, then cosine decay.", **on)
-    flags.DEFINE_bool("mixed_precision", d.mixed_precision, "mixed_float16 compute with loss scaling.", **on)
+    flags.DEFINE_enum("mixed_precision", d.mixed_precision, list(SWITCHES), "mixed_float16 compute with loss "
+                      "scaling; auto: on for GPUs of compute capability 7.0 or more. The export is float32.", **on)
+    flags.DEFINE_enum("jit_compile", d.jit_compile, list(SWITCHES), "XLA-compile the train step; auto: on for GPUs. "
+                      "Falls back, with a log line, where an op cannot be compiled.", **on)
     flags.DEFINE_integer("val_queries", d.val_queries, "Val images used as retrieval queries (0: all).", **on)
     flags.DEFINE_integer("val_references", d.val_references, "Train images used as references (0: all).", **on)
     flags.DEFINE_list("recall_k", [str(k) for k in d.recall_k], "k values reported as recall@k.", **on)

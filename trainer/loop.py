@@ -41,20 +41,27 @@ def learning_rate_schedule(cfg: Config, total_steps: int) -> keras.optimizers.sc
 
 
 def train_step_fn(strategy: tf.distribute.Strategy, model: keras.Model, optimizer, cfg: Config,
-                  head: Optional[heads.ArcFaceHead] = None) -> Callable:
+                  head: Optional[heads.ArcFaceHead] = None, jit: bool = False) -> Callable:
     """A traced function: one optimisation step on the next batch of a distributed iterator; returns
-    the loss averaged over replicas. `head`: the training-only class head of --loss=arcface."""
+    the loss averaged over replicas. `head`: the training-only class head of --loss=arcface. `jit`:
+    the forward and backward pass are XLA-compiled (the input and the cross-replica gradient update
+    stay outside, as they cannot be compiled)."""
     variables = model.trainable_variables + heads.head_variables(head)
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
-    def replica_step(images, labels):
+    def loss_and_gradients(images, labels):
         with tf.GradientTape() as tape:
             embeddings = model(images, training=True)
             loss = heads.batch_loss(cfg, head, labels, embeddings)
             objective = loss / strategy.num_replicas_in_sync  # gradients are summed over replicas
             if scaled:
                 objective = optimizer.scale_loss(objective)
-        grads = tape.gradient(objective, variables)
+        return loss, tape.gradient(objective, variables)
+
+    compute = tf.function(loss_and_gradients, jit_compile=True) if jit else loss_and_gradients
+
+    def replica_step(images, labels):
+        loss, grads = compute(images, labels)
         optimizer.apply_gradients(zip(grads, variables))
         return loss
 
@@ -64,6 +71,34 @@ def train_step_fn(strategy: tf.distribute.Strategy, model: keras.Model, optimize
         return strategy.reduce("MEAN", strategy.run(replica_step, args=(images, labels)), axis=None)
 
     return step
+
+
+class FirstStepFallback:
+    """The train step, XLA-compiled when `--jit_compile` resolved to on. Should the first compiled
+    step fail (an op XLA cannot compile), the step is rebuilt without XLA, with a log line; a later
+    failure, or one without XLA, is a real error and is raised."""
+
+    def __init__(self, strategy, model, optimizer, cfg: Config, head, chief: bool):
+        self._args = (strategy, model, optimizer, cfg, head)
+        self.jit = cfg.jit_compile == "on"
+        self._step = train_step_fn(*self._args, jit=self.jit)
+        self._tried, self._chief = False, chief
+
+    def __call__(self, iterator) -> tf.Tensor:
+        if self._tried or not self.jit:
+            return self._step(iterator)
+        self._tried = True
+        try:
+            return self._step(iterator)
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.InternalError,
+                tf.errors.NotFoundError) as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            if self._chief:
+                print(f"--jit_compile: the train step cannot be XLA-compiled ({first}); training without XLA "
+                      "(that step's batch is skipped)", flush=True)
+            self.jit = False
+            self._step = train_step_fn(*self._args, jit=False)
+            return self._step(iterator)
 
 
 def _scalar(tag: str, value: float, step: int) -> None:
@@ -109,7 +144,7 @@ def train(cfg: Config, strategy: tf.distribute.Strategy, notes: Optional[Dict] =
     with strategy.scope():
         model = build_embedding_model(cfg)
         optimizer = keras.optimizers.Adam(learning_rate_schedule(cfg, cfg.epochs * steps))
-        if cfg.mixed_precision:
+        if cfg.mixed_precision == "on":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         head = heads.make_head(cfg)  # training-only (arcface); checkpointed, never exported
         optimizer.build(model.trainable_variables + heads.head_variables(head))
@@ -152,9 +187,12 @@ def train(cfg: Config, strategy: tf.distribute.Strategy, notes: Optional[Dict] =
     if done >= cfg.epochs:
         return model, done
 
-    dist = strategy.distribute_datasets_from_function(lambda ctx: data.train_dataset(cfg, ctx))
+    # Each replica's next batches are copied to its device while the current step runs.
+    dist = strategy.distribute_datasets_from_function(
+        lambda ctx: data.train_dataset(cfg, ctx),
+        options=tf.distribute.InputOptions(experimental_fetch_to_device=True, experimental_per_replica_buffer_size=2))
     iterator = iter(dist)
-    step = train_step_fn(strategy, model, optimizer, cfg, head)
+    step = FirstStepFallback(strategy, model, optimizer, cfg, head, chief)
     for epoch in range(done + 1, cfg.epochs + 1):
         if chief:
             print(f"Epoch {epoch}/{cfg.epochs}", flush=True)

@@ -6,7 +6,8 @@ checkpoint fails to restore, and training would "start from scratch" inside the 
 checkpoints replaced, history.json mixing two runs, an export claiming the old epoch count). So
 the saved config.json is compared first: a change to a field in `SHAPE_FIELDS` is refused with one
 line naming them, unless `--overwrite`, which removes the old run's checkpoints, history, logs and
-export first. Other fields (`--epochs` to train on, `--gpus`, paths, ...) change freely.
+export first. Other fields (`--epochs` to train on, `--gpus`, `--cpu_replicas`, `--jit_compile`, paths, ...)
+change freely. `--mixed_precision` is compared as resolved for the devices (auto -> on/off).
 """
 
 from __future__ import annotations
@@ -38,8 +39,15 @@ def changed_fields(output_dir: str, cfg: Config) -> List[str]:
         except ValueError as err:
             raise ConfigError(f"{path}: unreadable ({err}); use another --output_dir or --overwrite") from None
     new = json.loads(cfg.to_json())
-    return [f"--{name} {saved[name]} -> {new[name]}" for name in SHAPE_FIELDS
-            if name in saved and saved[name] != new[name]]
+    return [f"--{name} {_setting(name, saved[name])} -> {new[name]}" for name in SHAPE_FIELDS
+            if name in saved and _setting(name, saved[name]) != new[name]]
+
+
+def _setting(name: str, value):
+    """A saved value as today's config writes it (runs before `--mixed_precision=auto` saved a bool)."""
+    if name == "mixed_precision" and isinstance(value, bool):
+        return "on" if value else "off"
+    return value
 
 
 def check_rerun(output_dir: str, cfg: Config, overwrite: bool) -> None:

@@ -1,6 +1,6 @@
 """`python -m trainer.train`: learn the landmark embedding with a triplet loss, on N replicas.
 
-    python -m trainer.train --data_dir=RECORDS --output_dir=OUT [--gpus=N] [--preset=tiny|default]
+    python -m trainer.train --data_dir=RECORDS --output_dir=OUT [--gpus=N | --cpu_replicas=N] [--preset=tiny|default]
         [--backbone=...] [--weights=imagenet|none|PATH] [--image_size=..] [--embedding_dim=..] [--epochs=N]
 
 Reads RECORDS/{train,val}-*-of-*.tfrecord (pipelines/schema.py). Writes OUT/config.json,
@@ -34,11 +34,16 @@ def main(argv) -> None:
     from trainer import data, distribute, export, loop, records_info, run_dir, shard_check
 
     shards = [path for split in ("train", "val") for path in data.list_shards(cfg.data_dir, split)]
-    strategy = distribute.make_strategy(cfg.gpus)
+    devices = distribute.select(cfg.gpus, cfg.cpu_replicas)  # a one-line error before anything is written
+    cfg = distribute.resolve(cfg, devices)
+    strategy = distribute.make_strategy(devices)
     cfg = records_info.resolve_image_size(cfg)  # may read a record: after the devices are set up
     run_dir.check_rerun(cfg.output_dir, cfg, FLAGS.overwrite)
-    if cfg.mixed_precision:
+    if cfg.mixed_precision == "on":
         keras.mixed_precision.set_global_policy("mixed_float16")
+    ran_on = devices.describe(cfg.mixed_precision == "on", cfg.jit_compile == "on")
+    if distribute.is_chief(strategy):
+        print(devices.log_line(cfg.mixed_precision == "on", cfg.jit_compile == "on"), flush=True)
     keras.utils.set_random_seed(cfg.seed)
     if distribute.is_chief(strategy):
         if FLAGS.overwrite:
@@ -47,7 +52,7 @@ def main(argv) -> None:
         cfg.save(cfg.output_dir)
     if FLAGS.overwrite:
         distribute.barrier(strategy)  # no worker restores before the chief has cleared the old run
-    notes = shard_check.scan_all(shards).counts() if cfg.skip_corrupt_records else None
+    notes = {**(shard_check.scan_all(shards).counts() if cfg.skip_corrupt_records else {}), "devices": ran_on}
     try:
         model, epochs_done = loop.train(cfg, strategy, notes)
     except tf.errors.DataLossError as err:  # names no file: find the shard
@@ -56,7 +61,7 @@ def main(argv) -> None:
             raise
         raise damaged from err
     if distribute.is_chief(strategy):  # other workers hold the same weights
-        print(f"exported {export.export(model, cfg, cfg.output_dir, epochs_done)}", flush=True)
+        print(f"exported {export.export(model, cfg, cfg.output_dir, epochs_done, ran_on)}", flush=True)
     distribute.barrier(strategy)
 
 

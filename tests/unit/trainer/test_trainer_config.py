@@ -28,7 +28,7 @@ def test_preset_values_yield_to_explicit_flags():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (("--batch=5,4", "--gpus=2"), "P must split evenly"),
+    (("--batch=5,4", "--cpu_replicas=2"), "P must split evenly"),
     (("--batch=8",), "expected P,K"),
     (("--batch=8,1",), "K needs 2"),
     (("--backbone=resnet50", "--alpha=0.5"), "only MobileNet"),

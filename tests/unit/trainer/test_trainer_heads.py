@@ -28,7 +28,7 @@ def test_landmark_ids_from_stats_json_else_from_the_labels(tmp_path, small_shard
 
 def test_arcface_trains_on_two_replicas_resumes_and_exports_the_plain_embedding(tmp_path, small_shards):
     out = tmp_path / "out"
-    flags = ("--loss=arcface", "--arcface_subcenters=2", "--gpus=2", "--steps_per_epoch=2")
+    flags = ("--loss=arcface", "--arcface_subcenters=2", "--cpu_replicas=2", "--steps_per_epoch=2")
     done = run_train(small_shards, out, *flags, "--epochs=1")
     assert "2 replica(s)" in done.stdout
     reader = tf.train.load_checkpoint(str(out / "checkpoints"))
