@@ -45,6 +45,9 @@ flags.DEFINE_string("data_dir", None, "A Google-Landmarks-layout folder (train.c
 flags.DEFINE_string("weights", "none", "Backbone initialisation: none (random), imagenet, or a weights file.")
 flags.DEFINE_bool("quick", False, "A tiny data set and a short training run (for tests; results are noise).")
 flags.DEFINE_integer("seed", 0, "Seed of the generated data set and of the random-guess baseline.")
+flags.DEFINE_bool("deterministic", True, "Train with TensorFlow's op determinism and build each Annoy shard on one "
+                  "thread, so a rerun on the same machine prints the same table (--nodeterministic: faster, not "
+                  "reproducible to the last digit).")
 flags.DEFINE_string("size", None, "Generated data set size (pipelines.synthetic --size); default by mode.")
 flags.DEFINE_integer("epochs", None, "Training epochs of the trained model(s); default by mode.")
 flags.DEFINE_list("train_args", [], "Extra trainer.train flags for both models, comma-separated "
@@ -126,6 +129,7 @@ class DemoConfig:
     recommended: tuple[str, ...] = ()
     ablation: bool = False
     ablation_size: int = 0
+    deterministic: bool = True
 
 
 def config_from_flags() -> DemoConfig:
@@ -146,12 +150,14 @@ def config_from_flags() -> DemoConfig:
         batch=mode.batch,
         trainer_flags=(*mode.trainer_flags, f"--learning_rate={LEARNING_RATE[init]}",
                        f"--bn_momentum={BN_MOMENTUM[init]}", f"--weights={weights}",
-                       f"--seed={FLAGS.seed}", *FLAGS.train_args),
+                       f"--seed={FLAGS.seed}", *(("--deterministic",) if FLAGS.deterministic else ()),
+                       *FLAGS.train_args),
         visualize=mode.visualize,
         loss=FLAGS.loss or mode.loss,
         recommended=mode.recommended,
         ablation=FLAGS.ablation,
         ablation_size=mode.ablation_size,
+        deterministic=FLAGS.deterministic,
     )
 
 
@@ -279,7 +285,8 @@ def run_chain(cfg: DemoConfig, runner: Runner) -> list[report.Row]:
             indexed.add(m.index_key)
             runner.run(Stage(f"index_{m.index_key}", "indexer.build",
                              (f"--model={out}/models/{m.model}/export", f"--data_dir={records}",
-                              f"--output_dir={index}", f"--image_size={cfg.record_size}", *m.build),
+                              f"--output_dir={index}", f"--image_size={cfg.record_size}",
+                              *(("--deterministic",) if cfg.deterministic else ()), *m.build),
                              f"{index}/config.json"))
         runner.run(Stage(f"predict_{m.key}", "indexer.predict",
                          (f"--index_dir={index}", f"--test_csv={data}/test.csv", f"--output_dir={pred}",

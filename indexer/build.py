@@ -40,7 +40,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("num_shards", 1, "Annoy indexes to split the references over, built in parallel")
     flags.DEFINE_list("splits", ["train", "val"], "which splits of --data_dir are references")
     flags.DEFINE_integer("batch_size", 64, "images per embedding batch")
-    flags.DEFINE_integer("seed", 0, "Annoy's random seed (same inputs + seed: same index)")
+    flags.DEFINE_integer("seed", 0, "Annoy's random seed (same inputs + seed: same search results)")
+    flags.DEFINE_bool("deterministic", False, "build each Annoy shard on one thread, so the same inputs + seed give "
+                      "the same index file byte for byte (threads append trees in the order they finish)")
     embed_job.define_flags()
     flags.DEFINE_bool("skip_corrupt_records", False, "damaged reference shards: index the records before the first "
                       "damaged one of each (counted in the log) instead of stopping with an error naming the file")
@@ -72,6 +74,7 @@ class BuildConfig:
     splits: Tuple[str, ...]
     batch_size: int
     seed: int
+    deterministic: bool = False
     embedding: embed_job.EmbedSettings = embed_job.EmbedSettings()
     skip_corrupt_records: bool = False
     tta: str = "none"
@@ -150,7 +153,7 @@ def build(config: BuildConfig) -> None:
             images = reference_images(files, embedded, config.skip_corrupt_records, progress)
         manifest = write_index(config.output_dir, embedded, config.model, config.n_trees, config.num_shards,
                                config.data_dir, config.splits, config.seed, stored_size, extras, config.tta,
-                               images, config.local_features)
+                               images, config.local_features, config.deterministic)
     outputs.write_json(os.path.join(config.output_dir, "config.json"), dataclasses.asdict(config))
     logging.info("index of %d items, dimension %d, %d shard(s) x %d trees written to %s in %.1f s",
                  manifest.n_items, manifest.dimension, len(manifest.shards), manifest.n_trees,
@@ -168,6 +171,7 @@ def main(argv) -> None:
         splits=tuple(FLAGS.splits),
         batch_size=FLAGS.batch_size,
         seed=FLAGS.seed,
+        deterministic=FLAGS.deterministic,
         embedding=embed_job.settings_from_flags(argv),
         skip_corrupt_records=FLAGS.skip_corrupt_records,
         tta=FLAGS.tta,

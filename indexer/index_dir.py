@@ -194,12 +194,14 @@ def write_index(
     tta: str = "none",
     feature_images: Optional[Iterable[bytes]] = None,
     max_local_features: int = 0,
+    deterministic: bool = False,
 ) -> Manifest:
     """Build the Annoy shards over `embedded` and commit a complete index folder to `output_dir`.
     `extras`: per-item arrays stored beside it (name -> float32 [n_items]); `tta`: how the
     references were embedded (prediction embeds queries the same way); `feature_images`: the
     encoded image of every item, in item order, whose local features (at most `max_local_features`
-    each) are stored for spatial verification."""
+    each) are stored for spatial verification; `deterministic`: one thread per Annoy shard (the
+    same file bytes on every run)."""
     os.makedirs(output_dir, exist_ok=True)
     for stale in glob.glob(os.path.join(output_dir, ".staging-*")):  # left by a killed build
         shutil.rmtree(stale)
@@ -207,7 +209,7 @@ def write_index(
     os.makedirs(staging)
     try:
         fingerprint = _copy_model(export_dir, os.path.join(staging, MODEL_DIR))
-        shards = build_sharded(embedded.vectors, staging, n_trees, num_shards, seed)
+        shards = build_sharded(embedded.vectors, staging, n_trees, num_shards, seed, deterministic)
         manifest = Manifest(
             dimension=int(embedded.vectors.shape[1]),
             metric=METRIC,

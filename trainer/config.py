@@ -68,6 +68,7 @@ class Config:
     recall_k: Tuple[int, ...] = (1, 5, 10)
     checkpoints_to_keep: int = 3
     seed: int = 0
+    deterministic: bool = False  # TensorFlow op determinism: the same run twice gives the same weights
     skip_corrupt_records: bool = False  # damaged shards: skip the rest of the shard (counted) instead of stopping
 
     def __post_init__(self) -> None:
@@ -201,6 +202,9 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_list("recall_k", [str(k) for k in d.recall_k], "k values reported as recall@k.", **on)
     flags.DEFINE_integer("checkpoints_to_keep", d.checkpoints_to_keep, "Epoch checkpoints kept (2+).", **on)
     flags.DEFINE_integer("seed", d.seed, "Seed for sampling and augmentation.", **on)
+    flags.DEFINE_bool("deterministic", d.deterministic, "TensorFlow op determinism "
+                      "(tf.config.experimental.enable_op_determinism): with the same seed, data and devices, a "
+                      "rerun gives the same weights to the last bit; ops with no deterministic kernel fail.", **on)
     flags.DEFINE_bool("skip_corrupt_records", d.skip_corrupt_records, "Damaged train/val shards: skip from the first "
                       "damaged record to the end of that shard (counted in the log and history.json) instead of "
                       "stopping with an error naming the file.", **on)

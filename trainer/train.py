@@ -45,6 +45,8 @@ def main(argv) -> None:
     if distribute.is_chief(strategy):
         print(devices.log_line(cfg.mixed_precision == "on", cfg.jit_compile == "on"), flush=True)
     keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
     if distribute.is_chief(strategy):
         if FLAGS.overwrite:
             for path in run_dir.clear(cfg.output_dir):
