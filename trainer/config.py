@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, Union
 
 from absl import flags
 
@@ -21,6 +22,7 @@ BACKBONES = ("inception_v3", "resnet50", "mobilenet", "mobilenet_v2", "efficient
 LOSSES = ("semihard", "batch_hard", "batch_all", "arcface")
 POOLINGS = ("avg", "gem")
 SWITCHES = ("auto", "on", "off")
+DYNAMIC = "dynamic"  # --arcface_margin=dynamic
 LANDMARK_SAMPLING = POLICIES
 CONFIG_FILE = "config.json"
 
@@ -51,7 +53,7 @@ class Config:
     loss: str = "semihard"
     margin: float = 0.2
     arcface_scale: float = 30.0  # logit scale s of --loss=arcface
-    arcface_margin: float = 0.3  # additive angular margin m (radians) of --loss=arcface
+    arcface_margin: Union[float, str] = 0.3  # additive angular margin m (radians) of --loss=arcface, or "dynamic"
     arcface_subcenters: int = 1  # centres per class (sub-center ArcFace; 1 = plain ArcFace)
     batch_p: int = 32  # landmarks per global batch (split over replicas)
     batch_k: int = 4  # images per landmark
@@ -94,8 +96,9 @@ class Config:
                f"--landmark_sampling={self.landmark_sampling}: expected one of {LANDMARK_SAMPLING}")
         _check(self.pool_shards >= 1, f"--pool_shards={self.pool_shards}: need at least 1")
         _check(self.margin > 0, f"--margin={self.margin}: must be positive")
-        _check(self.arcface_scale > 0 and 0 <= self.arcface_margin < 1.5 and self.arcface_subcenters >= 1,
-               "--arcface_scale > 0, --arcface_margin within [0, 1.5) radians, --arcface_subcenters >= 1")
+        _check(self.arcface_scale > 0 and self.arcface_subcenters >= 1
+               and (self.arcface_margin == DYNAMIC or 0 <= self.arcface_margin < 1.5),
+               "--arcface_scale > 0, --arcface_margin within [0, 1.5) radians (or dynamic), --arcface_subcenters >= 1")
         _check(self.epochs >= 0 and self.steps_per_epoch >= 0, "--epochs and --steps_per_epoch must be >= 0")
         _check(self.learning_rate > 0 and self.warmup_steps >= 0, "--learning_rate > 0, --warmup_steps >= 0")
         _check(self.alpha == 1.0 or self.backbone in ("mobilenet", "mobilenet_v2"),
@@ -154,7 +157,8 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 # Flags that map one-to-one onto a Config field (paths and preset are required/apart; batch and
 # recall_k are parsed apart): every other field, so a new one cannot be left out of the overrides.
 _SIMPLE = [f.name for f in dataclasses.fields(Config)
-           if f.name not in {"data_dir", "output_dir", "preset", "batch_p", "batch_k", "recall_k", "replicas"}]
+           if f.name not in {"data_dir", "output_dir", "preset", "batch_p", "batch_k", "recall_k", "replicas",
+                             "arcface_margin"}]
 
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
@@ -182,7 +186,9 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_enum("loss", d.loss, list(LOSSES), "Triplet mining (FaceNet semi-hard, batch-hard, batch-all) "
                       "or arcface (additive angular margin softmax over the train landmarks).", **on)
     flags.DEFINE_float("arcface_scale", d.arcface_scale, "--loss=arcface: logit scale s.", **on)
-    flags.DEFINE_float("arcface_margin", d.arcface_margin, "--loss=arcface: additive angular margin (radians).", **on)
+    flags.DEFINE_string("arcface_margin", str(d.arcface_margin), "--loss=arcface: additive angular margin (radians), "
+                        "or `dynamic`: per class, from 0.5 (rarest) down to 0.05 (most frequent) as n^-1/4 "
+                        "(trainer/losses.py:dynamic_margins).", **on)
     flags.DEFINE_integer("arcface_subcenters", d.arcface_subcenters, "--loss=arcface: centres per class.", **on)
     flags.DEFINE_float("margin", d.margin, "Triplet margin (Euclidean distance between unit vectors).", **on)
     flags.DEFINE_string("batch", f"{d.batch_p},{d.batch_k}", "P,K: P landmarks x K images per global batch.", **on)
@@ -220,12 +226,26 @@ def from_flags(values: flags.FlagValues) -> Config:
             fields[name] = values[name].value
     if values["batch"].present:
         fields["batch_p"], fields["batch_k"] = _parse_batch(values.batch)
+    if values["arcface_margin"].present:
+        fields["arcface_margin"] = _parse_margin(values.arcface_margin)
     if values["recall_k"].present:
         try:
             fields["recall_k"] = tuple(sorted(int(k) for k in values.recall_k))
         except ValueError:
             raise ConfigError(f"--recall_k={','.join(values.recall_k)}: expected integers") from None
     return Config(data_dir=values.data_dir, output_dir=values.output_dir, preset=values.preset, **fields)
+
+
+def _parse_margin(text: str) -> Union[float, str]:
+    if text == DYNAMIC:
+        return DYNAMIC
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"--arcface_margin={text}: expected radians (e.g. 0.3) or dynamic") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"--arcface_margin={text}: expected a finite number of radians, or dynamic")
+    return value
 
 
 def _parse_batch(text: str) -> Tuple[int, int]:
