@@ -7,7 +7,8 @@ the DaskRunner deserialises and sets up the DoFn once per partition), after chec
 model it sees at that path has the driver's fingerprint. Per shard it either skips it (its
 file in EMB already names this shard's bytes and this model) or embeds it with the
 single-process code (`embed.embed_records`) and writes EMB/<shard>.npz atomically
-(embedding_shards.py). The driver then reads the files back in
+(embedding_shards.py). Meanwhile the driver counts those files as they appear onto its
+progress bar (embed_progress.py). It then reads the files back in
 shard order, so the result is the single-process result, row for row.
 
 TensorFlow runs inside the workers and shards are read with tf.data: nothing here may import the
@@ -19,15 +20,15 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from absl import logging
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from indexer import embedding_shards
+from indexer import embed_progress, embedding_shards
 from indexer.embed import Embedded, Embedder, check_export, embed_records, model_fingerprint
-from pipelines import dask_setup
+from pipelines import console, dask_setup
 
 _LOCK = threading.Lock()
 _MODELS: Dict[Tuple[str, str], Embedder] = {}  # (export_dir, fingerprint) -> model, one per process
@@ -129,9 +130,10 @@ def _cluster_if_needed(options: PipelineOptions, dask_workers: int) -> Iterator[
 
 
 def embed_with_beam(files: Sequence[str], export_dir: str, embed_dir: str, batch_size: int,
-                    beam_args: Sequence[str], dask_address: str = "", dask_workers: int = 0) -> Embedded:
+                    beam_args: Sequence[str], dask_address: str = "", dask_workers: int = 0,
+                    progress: Optional[console.Progress] = None) -> Embedded:
     """Run the job over `files` (resuming whatever EMB already holds) and return the embeddings in
-    file order."""
+    file order; `progress` counts the shards done and their images as the job goes (embed_progress.py)."""
     import tensorflow as tf
 
     dimension = int(check_export(export_dir)["embedding_dim"])
@@ -144,13 +146,14 @@ def embed_with_beam(files: Sequence[str], export_dir: str, embed_dir: str, batch
         p = beam.Pipeline(options=options)
         _ = p | "ShardPaths" >> beam.Create(list(files)) | "EmbedShards" >> EmbedShards(
             export_dir, fingerprint, embed_dir, batch_size)
-        result = p.run()
-        try:
-            result.wait_until_finish()
-        finally:
-            client = getattr(result, "client", None)  # the DaskRunner leaves its dask Client connected
-            if client is not None:
-                client.close()
+        with embed_progress.watching(embed_dir, files, fingerprint, progress):
+            result = p.run()  # the DirectRunner runs the whole job here
+            try:
+                result.wait_until_finish()
+            finally:
+                client = getattr(result, "client", None)  # the DaskRunner leaves its dask Client connected
+                if client is not None:
+                    client.close()
     embedded = embedding_shards.gather(embed_dir, files, fingerprint, dimension)
     logging.info("Beam job (%s): %d shards, %d images in %s, %.1f s", options.view_as(StandardOptions).runner
                  or "DirectRunner", len(files), len(embedded.image_ids), embed_dir, time.perf_counter() - t0)

@@ -18,7 +18,8 @@ from absl import flags
 from pipelines.cli_errors import InputError
 from trainer.sampling import POLICIES
 
-BACKBONES = ("inception_v3", "resnet50", "mobilenet", "mobilenet_v2", "efficientnet_b0")
+BACKBONES = ("inception_v3", "resnet50", "mobilenet", "mobilenet_v2", "efficientnet_b0", "efficientnet_v2_s",
+             "efficientnet_v2_m", "convnext_tiny", "convnext_small")
 LOSSES = ("semihard", "batch_hard", "batch_all", "arcface")
 POOLINGS = ("avg", "gem")
 SWITCHES = ("auto", "on", "off")

@@ -1,5 +1,8 @@
 """The training loop: distributed triplet steps, per-epoch validation, logging and checkpoints.
 
+Validation needs val shards; records without them (`--val_fraction=0`) train and export with one
+log line saying validation is skipped, and history rows that hold only loss and learning rate.
+
 A custom loop rather than `Model.fit`, so one code path serves MirroredStrategy and
 MultiWorkerMirroredStrategy alike (Keras 3 `fit` is reported broken under the latter) and the epoch
 checkpoints are ours to validate and fall back from. Console: a Keras progress bar per epoch, then
@@ -164,14 +167,21 @@ def train(cfg: Config, strategy: tf.distribute.Strategy, notes: Optional[Dict] =
     history = _History(os.path.join(cfg.output_dir, HISTORY_FILE), chief, done if restored else -1)
     writer = (tf.summary.create_file_writer(os.path.join(cfg.output_dir, LOG_DIR)) if chief
               else tf.summary.create_noop_writer())
-    queries = data.eval_dataset(cfg.data_dir, "val", cfg.image_size, cfg.val_queries, 64, cfg.skip_corrupt_records)
-    references = data.eval_dataset(cfg.data_dir, "train", cfg.image_size, cfg.val_references, 64,
-                                   cfg.skip_corrupt_records)
-    infer = retrieval.inference_fn(model)
+    validating = bool(data.list_shards(cfg.data_dir, "val", required=False))
+    if validating:
+        queries = data.eval_dataset(cfg.data_dir, "val", cfg.image_size, cfg.val_queries, 64,
+                                    cfg.skip_corrupt_records)
+        references = data.eval_dataset(cfg.data_dir, "train", cfg.image_size, cfg.val_references, 64,
+                                       cfg.skip_corrupt_records)
+        infer = retrieval.inference_fn(model)
+    elif chief:
+        print(f"no val shards in {cfg.data_dir} (preprocessed with --val_fraction=0?): validation skipped",
+              flush=True)
 
     def validate(epoch: int, row: Dict) -> None:
         if chief:
-            row.update(retrieval.evaluate(infer, queries, references, cfg.recall_k))
+            if validating:
+                row.update(retrieval.evaluate(infer, queries, references, cfg.recall_k))
             with writer.as_default():
                 for key, value in row.items():
                     if key not in ("epoch", "queries", "queries_skipped"):
@@ -179,7 +189,8 @@ def train(cfg: Config, strategy: tf.distribute.Strategy, notes: Optional[Dict] =
             writer.flush()
             shown = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                              for k, v in row.items() if k != "epoch")
-            print(f"epoch {epoch}/{cfg.epochs} {shown}", flush=True)
+            if shown:  # epoch 0 without validation has nothing to show
+                print(f"epoch {epoch}/{cfg.epochs} {shown}", flush=True)
         history.add({**row, **notes})
 
     if restored is None:

@@ -3,7 +3,8 @@
     python -m trainer.train --data_dir=RECORDS --output_dir=OUT [--gpus=N | --cpu_replicas=N] [--preset=tiny|default]
         [--backbone=...] [--weights=imagenet|none|PATH] [--image_size=..] [--embedding_dim=..] [--epochs=N]
 
-Reads RECORDS/{train,val}-*-of-*.tfrecord (pipelines/schema.py). Writes OUT/config.json,
+Reads RECORDS/{train,val}-*-of-*.tfrecord (pipelines/schema.py; without val shards, validation is
+skipped). Writes OUT/config.json,
 OUT/checkpoints/ (one per epoch; a rerun resumes), OUT/logs/ (TensorBoard), OUT/history.json and
 OUT/export/ (trainer/contract.py). `--epochs=0` exports the untrained (pretrained-only) network.
 """
@@ -33,7 +34,8 @@ def main(argv) -> None:
 
     from trainer import data, distribute, export, loop, records_info, run_dir, shard_check
 
-    shards = [path for split in ("train", "val") for path in data.list_shards(cfg.data_dir, split)]
+    # Val is optional (records preprocessed with --val_fraction=0): the loop then skips validation.
+    shards = data.list_shards(cfg.data_dir, "train") + data.list_shards(cfg.data_dir, "val", required=False)
     devices = distribute.select(cfg.gpus, cfg.cpu_replicas)  # a one-line error before anything is written
     cfg = distribute.resolve(cfg, devices)
     strategy = distribute.make_strategy(devices)

@@ -79,6 +79,23 @@ def test_zero_epochs_exports_the_untrained_network(tmp_path, small_shards):
     assert not list((out / "checkpoints").glob("ckpt-*"))
 
 
+def test_records_without_val_train_and_export_with_validation_skipped(tmp_path):
+    # As `make preprocess --val_fraction=0` leaves them: train shards and shard_index.json, no val-*.
+    data = make_shards(tmp_path / "data", "--classes=6", "--per_class=6", "--val_per_class=0")
+    assert not list(data.glob("val-*")) and list(data.glob("train-*"))
+    for epochs in (1, 0):  # a trained export and the pretrained-only one
+        out = tmp_path / f"out{epochs}"
+        done = run_train(data, out, f"--epochs={epochs}", "--steps_per_epoch=2")
+        assert done.stdout.count("validation skipped") == 1, done.stdout[-2000:]
+        info = json.loads((out / contract.EXPORT_DIR / contract.EXPORT_INFO).read_text())
+        assert info["epochs_trained"] == epochs
+        rows = _history(out)
+        assert [r["epoch"] for r in rows] == list(range(epochs + 1))
+        assert not any("top1" in r for r in rows)
+    trained = _history(tmp_path / "out1")[1]
+    assert math.isfinite(trained["loss"]) and trained["loss"] > 0 and "learning_rate" in trained
+
+
 def _wait_for_checkpoint(proc: subprocess.Popen, state_file, timeout: float = 240) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
