@@ -12,7 +12,7 @@ OUT ?= out
 
 require = $(if $($(1)),,$(error $(1)=... is required: see README.md and docs/))
 
-.PHONY: venv test demo preprocess train index predict evaluate synthetic \
+.PHONY: venv test demo preprocess train index predict evaluate report synthetic \
         bench bench-preprocess bench-train bench-index bench-embed bench-sampler soak-preprocess soak-preprocess-dask clean
 
 $(STAMP): requirements.lock setup.py
@@ -57,6 +57,11 @@ evaluate: $(STAMP)
 	$(call require,SUBMISSION)
 	$(call require,SOLUTION)
 	$(PY) -m indexer.evaluate --submission=$(SUBMISSION) --solution=$(SOLUTION) $(if $(filter-out out,$(OUT)),--output_dir=$(OUT)) $(ARGS)
+
+# PRED=predict's output folder; SOLUTION= and NAMES= default to what predict was given
+report: $(STAMP)
+	$(call require,PRED)
+	$(PY) -m indexer.report --predictions=$(PRED) $(if $(SOLUTION),--solution=$(SOLUTION)) $(if $(NAMES),--landmark_names=$(NAMES)) $(ARGS)
 
 bench: bench-preprocess bench-train bench-index bench-embed bench-sampler
 
