@@ -13,7 +13,7 @@ OUT ?= out
 require = $(if $($(1)),,$(error $(1)=... is required: see README.md and docs/))
 
 .PHONY: venv test demo preprocess train index predict evaluate report synthetic \
-        bench bench-preprocess bench-train bench-index bench-embed bench-sampler soak-preprocess soak-preprocess-dask clean
+        bench bench-preprocess bench-train bench-index bench-embed bench-sampler bench-report soak-preprocess soak-preprocess-dask clean
 
 $(STAMP): requirements.lock setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -78,6 +78,9 @@ bench-embed: $(STAMP)
 	$(PY) -m bench.bench_embed $(ARGS)
 bench-sampler: $(STAMP)
 	$(PY) -m bench.bench_sampler $(ARGS)
+
+bench-report: $(STAMP)
+	$(PY) -m bench.bench_report $(ARGS)
 
 soak-preprocess: $(STAMP)
 	$(PY) -m bench.soak_preprocess $(ARGS)

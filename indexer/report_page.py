@@ -22,6 +22,7 @@ import json
 DATA_ID = "report-data"
 
 CSS = """
+[hidden]{display:none!important}
 body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#222;background:#f6f6f6}
 header{background:#263238;color:#fff;padding:10px 16px}
 header h1{font-size:18px;margin:0 0 6px}
@@ -31,8 +32,8 @@ nav{padding:8px 16px;background:#fff;border-bottom:1px solid #ddd;position:stick
 nav label{margin-right:12px}
 nav button{margin:0 2px}
 main{display:flex;gap:16px;padding:12px 16px;align-items:flex-start}
-#queries{flex:3;min-width:0}
-#landmarks{flex:2;min-width:0;background:#fff;padding:8px;border:1px solid #ddd}
+#queries{flex:1 1 58%;min-width:0}
+#landmarks{flex:1 1 42%;min-width:0;overflow-x:auto;background:#fff;padding:8px;border:1px solid #ddd}
 .card{display:flex;gap:10px;background:#fff;border:1px solid #ddd;border-left:6px solid #999;margin-bottom:8px;padding:6px}
 .card.right,.card.rejected{border-left-color:#2e7d32}.card.wrong,.card.missed{border-left-color:#c62828}
 .card.distractor{border-left-color:#ef6c00}.card.failed{border-left-color:#555}
@@ -123,7 +124,7 @@ function matchSvg(q) {
   const [r, inl, lines] = q[MATCH], qt = q[THUMB], rt = R[r][2];
   if (!qt || !rt) return '';
   const w = qt[1] + 10 + rt[1], h = Math.max(qt[2], rt[2]);
-  let s = `<svg class="matches" viewBox="0 0 ${w} ${h}" width="${w * 3}" height="${h * 3}">` +
+  let s = `<svg class="matches" viewBox="0 0 ${w} ${h}" width="${w * 2}" height="${h * 2}">` +
     `<image href="${esc(D.thumb_dir + '/' + qt[0])}" x="0" y="0" width="${qt[1]}" height="${qt[2]}"/>` +
     `<image href="${esc(D.thumb_dir + '/' + rt[0])}" x="${qt[1] + 10}" y="0" width="${rt[1]}" height="${rt[2]}"/>`;
   for (let k = 0; k + 3 < lines.length; k += 4)
@@ -140,7 +141,7 @@ function detail(id) {
 }
 function landmarkTable(s) {
   const cols = [['id','landmark'],['name','name'],['queries','queries'],['right','right'],['top1','top-1'],
-                ['answered','answered as'],['wrong_as','wrongly answered as'],['gap','GAP contribution']];
+                ['answered','answered as'],['wrong_as','wrong as'],['gap','GAP share']];
   const L = D.landmarks.slice(), key = s.lmsort.replace('-', ''), dir = s.lmsort.startsWith('-') ? -1 : 1;
   const col = cols.findIndex(c => c[0] === key);
   const val = r => col === 1 ? (NAMES[r[0]] || '') : (col === 4 ? (r[2] ? r[3] / r[2] : -1) : r[[0,0,2,3,0,4,5,6][col]]);
@@ -148,10 +149,10 @@ function landmarkTable(s) {
   const page = Math.min(s.lmpage, Math.max(1, Math.ceil(L.length / PAGE)));
   const rows = L.slice((page - 1) * PAGE, page * PAGE).map(r =>
     `<tr><td><a onclick="go({lm: '${r[0]}', page: 1, q: null})">${r[0]}</a></td><td>${esc(NAMES[r[0]] || '')}</td><td>${r[2]}</td><td>${r[3]}</td>` +
-    `<td>${r[2] ? (r[3] / r[2]).toFixed(3) : ''}</td><td>${r[4]}</td><td>${r[5]}</td><td>${r[6].toFixed(4)}</td></tr>`).join('');
+    `<td>${r[2] ? (r[3] / r[2]).toFixed(3) : ''}</td><td>${r[4]}</td><td>${r[5]}</td><td>${r[6] ? r[6].toPrecision(3) : 0}</td></tr>`).join('');
   const head = cols.map(([k, t]) => `<th onclick="go({lmsort: '${s.lmsort === '-' + k ? k : '-' + k}', lmpage: 1})">${t}</th>`).join('');
   return `<h2>Per landmark</h2><p class="muted">queries: in the solution; top-1: right / queries; answered as: answers naming it;
-    GAP contribution: its right answers' share of GAP (the column sums to GAP)</p>${pager(L.length, page, 'lmpage')}
+    wrong as: those that were wrong; GAP share: its right answers' part of GAP (the column sums to GAP)</p>${pager(L.length, page, 'lmpage')}
     <table id="landmark-table"><thead><tr>${head}</tr></thead><tbody>${rows}</tbody></table>`;
 }
 function render() {
@@ -176,7 +177,8 @@ $('#sort').onchange = e => go({sort: e.target.value, page: 1});
 document.addEventListener('click', e => { const q = e.target.dataset && e.target.dataset.q; if (q !== undefined) go({q}); });
 window.onhashchange = render;
 render();
-document.body.dataset.rendered = Q.length;
+document.body.dataset.rendered = Q.length;  // for tools: answers loaded, and ms from navigation to the first view
+document.body.dataset.renderMs = Math.round(performance.now());
 """
 
 TEMPLATE = """<!DOCTYPE html>
