@@ -63,7 +63,7 @@ report: $(STAMP)
 	$(call require,PRED)
 	$(PY) -m indexer.report --predictions=$(PRED) $(if $(SOLUTION),--solution=$(SOLUTION)) $(if $(NAMES),--landmark_names=$(NAMES)) $(ARGS)
 
-bench: bench-preprocess bench-train bench-index bench-embed bench-sampler
+bench: bench-preprocess bench-train bench-index bench-embed bench-sampler bench-report
 
 bench-preprocess: $(STAMP)
 	$(PY) -m bench.bench_preprocess $(ARGS)
