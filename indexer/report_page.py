@@ -32,8 +32,8 @@ nav{padding:8px 16px;background:#fff;border-bottom:1px solid #ddd;position:stick
 nav label{margin-right:12px}
 nav button{margin:0 2px}
 main{display:flex;gap:16px;padding:12px 16px;align-items:flex-start}
-#queries{flex:1 1 58%;min-width:0}
-#landmarks{flex:1 1 42%;min-width:0;overflow-x:auto;background:#fff;padding:8px;border:1px solid #ddd}
+#queries{flex:1 1 56%;min-width:0}
+#landmarks{flex:1 1 44%;min-width:0;overflow-x:auto;background:#fff;padding:8px;border:1px solid #ddd}
 .card{display:flex;gap:10px;background:#fff;border:1px solid #ddd;border-left:6px solid #999;margin-bottom:8px;padding:6px}
 .card.right,.card.rejected{border-left-color:#2e7d32}.card.wrong,.card.missed{border-left-color:#c62828}
 .card.distractor{border-left-color:#ef6c00}.card.failed{border-left-color:#555}
@@ -41,11 +41,11 @@ main{display:flex;gap:16px;padding:12px 16px;align-items:flex-start}
 .q img{width:160px;height:160px}.n img{width:96px;height:96px}
 .blank{display:flex;align-items:center;justify-content:center;color:#777;background:#ddd}
 .q .blank{width:160px;height:160px}.n .blank{width:96px;height:96px}
-.ns{display:flex;gap:6px;flex-wrap:wrap}.n{width:100px;font-size:12px}
+.ns{display:flex;gap:6px;flex-wrap:wrap}.n{width:100px;font-size:12px;overflow-wrap:anywhere}
 .n.hit{outline:3px solid #2e7d32}.n.miss{outline:3px solid #c62828}
 .tag{font-size:12px;padding:1px 5px;border-radius:3px;color:#fff;background:#777}
 .tag.right,.tag.rejected{background:#2e7d32}.tag.wrong,.tag.missed{background:#c62828}.tag.distractor{background:#ef6c00}
-table{border-collapse:collapse;width:100%;font-size:13px}th,td{padding:3px 6px;border-bottom:1px solid #eee;text-align:right}
+table{border-collapse:collapse;width:100%;font-size:12px}th,td{padding:2px 4px;border-bottom:1px solid #eee;text-align:right}
 th{cursor:pointer;background:#eceff1}td:nth-child(2),th:nth-child(2){text-align:left}
 a{color:#1565c0;cursor:pointer}
 .pager{margin:6px 0}
@@ -78,13 +78,19 @@ function go(change) {
   for (const k of ['view','lm','sort','page','q','lmsort','lmpage']) if (s[k] !== null && s[k] !== '' && s[k] !== undefined) p.set(k, s[k]);
   location.hash = p.toString();
 }
+function landmarksOf(text) {  // an id, or the landmarks whose name contains the text; null: any
+  if (text === '') return null;
+  if (/^-?\d+$/.test(text)) return new Set([+text]);
+  const t = text.toLowerCase();
+  return new Set(Object.keys(NAMES).filter(l => NAMES[l].toLowerCase().includes(t)).map(Number));
+}
 function selected(s) {
-  const keep = VIEWS[s.view] || VIEWS.all, lm = s.lm === '' ? null : +s.lm;
+  const keep = VIEWS[s.view] || VIEWS.all, lms = landmarksOf(s.lm);
   let idx = [];
   for (let i = 0; i < Q.length; i++) {
     const q = Q[i];
     if (!keep(q)) continue;
-    if (lm !== null && q[ANS] !== lm && !(q[TRUTH] || []).includes(lm)) continue;
+    if (lms !== null && !lms.has(q[ANS]) && !(q[TRUTH] || []).some(l => lms.has(l))) continue;
     idx.push(i);
   }
   const sort = s.sort || (s.view === 'distractors' ? '-conf' : 'id');
@@ -193,7 +199,7 @@ TEMPLATE = """<!DOCTYPE html>
 <option value="distractors">confident distractors (non-landmark queries answered)</option>
 <option value="right">right answers</option><option value="none">no answer</option>
 <option value="failed">failed images</option></select></label>
-<label>landmark <input id="lm" size="8" placeholder="id"></label>
+<label>landmark <input id="lm" size="12" placeholder="id or name"></label>
 <label>sort <select id="sort"><option value="">default (id; distractors: confidence)</option>
 <option value="-conf">confidence, highest first</option><option value="conf">confidence, lowest first</option>
 <option value="id">id</option><option value="gap">GAP contribution</option></select></label>
