@@ -21,8 +21,9 @@ STAMP := $(VENV)/.installed-$(TF)
 
 require = $(if $($(1)),,$(error $(1)=... is required: see README.md and docs/))
 
-.PHONY: venv lock-gpu gpu-check test demo preprocess train index predict evaluate synthetic \
-        bench bench-preprocess bench-train bench-index bench-embed bench-sampler soak-preprocess soak-preprocess-dask clean
+.PHONY: venv lock-gpu gpu-check test demo preprocess train index predict evaluate report synthetic \
+        bench bench-preprocess bench-train bench-index bench-embed bench-sampler bench-report soak-preprocess \
+        soak-preprocess-dask clean
 
 $(STAMP): $(LOCK) setup.py
 	@echo "make venv: the $(TF) TensorFlow from $(LOCK) ($(TF_WHY); override with TF=gpu or TF=cpu)"
@@ -80,7 +81,12 @@ evaluate: $(STAMP)
 	$(call require,SOLUTION)
 	$(PY) -m indexer.evaluate --submission=$(SUBMISSION) --solution=$(SOLUTION) $(if $(filter-out out,$(OUT)),--output_dir=$(OUT)) $(ARGS)
 
-bench: bench-preprocess bench-train bench-index bench-embed bench-sampler
+# PRED=predict's output folder; SOLUTION= and NAMES= default to what predict was given
+report: $(STAMP)
+	$(call require,PRED)
+	$(PY) -m indexer.report --predictions=$(PRED) $(if $(SOLUTION),--solution=$(SOLUTION)) $(if $(NAMES),--landmark_names=$(NAMES)) $(ARGS)
+
+bench: bench-preprocess bench-train bench-index bench-embed bench-sampler bench-report
 
 bench-preprocess: $(STAMP)
 	$(PY) -m bench.bench_preprocess $(ARGS)
@@ -95,6 +101,9 @@ bench-embed: $(STAMP)
 	$(PY) -m bench.bench_embed $(ARGS)
 bench-sampler: $(STAMP)
 	$(PY) -m bench.bench_sampler $(ARGS)
+
+bench-report: $(STAMP)
+	$(PY) -m bench.bench_report $(ARGS)
 
 soak-preprocess: $(STAMP)
 	$(PY) -m bench.soak_preprocess $(ARGS)

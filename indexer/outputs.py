@@ -34,6 +34,11 @@ def _write_atomic(path: str, header: Sequence[str], rows: Iterable[Sequence]) ->
     os.replace(tmp, path)
 
 
+def write_rows(path: str, header: Sequence[str], rows: Iterable[Sequence]) -> None:
+    """A CSV with `header` and `rows`, via a temporary file and a rename."""
+    _write_atomic(path, header, rows)
+
+
 def write_json(path: str, obj) -> None:
     """`obj` as indented JSON at `path`, via a temporary file and a rename."""
     tmp = f"{path}.tmp-{os.getpid()}"

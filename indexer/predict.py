@@ -12,8 +12,9 @@
 3. Embeds PRED/test_records/test-* with the index's own model copy, queries the top k, votes.
 4. Writes PRED/submission.csv with a row for EVERY id in the CSV (empty landmarks when the image
    failed preprocessing or the confidence is below --min_confidence), PRED/neighbours.csv (raw
-   top-k), PRED/predict_stats.json (counts), PRED/config.json, and with --visualize N
-   PRED/neighbours.png.
+   top-k), PRED/predict_stats.json (counts), PRED/config.json, PRED/verification.csv (inliers of
+   each verified neighbour) when it verified, with --visualize N PRED/neighbours.png (landmark names
+   from --landmark_names), and with --report PRED/report.html (indexer/report.py).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from absl import app, flags, logging
 
-from indexer import embed_job, image_folder, outputs, scoring, solutions, visualize
+from indexer import embed_job, image_folder, outputs, report, scoring, solutions, visualize
 from indexer.annoy_index import sha256_file
 from indexer.api import DEFAULT_SEARCH_K, FALLBACK_IMAGE_SIZE, Recognizer
 from indexer.embed import Embedded, iter_jpegs, list_shards, read_jpegs
@@ -68,7 +69,10 @@ def define_flags() -> None:
     flags.DEFINE_float("min_confidence", 0.0, "answer 'no landmark' below this confidence")
     flags.DEFINE_enum("vote", "sum", METHODS, "how neighbours vote (indexer/vote.py)")
     flags.DEFINE_integer("visualize", 0, "draw this many queries with their neighbours into neighbours.png")
-    flags.DEFINE_string("solution", None, "solution CSV: colours the picture right/wrong")
+    flags.DEFINE_string("solution", None, "solution CSV: colours the picture right/wrong, scores the --report")
+    flags.DEFINE_string("landmark_names", None, "landmark_id,name CSV (or GLDv2's landmark_id,category): names "
+                        "the answers in neighbours.png and the --report (ids stay the submission's)")
+    flags.DEFINE_boolean("report", False, "also write PRED/report.html, the error-analysis page (indexer/report.py)")
     flags.DEFINE_integer("image_size", 0, "passed to pipelines.preprocess; 0: what the references used (the "
                          f"index's manifest), {FALLBACK_IMAGE_SIZE} for an index that does not record it")
     flags.DEFINE_integer("batch_size", 64, "images per embedding batch")
@@ -117,6 +121,8 @@ class PredictConfig:
     verify_k: int = scoring.Scoring.verify_k
     verify_weight: float = scoring.Scoring.verify_weight
     verify_cap: int = scoring.Scoring.verify_cap
+    landmark_names: Optional[str] = None  # CSV naming the landmarks (indexer/names.py)
+    report: bool = False  # write PRED/report.html at the end (indexer/report.py)
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -189,7 +195,8 @@ def open_recognizer(config: PredictConfig) -> Recognizer:
                            min_confidence=config.min_confidence, image_size=config.image_size, progress=True,
                            rerank=config.rerank, aqe_k=config.aqe_k, aqe_alpha=config.aqe_alpha,
                            confidence=config.confidence, penalty_weight=config.penalty_weight,
-                           verify_k=config.verify_k, verify_weight=config.verify_weight, verify_cap=config.verify_cap)
+                           verify_k=config.verify_k, verify_weight=config.verify_weight, verify_cap=config.verify_cap,
+                           landmark_names=config.landmark_names)
 
 
 def predict(config: PredictConfig) -> Dict:
@@ -250,15 +257,22 @@ def predict(config: PredictConfig) -> Dict:
         for q, image_id in enumerate(embedded.image_ids)
         for r, item in enumerate(items[q]) if item >= 0
     ))
+    if answers.inliers is not None:
+        report.write_verification(os.path.join(config.output_dir, report.VERIFICATION_CSV), embedded.image_ids,
+                                  answers.inliers)
     if config.visualize > 0 and embedded.image_ids:
-        draw(index, embedded, files, items, sims, dict(rows), config)
+        draw(index, embedded, files, items, sims, dict(rows), config, recognizer.names)
     outputs.write_json(os.path.join(config.output_dir, "predict_stats.json"), stats)
     logging.info("predict: %s", stats)
+    if config.report:
+        report.write_report(report.ReportConfig(predictions=config.output_dir,
+                                                output=os.path.join(config.output_dir, report.REPORT_HTML)))
     return stats
 
 
 def draw(index: Index, embedded: Embedded, files: List[str], items: np.ndarray, sims: np.ndarray,
-         answers: Dict[str, Optional[Tuple[int, float]]], config: PredictConfig, per_row: int = 5) -> None:
+         answers: Dict[str, Optional[Tuple[int, float]]], config: PredictConfig, names: Dict[int, str],
+         per_row: int = 5) -> None:
     """neighbours.png: the first --visualize embedded queries and their nearest references."""
     shown = list(range(min(config.visualize, len(embedded.image_ids))))
     query_ids = [embedded.image_ids[q] for q in shown]
@@ -275,6 +289,7 @@ def draw(index: Index, embedded: Embedded, files: List[str], items: np.ndarray, 
             solution.get(image_id),
             [(refs.get(index.image_ids[i]), int(index.landmark_ids[i]), float(s))
              for i, s in zip(items[q, :per_row], sims[q, :per_row]) if i >= 0],
+            names,
         )
         for q, image_id in zip(shown, query_ids)
     ]
@@ -307,6 +322,8 @@ def main(argv) -> None:
         verify_k=FLAGS.verify_k,
         verify_weight=FLAGS.verify_weight,
         verify_cap=FLAGS.verify_cap,
+        landmark_names=FLAGS.landmark_names,
+        report=FLAGS.report,
     ))
 
 
