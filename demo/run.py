@@ -284,6 +284,8 @@ def run_chain(cfg: DemoConfig, runner: Runner) -> list[report.Row]:
                      lambda: baseline.write_random_prediction(f"{data}/train.csv", f"{data}/test.csv", random_pred,
                                                               cfg.seed))
     rows = [evaluate("random", "random guess", ("predict_random",))]
+    # Landmark names in the query grids, where the data set has a names table (both built-in sets do).
+    names = (f"--landmark_names={data}/landmarks.csv",) if os.path.exists(f"{data}/landmarks.csv") else ()
     indexed = set()
     for m in methods(cfg, data):
         index, pred = f"{out}/index/{m.index_key}", f"{out}/predict/{m.key}"
@@ -296,7 +298,7 @@ def run_chain(cfg: DemoConfig, runner: Runner) -> list[report.Row]:
                              f"{index}/config.json"))
         runner.run(Stage(f"predict_{m.key}", "indexer.predict",
                          (f"--index_dir={index}", f"--test_csv={data}/test.csv", f"--output_dir={pred}",
-                          f"--solution={solution}", f"--visualize={cfg.visualize}", *m.predict),  # size: the index's
+                          f"--solution={solution}", f"--visualize={cfg.visualize}", *names, *m.predict),  # size: the index's
                          f"{pred}/predict_stats.json"))
         # the row's cost: its model's training (model rows), its own index build and prediction
         cost = [f"predict_{m.key}"]
