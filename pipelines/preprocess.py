@@ -27,7 +27,8 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
-from pipelines import console, csv_input, dask_setup, fetch, image, layouts, output_guard, report, run_tempdir, storage, tar_source
+from pipelines import (console, csv_input, dask_setup, fetch, image, layouts, output_guard, preflight, report, run_tempdir,
+                       storage, tar_source)
 from pipelines.cli_errors import InputError, run_argv
 from pipelines.tar_locate import LocateInTars
 from pipelines.transforms import NAMESPACE, BuildShards, DedupById, PlanShards, ReadCsvRows, Report
@@ -62,6 +63,8 @@ class Config:
     images_root: str = ""
     tars: Tuple[str, ...] = ()
     tar_md5: Tuple[str, ...] = ()
+    overwrite: bool = False
+    retry_failed: bool = False
 
     def input_layout(self) -> layouts.Layout:
         return layouts.Layout(self.layout, self.images_root, bool(self.tars))
@@ -87,7 +90,8 @@ class Config:
 def parse_args(argv: Sequence[str]) -> Tuple[Config, List[str]]:
     """(our config, the remaining flags for Beam)."""
     d = Config(csv=(), output_dir="")
-    ap = argparse.ArgumentParser(prog="python -m pipelines.preprocess", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m pipelines.preprocess", description=__doc__.split("\n\n")[0],
+                                 allow_abbrev=False)
     ap.add_argument("--csv", required=True, help="comma-separated CSV paths (local or gs://)")
     ap.add_argument("--output_dir", required=True, help="local or gs:// folder for shards and reports")
     ap.add_argument("--image_size", type=int, default=d.image_size, help="shorter side of stored images (never upscaled)")
@@ -118,6 +122,11 @@ def parse_args(argv: Sequence[str]) -> Tuple[Config, List[str]]:
                     help="kaggle/gldv2_clean: the a/b/c/<id>.jpg tree (default: CSV folder + train/ or test/)")
     ap.add_argument("--tars", default="", help="comma-separated GLDv2 tars or globs (local or gs://): photos by id")
     ap.add_argument("--tar_md5", default="", help="comma-separated md5 lists (md5sum format) checking --tars")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="let this run replace, in --output_dir, the shards of a run on other CSVs")
+    ap.add_argument("--retry_failed", action="store_true",
+                    help="fetch again the rows an earlier run failed transiently (timeout, connection_error, "
+                         "http_429, http_5xx)")
     args, beam_args = ap.parse_known_args(list(argv))
     if not 0 <= args.val_fraction < 1:
         ap.error("--val_fraction must be in [0, 1)")
@@ -139,9 +148,16 @@ def parse_args(argv: Sequence[str]) -> Tuple[Config, List[str]]:
 
 
 def _check_inputs(cfg: Config) -> int:
-    """Fail early, with the path, on a missing CSV or a header without id/url; returns total CSV bytes."""
+    """Fail early, with the path, on a missing CSV or a header without id/url, inputs that are not
+    regular files (a FIFO would hang the run), unreadable md5 lists, a missing --images_root or
+    an output folder that cannot be written; returns total CSV bytes."""
     if not cfg.csv:
         raise InputError("--csv names no file")
+    preflight.check_regular_files(cfg.csv, "--csv")
+    preflight.check_regular_files(cfg.tars, "--tars")
+    preflight.check_md5_lists(cfg.tar_md5)
+    if cfg.images_root and not cfg.tars and not storage.is_gcs(cfg.images_root) and not os.path.isdir(cfg.images_root):
+        raise InputError(f"{cfg.images_root}: no such folder (--images_root)")
     total = 0
     for path in cfg.csv:
         try:
@@ -198,6 +214,7 @@ def pipeline_options(cfg: Config, beam_args: List[str], csv_bytes: int) -> Pipel
         dask_setup.configure(options, cfg.dask_address)
     elif cfg.dask_address or cfg.dask_workers:
         raise SystemExit("--dask_address / --dask_workers need --runner=dask")
+    preflight.refuse_unknown_flags(args)  # after configure: the Dask options class is loaded
     if runner and "Dataflow" in runner:
         setup = options.view_as(SetupOptions)
         if not setup.setup_file and not _flag_given(args, "sdk_container_image") and os.path.exists(_REPO_SETUP):
@@ -294,10 +311,16 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     """Run the pipeline; returns stats.json's content."""
     cfg, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
     csv_bytes = _check_inputs(cfg)
-    output_guard.refuse_other_splits(cfg.output_dir, cfg.csv, cfg.split, cfg.val_fraction, cfg.input_layout())
-    storage.make_dirs(cfg.output_dir)
     options = pipeline_options(cfg, beam_args, csv_bytes)
     on_dask = dask_setup.is_dask(options.view_as(StandardOptions).runner)
+    if on_dask and dask_setup.scheduler_address(options):
+        preflight.check_dask_address(dask_setup.scheduler_address(options))
+    preflight.check_output_dir(cfg.output_dir)
+    if not cfg.overwrite:
+        output_guard.refuse_other_splits(cfg.output_dir, cfg.csv, cfg.split, cfg.val_fraction, cfg.input_layout())
+        output_guard.refuse_other_inputs(cfg.output_dir, cfg.csv)
+    storage.make_dirs(cfg.output_dir)
+    output_guard.record_inputs(cfg.output_dir, cfg.csv)
     start = time.monotonic()
     with run_tempdir.private_tempdir():  # Beam's local temp folders go with the run
         with _local_dask_cluster(cfg, options) if on_dask else contextlib.nullcontext():

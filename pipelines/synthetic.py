@@ -41,6 +41,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from pipelines import cli_errors, preflight
+from pipelines.cli_errors import InputError
 from pipelines.report import csv_bytes
 
 WORLD_W, WORLD_H = 768, 480
@@ -494,6 +496,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         size = parse_size(args.size, args.landmarks)
     except ValueError as e:
         ap.error(str(e))
+    try:
+        preflight.check_output_dir(args.output_dir)
+    except InputError as e:
+        cli_errors.fail("pipelines.synthetic", e)
     m = generate(args.output_dir, args.seed, size, args.workers)
     print(f"wrote {m['landmarks']} landmarks, {m['train_images']} train and {m['test_images']} test images "
           f"({m['test_distractors']} distractors) to {args.output_dir}", file=sys.stderr)
