@@ -209,10 +209,12 @@ class LongLine(str):
     chars: int = 0
 
 
-def bounded_lines(text: io.TextIOBase, max_chars: int = MAX_LINE_CHARS) -> Iterator[str]:
+def bounded_lines(text: io.TextIOBase, max_chars: Optional[int] = None) -> Iterator[str]:
     """The lines of `text`, line ends kept, each read whole when it holds at most `max_chars`
     characters; a longer one comes as a `LongLine` of its first `KEPT_PREFIX_CHARS` characters
-    (line end stripped) and the rest of it is read through in blocks and dropped (never held)."""
+    (line end stripped) and the rest of it is read through in blocks and dropped (never held).
+    `max_chars` defaults to `MAX_LINE_CHARS`."""
+    max_chars = MAX_LINE_CHARS if max_chars is None else max_chars
     while True:
         line = text.readline(max_chars + 1)
         if not line:
