@@ -27,7 +27,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
-from pipelines import (console, csv_input, dask_setup, fetch, image, layouts, output_guard, preflight, report, run_tempdir,
+from pipelines import (console, csv_input, dask_setup, fetch, image, interrupt, layouts, output_guard, preflight, report, run_tempdir,
                        storage, tar_source)
 from pipelines.cli_errors import InputError, run_argv
 from pipelines.tar_locate import LocateInTars
@@ -363,7 +363,8 @@ def main() -> None:
     worker_logs = logging.getLogger("apache_beam.runners.portability.local_job_service")
     worker_logs.setLevel(logging.INFO)
     worker_logs.addFilter(_WorkerLogFilter())
-    run_argv("pipelines.preprocess", run)
+    with interrupt.stop_on_signals("pipelines.preprocess", run_tempdir.remove_active):
+        run_argv("pipelines.preprocess", run)
 
 
 if __name__ == "__main__":
