@@ -232,7 +232,8 @@ def build(p: beam.Pipeline, cfg: Config) -> beam.pvalue.PCollection:
         rows = located.rows
         failures.append(located.failures)
     plan = rows | "Plan" >> PlanShards(
-        cfg.output_dir, json.dumps(cfg.settings(), sort_keys=True), cfg.num_shards, cfg.rows_per_shard
+        cfg.output_dir, json.dumps(cfg.settings(), sort_keys=True), cfg.num_shards, cfg.rows_per_shard,
+        cfg.retry_failed,
     )
     written = plan["tasks"] | "Build" >> BuildShards(
         cfg.output_dir, cfg.fetch_config(), cfg.image_config(), cfg.fetch_threads
