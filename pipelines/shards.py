@@ -61,9 +61,11 @@ def shard_index(image_id: str, count: int) -> int:
 
 
 def shard_count(rows: int, num_shards: int, rows_per_shard: int) -> int:
-    """`num_shards` when given (> 0), else enough shards of about `rows_per_shard` rows."""
+    """`num_shards` when given (> 0), capped at the split's row count (more shards could only be
+    empty: `--num_shards=100000` on 261 rows wrote 200,000 files), else enough shards of about
+    `rows_per_shard` rows."""
     if num_shards > 0:
-        return num_shards
+        return max(1, min(num_shards, rows))
     return max(1, math.ceil(rows / rows_per_shard))
 
 
