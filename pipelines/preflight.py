@@ -9,23 +9,15 @@ from __future__ import annotations
 
 import os
 import socket
-import stat
 import urllib.parse
 from typing import Iterable, List, Sequence
 
-from pipelines import storage, tar_source
+from pipelines import bounded_read, storage, tar_source
 from pipelines.cli_errors import InputError
 
 # How long to try to reach a Dask scheduler before refusing the run.
 DASK_CONNECT_TIMEOUT_S = 5.0
 
-_KINDS = (
-    (stat.S_ISFIFO, "a named pipe (FIFO)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISDIR, "a directory"),
-)
 
 
 def check_regular_files(paths: Iterable[str], flag: str) -> None:
@@ -40,8 +32,8 @@ def check_regular_files(paths: Iterable[str], flag: str) -> None:
             raise InputError(f"{path}: does not exist ({flag})") from None
         except OSError as e:
             raise InputError(f"{path}: cannot be read ({flag}): {e.strerror}") from None
-        if not stat.S_ISREG(mode):
-            kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+        kind = bounded_read.irregular_kind(mode)
+        if kind:
             raise InputError(f"{path}: is {kind}, not a regular file ({flag})")
 
 
