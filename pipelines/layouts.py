@@ -48,6 +48,12 @@ def tree_path(images_root: str, image_id: str) -> str:
     return storage.join(images_root, image_id[0], image_id[1], image_id[2], f"{image_id}.jpg")
 
 
+def images_root(layout: Layout, csv_path: str, labelled: bool) -> str:
+    """The a/b/c/<id>.jpg tree of a kaggle / gldv2_clean CSV: `--images_root`, else the CSV's
+    folder + `train/` (labelled) or `test/`."""
+    return layout.images_root or storage.join(storage.dirname(csv_path), "train" if labelled else "test")
+
+
 def member_name(image_id: str) -> str:
     """The same path inside a GLDv2 tar (what failures.csv names before a row is located)."""
     return "/".join([image_id[0], image_id[1], image_id[2], f"{image_id}.jpg"])
@@ -149,7 +155,7 @@ def _kaggle_rows(csv_index: int, path: str, mode: str, val_fraction: float, layo
         if header is None:
             header = _columns(path, line)
             labelled_csv = "landmark_id" in header
-            root = layout.images_root or storage.join(storage.dirname(path), "train" if labelled_csv else "test")
+            root = images_root(layout, path, labelled_csv)
             continue
         if not line.strip():
             continue
@@ -177,7 +183,7 @@ def _kaggle_rows(csv_index: int, path: str, mode: str, val_fraction: float, layo
 
 def _clean_rows(csv_index: int, path: str, mode: str, val_fraction: float, layout: Layout):
     header: Optional[List[str]] = None
-    root = layout.images_root or storage.join(storage.dirname(path), "train")
+    root = images_root(layout, path, True)
     for line_no, line in _lines(path):
         if header is None:
             header = _columns(path, line)

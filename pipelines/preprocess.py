@@ -156,18 +156,28 @@ def _check_inputs(cfg: Config) -> int:
     preflight.check_regular_files(cfg.csv, "--csv")
     preflight.check_regular_files(cfg.tars, "--tars")
     preflight.check_md5_lists(cfg.tar_md5)
-    if cfg.images_root and not cfg.tars and not storage.is_gcs(cfg.images_root) and not os.path.isdir(cfg.images_root):
-        raise InputError(f"{cfg.images_root}: no such folder (--images_root)")
     total = 0
     for path in cfg.csv:
         try:
-            layouts.check_header(path, cfg.input_layout())
+            labelled = layouts.check_header(path, cfg.input_layout())
+            _check_images_root(cfg, path, labelled)
             total += storage.size(path)
         except FileNotFoundError:
             raise InputError(f"{path}: does not exist (--csv)") from None
         except ValueError as e:
             raise InputError(str(e)) from None
     return total
+
+
+def _check_images_root(cfg: Config, csv_path: str, labelled: bool) -> None:
+    """A kaggle / gldv2_clean run reading photos from a local tree refuses a tree that does not
+    exist (else every row would fail as not_found)."""
+    if cfg.layout == "urls" or cfg.tars:
+        return
+    root = layouts.images_root(cfg.input_layout(), csv_path, labelled)
+    if not storage.is_gcs(root) and not os.path.isdir(root):
+        how = "--images_root" if cfg.images_root else f"--images_root, by default beside {csv_path}"
+        raise InputError(f"{root}: no such folder ({how})")
 
 
 def _flag_given(beam_args: Sequence[str], name: str) -> bool:

@@ -151,6 +151,7 @@ def test_fifo_or_device_as_csv_or_tar_is_refused(tmp_path):
     ("out_is_file", "afile: exists and is not a directory (--output_dir)"),
     ("out_unwritable", "cannot write there (--output_dir)"),
     ("images_root", "nowhere: no such folder (--images_root)"),
+    ("derived_root", "train: no such folder (--images_root, by default beside"),
 ])
 def test_bad_flags_and_paths_are_refused_before_any_work(tmp_path, case, expected):
     csv_path = _inputs(tmp_path, 1)
@@ -168,6 +169,7 @@ def test_bad_flags_and_paths_are_refused_before_any_work(tmp_path, case, expecte
         "out_is_file": [f"--output_dir={tmp_path / 'afile'}"],
         "out_unwritable": ["--output_dir=/sys"],  # sysfs: no process may create a file there, not even root
         "images_root": ["--layout=kaggle", f"--images_root={tmp_path / 'nowhere'}"],
+        "derived_root": ["--layout=kaggle"],  # the CSV's folder has no train/ tree
     }[case]
     argv = [f"--csv={csv_path}", f"--output_dir={tmp_path / 'out'}", *FAST, *extra]
     with pytest.raises(InputError) as refused:
