@@ -52,39 +52,39 @@ test: $(STAMP)
 	$(PY) -m pytest tests/unit/trainer tests/unit/indexer tests/e2e
 
 demo: $(STAMP)
-	$(PY) -m demo.run --output_dir=$(OUT)/demo $(if $(DATA),--data_dir=$(DATA)) $(if $(WEIGHTS),--weights=$(WEIGHTS)) $(ARGS)
+	$(PY) -m demo.run --output_dir="$(OUT)/demo" $(if $(DATA),--data_dir="$(DATA)") $(if $(WEIGHTS),--weights="$(WEIGHTS)") $(ARGS)
 
 synthetic: $(STAMP)
-	$(PY) -m pipelines.synthetic --output_dir=$(OUT)/synthetic $(ARGS)
+	$(PY) -m pipelines.synthetic --output_dir="$(OUT)/synthetic" $(ARGS)
 
 preprocess: $(STAMP)
 	$(call require,CSV)
-	$(PY) -m pipelines.preprocess --csv=$(CSV) --output_dir=$(OUT) $(ARGS)
+	$(PY) -m pipelines.preprocess --csv="$(CSV)" --output_dir="$(OUT)" $(ARGS)
 
 train: $(STAMP)
 	$(call require,DATA)
-	$(PY) -m trainer.train --data_dir=$(DATA) --output_dir=$(OUT) $(if $(GPUS),--gpus=$(GPUS)) $(ARGS)
+	$(PY) -m trainer.train --data_dir="$(DATA)" --output_dir="$(OUT)" $(if $(GPUS),--gpus=$(GPUS)) $(ARGS)
 
 index: $(STAMP)
 	$(call require,MODEL)
 	$(call require,DATA)
-	$(PY) -m indexer.build --model=$(MODEL) --data_dir=$(DATA) --output_dir=$(OUT) $(ARGS)
+	$(PY) -m indexer.build --model="$(MODEL)" --data_dir="$(DATA)" --output_dir="$(OUT)" $(ARGS)
 
 # TEST_CSV=test.csv, or IMAGES=DIR (a folder of photos, id = file stem)
 predict: $(STAMP)
 	$(if $(TEST_CSV)$(IMAGES),,$(error TEST_CSV=... or IMAGES=DIR is required: see docs/index.md))
 	$(call require,INDEX)
-	$(PY) -m indexer.predict $(if $(TEST_CSV),--test_csv=$(TEST_CSV)) $(if $(IMAGES),--images=$(IMAGES)) --index_dir=$(INDEX) --output_dir=$(OUT) $(ARGS)
+	$(PY) -m indexer.predict $(if $(TEST_CSV),--test_csv="$(TEST_CSV)") $(if $(IMAGES),--images="$(IMAGES)") --index_dir="$(INDEX)" --output_dir="$(OUT)" $(ARGS)
 
 evaluate: $(STAMP)
 	$(call require,SUBMISSION)
 	$(call require,SOLUTION)
-	$(PY) -m indexer.evaluate --submission=$(SUBMISSION) --solution=$(SOLUTION) $(if $(filter-out out,$(OUT)),--output_dir=$(OUT)) $(ARGS)
+	$(PY) -m indexer.evaluate --submission="$(SUBMISSION)" --solution="$(SOLUTION)" $(if $(filter-out out,$(OUT)),--output_dir="$(OUT)") $(ARGS)
 
 # PRED=predict's output folder; SOLUTION= and NAMES= default to what predict was given
 report: $(STAMP)
 	$(call require,PRED)
-	$(PY) -m indexer.report --predictions=$(PRED) $(if $(SOLUTION),--solution=$(SOLUTION)) $(if $(NAMES),--landmark_names=$(NAMES)) $(ARGS)
+	$(PY) -m indexer.report --predictions="$(PRED)" $(if $(SOLUTION),--solution="$(SOLUTION)") $(if $(NAMES),--landmark_names="$(NAMES)") $(ARGS)
 
 bench: bench-preprocess bench-train bench-index bench-embed bench-sampler bench-report
 
@@ -113,4 +113,4 @@ soak-preprocess-dask: $(STAMP)
 	$(PY) -m bench.soak_preprocess --runners=multi_processing,dask $(ARGS)
 
 clean:
-	rm -rf $(OUT) .pytest_cache
+	rm -rf "$(OUT)" .pytest_cache

@@ -255,7 +255,9 @@ def run_chain(cfg: DemoConfig, runner: Runner) -> list[report.Row]:
     check_data_dir(data)
     records = f"{out}/records"
     runner.run(Stage("records", "pipelines.preprocess",
-                     (f"--csv={data}/train.csv", f"--output_dir={records}", f"--image_size={cfg.record_size}"),
+                     # --overwrite: OUT/records is the demo's own; a run on other data replaces it
+                     (f"--csv={data}/train.csv", f"--output_dir={records}", f"--image_size={cfg.record_size}",
+                      "--overwrite"),
                      f"{records}/stats.json"))
     with open(f"{records}/stats.json") as f:
         landmarks = json.load(f)["landmarks"]

@@ -91,6 +91,8 @@ def define_flags() -> None:
     embed_job.define_flags()
     for name, define in PREPROCESS_FLAGS.items():
         define(name, None, f"passed to pipelines.preprocess as --{name} (default: its own)")
+    flags.DEFINE_bool("retry_failed", False, "fetch again the test images an earlier run failed for a transient "
+                      "reason (timeout, connection_error, http_429, http_5xx): pipelines.preprocess --retry_failed")
     flags.DEFINE_multi_string("preprocess_arg", [], "any other flag for pipelines.preprocess, e.g. "
                               "--preprocess_arg=--direct_num_workers=4 (repeatable)")
     flags.mark_flags_as_required(["index_dir", "output_dir"])
@@ -163,20 +165,24 @@ def input_marker(config: PredictConfig) -> Dict:
 
 def preprocess_test(config: PredictConfig) -> str:
     """Run pipelines.preprocess on the test CSV in a subprocess, unless it already finished for
-    this CSV and image size; return the records folder. A folder left by an interrupted run is
-    handed back to the stage, which resumes it; one finished for another CSV is started over."""
+    this CSV and image size (or `--retry_failed` is among the stage's flags); return the records
+    folder. A folder left by an interrupted run is handed back to the stage, which resumes it
+    (`--overwrite`: this folder is predict's own, whichever CSV it last held); one finished for
+    another CSV is started over."""
     records = os.path.join(config.output_dir, RECORDS_DIR)
     marker = os.path.join(records, DONE_MARKER)
     wanted = input_marker(config)
     if os.path.isfile(marker):
         with open(marker) as f:
-            if json.load(f) == wanted:
-                logging.info("test images already preprocessed in %s", records)
-                return records
-        logging.info("%s holds another CSV's images: starting it over", records)
-        shutil.rmtree(records)
+            same = json.load(f) == wanted
+        if same and "--retry_failed" not in config.preprocess_flags:  # a retry reruns the stage on it
+            logging.info("test images already preprocessed in %s", records)
+            return records
+        if not same:
+            logging.info("%s holds another CSV's images: starting it over", records)
+            shutil.rmtree(records)
     cmd = [sys.executable, "-m", "pipelines.preprocess", f"--csv={config.test_csv}", f"--output_dir={records}",
-           "--split=test", f"--image_size={config.image_size}", *config.preprocess_flags]
+           "--split=test", f"--image_size={config.image_size}", "--overwrite", *config.preprocess_flags]
     log_path = os.path.join(config.output_dir, "preprocess.log")
     logging.info("running %s (log: %s)", " ".join(cmd), log_path)
     with open(log_path, "w") as log:
@@ -313,7 +319,8 @@ def main(argv) -> None:
         batch_size=FLAGS.batch_size,
         embedding=embed_job.settings_from_flags(argv),
         preprocess_flags=(*(f"--{name}={FLAGS[name].value}" for name in PREPROCESS_FLAGS
-                            if FLAGS[name].value is not None), *FLAGS.preprocess_arg),
+                            if FLAGS[name].value is not None), *FLAGS.preprocess_arg,
+                          *(["--retry_failed"] if FLAGS.retry_failed else [])),
         rerank=FLAGS.rerank,
         aqe_k=FLAGS.aqe_k,
         aqe_alpha=FLAGS.aqe_alpha,

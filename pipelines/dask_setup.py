@@ -48,6 +48,13 @@ def has_address(options: PipelineOptions) -> bool:
     return bool(dask.address or dask.scheduler_file)
 
 
+def scheduler_address(options: PipelineOptions) -> str:
+    """The scheduler address the run will connect to ("" when it names a scheduler file instead)."""
+    from apache_beam.runners.dask.dask_runner import DaskOptions
+
+    return options.view_as(DaskOptions).address or ""
+
+
 def close_client(result) -> None:
     """Close the scheduler connection that the DaskRunner opens per run and never closes."""
     client = getattr(result, "client", None)

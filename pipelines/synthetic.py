@@ -42,7 +42,7 @@ import numpy as np
 from absl import app, flags
 from PIL import Image, ImageDraw, ImageFilter
 
-from pipelines import console
+from pipelines import console, preflight
 from pipelines.cli_errors import SettingsError, absl_main
 from pipelines.report import csv_bytes
 
@@ -523,6 +523,7 @@ def main(argv: Sequence[str]) -> None:
     console.setup(values.verbosity)
     cfg = SyntheticConfig(values.output_dir, values.seed, values.size, values.landmarks, values.workers)
     size = cfg.parsed_size()
+    preflight.check_output_dir(cfg.output_dir)  # a file, or a folder that cannot be written: one line
     os.makedirs(cfg.output_dir, exist_ok=True)
     _write_atomic(os.path.join(cfg.output_dir, CONFIG_FILE),
                   json.dumps(dataclasses.asdict(cfg), indent=1, sort_keys=True).encode())
