@@ -27,7 +27,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from indexer import embedding_shards
 from indexer.embed import Embedded, Embedder, check_export, embed_records, model_fingerprint
-from pipelines import dask_setup
+from pipelines import cli_errors, dask_setup
+from pipelines.cli_errors import InputError, SettingsError
 
 _LOCK = threading.Lock()
 _MODELS: Dict[Tuple[str, str], Embedder] = {}  # (export_dir, fingerprint) -> model, one per process
@@ -103,8 +104,8 @@ def pipeline_options(beam_args: Sequence[str], dask_address: str = "", dask_work
     told otherwise, each shard gets its own partition."""
     unknown = unknown_options(beam_args)
     if unknown:
-        raise ValueError(f"unknown flag(s): {', '.join('--' + u for u in unknown)} (neither this command's nor "
-                         f"Beam pipeline options)")
+        raise SettingsError(f"unknown flag(s): {', '.join('--' + u for u in unknown)} (neither this command's nor "
+                            f"Beam pipeline options)")
     args: List[str] = list(beam_args)
     on_dask = dask_setup.is_dask(PipelineOptions(args).view_as(StandardOptions).runner)
     if on_dask and not any(a.startswith(("--dask_npartitions", "--dask_partition_size")) for a in args):
@@ -113,7 +114,7 @@ def pipeline_options(beam_args: Sequence[str], dask_address: str = "", dask_work
     if on_dask:
         dask_setup.configure(options, dask_address)
     elif dask_address or dask_workers:
-        raise ValueError("--dask_address / --dask_workers need --runner=dask")
+        raise SettingsError("--dask_address / --dask_workers need --runner=dask")
     return options
 
 
@@ -144,7 +145,13 @@ def embed_with_beam(files: Sequence[str], export_dir: str, embed_dir: str, batch
         p = beam.Pipeline(options=options)
         _ = p | "ShardPaths" >> beam.Create(list(files)) | "EmbedShards" >> EmbedShards(
             export_dir, fingerprint, embed_dir, batch_size)
-        result = p.run()
+        try:
+            result = p.run()
+        except OSError as err:  # distributed: "Timed out trying to connect to tcp://..."
+            if not dask_setup.is_dask(options.view_as(StandardOptions).runner):
+                raise
+            raise InputError(f"the Dask scheduler cannot be reached ({cli_errors.one_line(err)}): is it running "
+                             "at --dask_address?") from None
         try:
             result.wait_until_finish()
         finally:

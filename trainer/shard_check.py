@@ -120,18 +120,23 @@ def scan(path: str) -> Tuple[int, Optional[Damage]]:
     return good, Damage(path, damage_at, problem, good, lost, size - damage_at)
 
 
-def scan_all(files: Sequence[str], log: Callable[[str], None] = print) -> ScanReport:
-    """Scan every shard; log one line per damaged one (what `--skip_corrupt_records` will skip)."""
+def _print_warning(line: str) -> None:
+    print(f"WARNING: {line}", flush=True)
+
+
+def scan_all(files: Sequence[str], log: Callable[[str], None] = _print_warning) -> ScanReport:
+    """Scan every shard; log one warning per damaged one (what `--skip_corrupt_records` will skip).
+    `log` gets the bare message: a logger such as `logging.warning` adds its own level prefix."""
     records, damaged = 0, []
     for path in files:
         good, damage = scan(path)
         records += good
         if damage is not None:
             damaged.append(damage)
-            log(f"WARNING: skipping the rest of a damaged shard: {damage.describe()}")
+            log(f"skipping the rest of a damaged shard: {damage.describe()}")
     if damaged:
         lost = sum(d.records_lost for d in damaged)
-        log(f"WARNING: {len(damaged)} damaged shard(s): {records} records readable, at least {lost} skipped")
+        log(f"{len(damaged)} damaged shard(s): {records} records readable, at least {lost} skipped")
     return ScanReport(records, tuple(damaged))
 
 

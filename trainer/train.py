@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from absl import app, flags, logging
 
-from pipelines import cli_errors, console
+from pipelines import cli_errors, console, flag_checks
 from trainer import config
 
 config.define_flags()
@@ -25,17 +25,20 @@ def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     cfg = config.from_flags(FLAGS)
+    flag_checks.output_dir(cfg.output_dir)  # an existing file or a read-only folder: refused before any work
     console.setup(FLAGS.verbosity, tensorflow=True)
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines would drown the progress bars
     # TensorFlow is imported only now: devices must be configured before its runtime starts.
     import keras
     import tensorflow as tf
 
-    from trainer import data, distribute, export, loop, records_info, run_dir, shard_check
+    from trainer import data, distribute, export, heads, loop, records_info, run_dir, shard_check
 
     shards = [path for split in ("train", "val") for path in data.list_shards(cfg.data_dir, split)]
     strategy = distribute.make_strategy(cfg.gpus)
     cfg = records_info.resolve_image_size(cfg)  # may read a record: after the devices are set up
+    cfg = heads.resolve_classes(cfg)  # ArcFace: the class count is part of the run's shape
+    records_info.check_batch_fits(cfg)
     run_dir.check_rerun(cfg.output_dir, cfg, FLAGS.overwrite)
     if cfg.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
