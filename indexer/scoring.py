@@ -42,9 +42,11 @@ class Scoring:
             raise flag_checks.SettingsError(f"--rerank={self.rerank}: expected one of {RERANKS}")
         if self.confidence not in confidence.CONFIDENCES:
             raise flag_checks.SettingsError(f"--confidence={self.confidence}: expected one of {confidence.CONFIDENCES}")
-        flag_checks.integer("--k", self.k, 1)
-        if self.search_k != -1:
-            flag_checks.integer("--search_k", self.search_k, self.k)
+        if flag_checks.integer("--k", self.k) < 1:
+            raise flag_checks.SettingsError(f"--k={self.k}: at least 1 neighbour must vote")
+        if self.search_k != -1 and flag_checks.integer("--search_k", self.search_k) < self.k:
+            raise flag_checks.SettingsError(
+                f"--search_k={self.search_k}: -1 (Annoy's default, n_trees * k) or at least --k={self.k}")
         flag_checks.integer("--aqe_k", self.aqe_k, 0)
         flag_checks.number("--aqe_alpha", self.aqe_alpha, 0)
         flag_checks.number("--penalty_weight", self.penalty_weight, 0)

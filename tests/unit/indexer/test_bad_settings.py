@@ -10,8 +10,6 @@ import json
 import os
 import pathlib
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -23,6 +21,7 @@ from indexer.build import BuildConfig, build
 from indexer.evaluate import EvaluateConfig, evaluate
 from indexer.image_folder import FolderError, list_images, write_folder_csv
 from pipelines.cli_errors import InputError, SettingsError
+from tests.e2e.test_hostile_inputs import cli, one_error_line
 from tests.unit.indexer.test_build_predict import build_config, predict_config
 
 NAN, INF = float("nan"), float("inf")
@@ -222,6 +221,7 @@ def test_output_folders_that_are_files_or_read_only_are_refused(built, tiny_expo
 
 def test_dask_scheduler_that_cannot_be_reached_is_one_error(tiny_export, reference_shards, tmp_path):
     import dask
+    import distributed  # noqa: F401 - its defaults first: set() would drop the whole section on exit
 
     from indexer.beam_embed import embed_with_beam
     from indexer.embed import list_shards
@@ -233,21 +233,6 @@ def test_dask_scheduler_that_cannot_be_reached_is_one_error(tiny_export, referen
 
 
 # --- the command lines: one line, no traceback -----------------------------------------------------
-
-def cli(repo_root, module: str, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("LANDMARKS_TRACEBACK", None)
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=repo_root, capture_output=True, text=True,
-                          timeout=300, env=env)
-
-
-def one_error_line(done: subprocess.CompletedProcess, prog: str) -> str:
-    output = done.stdout + done.stderr
-    assert done.returncode != 0 and "Traceback" not in output, output[-3000:]
-    lines = [line for line in done.stderr.splitlines() if ": error: " in line]
-    assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: "), output[-3000:]
-    return lines[0]
-
 
 def test_command_lines_answer_bad_values_in_one_line(built, tmp_path, repo_root):
     sub = write_bytes(tmp_path / "sub.csv", b'id,landmarks\n"a,1 0.4\nb,2 0.5\n')
