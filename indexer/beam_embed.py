@@ -17,6 +17,7 @@ TensorFlow runs inside the workers and shards are read with tf.data: nothing her
 from __future__ import annotations
 
 import contextlib
+import logging as std_logging
 import threading
 import time
 from typing import Dict, Iterator, List, Sequence, Tuple
@@ -93,7 +94,13 @@ def unknown_options(beam_args: Sequence[str]) -> List[str]:
         import apache_beam.runners.dask.dask_runner  # noqa: F401 - defines the --dask_* options
 
     options = PipelineOptions(list(beam_args))
-    known = options.get_all_options()
+    beam_log = std_logging.getLogger("apache_beam.options.pipeline_options")
+    level = beam_log.level
+    beam_log.setLevel(std_logging.ERROR)  # its "Discarding unparseable args" warning: our error says it
+    try:
+        known = options.get_all_options()
+    finally:
+        beam_log.setLevel(level)
     return sorted(set(options.get_all_options(retain_unknown_options=True)) - set(known))
 
 
