@@ -35,7 +35,7 @@ def frames(data: bytes):
     ("footer", 20, "20 record(s)"),
     ("header_crc", 1, "at least 1 record(s)"),  # the framing is lost: a lower bound, said so
 ])
-def test_records_lost_are_exact_when_the_rest_could_be_counted(shard, tmp_path, where, lost, counted):
+def test_records_lost_are_exact_when_the_rest_could_be_counted(shard, tmp_path, capsys, where, lost, counted):
     data = bytearray(shard.read_bytes())
     records = frames(bytes(data))
     assert len(records) == 60
@@ -49,5 +49,9 @@ def test_records_lost_are_exact_when_the_rest_could_be_counted(shard, tmp_path, 
     assert f", {counted}, from there to the end" in damage.describe()
     assert sum(1 for _ in shard_check.reader(True)(str(path))) == 40  # what training gets: 60 - 20
     lines = []
-    shard_check.scan_all([str(path)], log=lines.append)
+    shard_check.scan_all([str(path)], log=lines.append)  # a logger gets the bare message (no "WARNING: WARNING:")
+    assert lines[0].startswith("skipping the rest of a damaged shard: ")
+    shard_check.scan_all([str(path)])  # printed: one WARNING prefix per line
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split(": ")[0] for line in printed] == ["WARNING", "WARNING"] and "WARNING: WARNING" not in printed[0]
     assert lines[-1] == f"1 damaged shard(s): 40 records readable, {'' if lost == 20 else 'at least '}{lost} skipped"
