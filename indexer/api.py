@@ -21,13 +21,13 @@ from typing import Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from indexer.embed import Embedded, Embedder, embed_records, expected_records, read_export_info
-from indexer.image_folder import list_images
+from indexer.image_folder import FolderError, list_images
 from indexer.index_dir import MODEL_DIR, Index, open_index
 from indexer import names as naming
 from indexer import scoring
 from indexer import tta as augment
 from indexer.vote import METHODS
-from pipelines import bounded_read, console, fetch, image
+from pipelines import bounded_read, console, fetch, flag_checks, image
 from pipelines.errors import RowFailure
 
 # bench/bench_index.py, 1M x 256: with 50 trees, recall@10 0.98 at 2000 against 0.85 at Annoy's
@@ -81,7 +81,9 @@ class Recognizer:
                  min_confidence: float = 0.0, image_size: int = 256, progress: bool = False,
                  names: Optional[naming.Names] = None) -> None:
         if options.vote not in METHODS:
-            raise ValueError(f"unknown vote method {options.vote!r}; expected one of {METHODS}")
+            raise flag_checks.SettingsError(f"--vote={options.vote}: expected one of {METHODS}")
+        flag_checks.number("--min_confidence", min_confidence)
+        flag_checks.integer("--image_size", image_size, 1)
         self.index = index
         self.embedder = embedder
         self.options = options  # k, search_k, vote, re-ranking, confidence (indexer/scoring.py)
@@ -213,5 +215,5 @@ def _named_inputs(images) -> List[Tuple[str, Union[bytes, str]]]:
     ids = [i for i, _ in named]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
-        raise ValueError(f"two inputs would share the id {dup!r}: give distinct file names")
+        raise FolderError(f"two inputs would share the id {dup!r}: give distinct file names")
     return named

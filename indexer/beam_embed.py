@@ -18,6 +18,7 @@ TensorFlow runs inside the workers and shards are read with tf.data: nothing her
 from __future__ import annotations
 
 import contextlib
+import logging as std_logging
 import threading
 import time
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -28,7 +29,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from indexer import embed_progress, embedding_shards
 from indexer.embed import Embedded, Embedder, check_export, embed_records, model_fingerprint
-from pipelines import console, dask_setup
+from pipelines import cli_errors, console, dask_setup
+from pipelines.cli_errors import InputError, SettingsError
 
 _LOCK = threading.Lock()
 _MODELS: Dict[Tuple[str, str], Embedder] = {}  # (export_dir, fingerprint) -> model, one per process
@@ -93,7 +95,13 @@ def unknown_options(beam_args: Sequence[str]) -> List[str]:
         import apache_beam.runners.dask.dask_runner  # noqa: F401 - defines the --dask_* options
 
     options = PipelineOptions(list(beam_args))
-    known = options.get_all_options()
+    beam_log = std_logging.getLogger("apache_beam.options.pipeline_options")
+    level = beam_log.level
+    beam_log.setLevel(std_logging.ERROR)  # its "Discarding unparseable args" warning: our error says it
+    try:
+        known = options.get_all_options()
+    finally:
+        beam_log.setLevel(level)
     return sorted(set(options.get_all_options(retain_unknown_options=True)) - set(known))
 
 
@@ -104,8 +112,8 @@ def pipeline_options(beam_args: Sequence[str], dask_address: str = "", dask_work
     told otherwise, each shard gets its own partition."""
     unknown = unknown_options(beam_args)
     if unknown:
-        raise ValueError(f"unknown flag(s): {', '.join('--' + u for u in unknown)} (neither this command's nor "
-                         f"Beam pipeline options)")
+        raise SettingsError(f"unknown flag(s): {', '.join('--' + u for u in unknown)} (neither this command's nor "
+                            f"Beam pipeline options)")
     args: List[str] = list(beam_args)
     on_dask = dask_setup.is_dask(PipelineOptions(args).view_as(StandardOptions).runner)
     if on_dask and not any(a.startswith(("--dask_npartitions", "--dask_partition_size")) for a in args):
@@ -114,7 +122,7 @@ def pipeline_options(beam_args: Sequence[str], dask_address: str = "", dask_work
     if on_dask:
         dask_setup.configure(options, dask_address)
     elif dask_address or dask_workers:
-        raise ValueError("--dask_address / --dask_workers need --runner=dask")
+        raise SettingsError("--dask_address / --dask_workers need --runner=dask")
     return options
 
 
@@ -147,7 +155,13 @@ def embed_with_beam(files: Sequence[str], export_dir: str, embed_dir: str, batch
         _ = p | "ShardPaths" >> beam.Create(list(files)) | "EmbedShards" >> EmbedShards(
             export_dir, fingerprint, embed_dir, batch_size)
         with embed_progress.watching(embed_dir, files, fingerprint, progress):
-            result = p.run()  # the DirectRunner runs the whole job here
+            try:
+                result = p.run()  # the DirectRunner runs the whole job here
+            except OSError as err:  # distributed: "Timed out trying to connect to tcp://..."
+                if not dask_setup.is_dask(options.view_as(StandardOptions).runner):
+                    raise
+                raise InputError(f"the Dask scheduler cannot be reached ({cli_errors.one_line(err)}): is it "
+                                 "running at --dask_address?") from None
             try:
                 result.wait_until_finish()
             finally:

@@ -21,7 +21,7 @@ from indexer.embed import Embedded, Embedder, expected_records, iter_jpegs, list
 from indexer.index_dir import write_index
 from indexer.api import FALLBACK_IMAGE_SIZE
 from indexer.nonlandmark import embed_nonlandmarks
-from pipelines import console
+from pipelines import console, flag_checks
 from pipelines.cli_errors import InputError, absl_main
 from trainer import shard_check
 
@@ -86,6 +86,21 @@ class BuildConfig:
     image_size: int = 0
     local_features: int = 0  # max SIFT features stored per reference (0: none)
 
+    def __post_init__(self) -> None:
+        """Every number checked once, before any work (pipelines/flag_checks.py)."""
+        flag_checks.integer("--n_trees", self.n_trees, 1)
+        flag_checks.integer("--num_shards", self.num_shards, 1)
+        flag_checks.integer("--batch_size", self.batch_size, 1)
+        flag_checks.integer("--dba_k", self.dba_k, 0)
+        flag_checks.number("--dba_alpha", self.dba_alpha, 0)
+        flag_checks.integer("--nonlandmark_k", self.nonlandmark_k, 1)
+        flag_checks.integer("--image_size", self.image_size, 0)
+        flag_checks.integer("--local_features", self.local_features, 0, 65535)
+        if self.tta not in tta.MODES:
+            raise flag_checks.SettingsError(f"--tta={self.tta}: expected one of {tta.MODES}")
+        if self.nonlandmark_csv and self.other_landmark_penalty:
+            raise InputError("--nonlandmark_csv and --other_landmark_penalty both set a penalty: choose one")
+
 
 def reference_images(files: Sequence[str], embedded: Embedded, skip_corrupt: bool,
                      progress: console.Progress) -> Iterator[bytes]:
@@ -101,25 +116,27 @@ def reference_images(files: Sequence[str], embedded: Embedded, skip_corrupt: boo
 
 def build(config: BuildConfig) -> None:
     """Embed the references and commit the index folder; logs counts and timings."""
-    if config.n_trees < 1 or config.num_shards < 1:
-        raise InputError("--n_trees and --num_shards must be at least 1")
-    if config.nonlandmark_csv and config.other_landmark_penalty:
-        raise InputError("--nonlandmark_csv and --other_landmark_penalty both set a penalty: choose one")
-    if not 0 <= config.local_features <= 65535:
-        raise InputError(f"--local_features={config.local_features}: 0 (off) to 65535")
+    flag_checks.output_dir(config.output_dir)
     files = list_shards(config.data_dir, config.splits)
     if not files:
         raise FileNotFoundError(f"no {'/'.join(config.splits)} shards in {config.data_dir}")
+    expected = expected_records(config.data_dir, config.splits)  # None when stats.json cannot say
+    if expected and config.num_shards > expected:  # (checked again on the embeddings)
+        raise InputError(f"--num_shards={config.num_shards}: more Annoy shards than the {expected} references; "
+                         "use at most that many")
     if config.skip_corrupt_records:
-        shard_check.scan_all(files, log=logging.warning)
+        shard_check.scan_all(files, log=logging.warning)  # (absl adds the WARNING prefix)
     t0 = time.perf_counter()
-    with console.Progress("references embedded", expected_records(config.data_dir, config.splits), "img") as progress:
+    with console.Progress("references embedded", expected, "img") as progress:
         embedded = embed_job.embed_shards(files, config.model, config.batch_size, config.embedding,
                                           os.path.join(config.output_dir, "embeddings"), config.skip_corrupt_records,
                                           progress, config.tta)
     t1 = time.perf_counter()
     if not embedded.image_ids:
         raise InputError(f"the {len(files)} reference shard(s) in {config.data_dir} hold no records")
+    if config.num_shards > len(embedded.image_ids):
+        raise InputError(f"--num_shards={config.num_shards}: more Annoy shards than the {len(embedded.image_ids)} "
+                         "references; use at most that many")
     logging.info("embedded %d reference images from %d shards in %.1f s (%.0f img/s)",
                  len(embedded.image_ids), len(files), t1 - t0, len(embedded.image_ids) / (t1 - t0))
     if config.dba_k > 1:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -39,7 +38,7 @@ from indexer.embed import Embedded, iter_jpegs, list_shards, read_jpegs
 from indexer.confidence import CONFIDENCES
 from indexer.index_dir import Index
 from indexer.vote import METHODS
-from pipelines import console, csv_input
+from pipelines import console, csv_input, flag_checks
 from pipelines.cli_errors import InputError, absl_main
 from pipelines.report import FAILURES_CSV
 
@@ -132,14 +131,13 @@ class PredictConfig:
 
 def check_settings(config: PredictConfig) -> None:
     """Refuse settings that would silently answer nothing (InputError naming the flag)."""
-    if config.k < 1:
-        raise InputError(f"--k={config.k}: at least 1 neighbour must vote")
-    if config.search_k != -1 and config.search_k < config.k:
-        raise InputError(f"--search_k={config.search_k}: -1 (Annoy's default, n_trees * k) or at least --k={config.k}")
-    if not math.isfinite(config.min_confidence):
-        raise InputError(f"--min_confidence={config.min_confidence}: must be a finite number")
-    if config.batch_size < 1 or config.image_size < 0 or config.visualize < 0:
-        raise InputError("--batch_size must be at least 1, --image_size and --visualize at least 0")
+    scoring.Scoring(config.k, config.search_k, config.vote, config.rerank, config.aqe_k, config.aqe_alpha,
+                    config.confidence, config.penalty_weight, config.verify_k, config.verify_weight,
+                    config.verify_cap)  # its checks (pipelines/flag_checks.py), as the API's
+    flag_checks.number("--min_confidence", config.min_confidence)
+    flag_checks.integer("--batch_size", config.batch_size, 1)
+    flag_checks.integer("--image_size", config.image_size, 0)
+    flag_checks.integer("--visualize", config.visualize, 0)
 
 
 def read_test_ids(path: str) -> List[str]:
@@ -207,7 +205,7 @@ def open_recognizer(config: PredictConfig) -> Recognizer:
 
 def predict(config: PredictConfig) -> Dict:
     """The whole prediction; returns the counts also written to predict_stats.json."""
-    os.makedirs(config.output_dir, exist_ok=True)
+    flag_checks.output_dir(config.output_dir)
     outputs.write_json(os.path.join(config.output_dir, "config.json"), dataclasses.asdict(config))
     recognizer = open_recognizer(config)
     index = recognizer.index
@@ -240,7 +238,7 @@ def predict(config: PredictConfig) -> Dict:
     failures = read_failures(records)
     unexpected = set(by_id) - set(test_ids)
     if unexpected:
-        raise ValueError(f"{records} holds ids not in {config.test_csv}, e.g. {sorted(unexpected)[0]!r}: "
+        raise InputError(f"{records} holds ids not in {config.test_csv}, e.g. {sorted(unexpected)[0]!r}: "
                          f"a stale records folder? delete it and rerun")
     rows = []
     stats = {"test_ids": len(test_ids), "embedded": len(by_id), "failed": 0, "missing": 0,

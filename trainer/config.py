@@ -15,7 +15,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 from absl import flags
 
-from pipelines.cli_errors import InputError
+from pipelines import flag_checks
 from trainer.sampling import POLICIES
 
 BACKBONES = ("inception_v3", "resnet50", "mobilenet", "mobilenet_v2", "efficientnet_b0", "efficientnet_v2_s",
@@ -28,7 +28,7 @@ LANDMARK_SAMPLING = POLICIES
 CONFIG_FILE = "config.json"
 
 
-class ConfigError(InputError, ValueError):
+class ConfigError(flag_checks.SettingsError):
     """A flag value that cannot work, with a message that says which flag and why."""
 
 
@@ -73,6 +73,7 @@ class Config:
     seed: int = 0
     deterministic: bool = False  # TensorFlow op determinism: the same run twice gives the same weights
     skip_corrupt_records: bool = False  # damaged shards: skip the rest of the shard (counted) instead of stopping
+    classes: int = 0  # --loss=arcface: the train landmarks (the head's classes), found at start (heads.py); not a flag
 
     def __post_init__(self) -> None:
         _check(self.backbone in BACKBONES, f"--backbone={self.backbone}: expected one of {BACKBONES}")
@@ -102,6 +103,17 @@ class Config:
                "--arcface_scale > 0, --arcface_margin within [0, 1.5) radians (or dynamic), --arcface_subcenters >= 1")
         _check(self.epochs >= 0 and self.steps_per_epoch >= 0, "--epochs and --steps_per_epoch must be >= 0")
         _check(self.learning_rate > 0 and self.warmup_steps >= 0, "--learning_rate > 0, --warmup_steps >= 0")
+        # Every float once more through the shared checks: NaN and infinity fail every comparison above.
+        for name, value, low in (("alpha", self.alpha, 0), ("gem_p", self.gem_p, 0), ("margin", self.margin, 0),
+                                 ("arcface_scale", self.arcface_scale, 0), ("learning_rate", self.learning_rate, 0)):
+            flag_checks.number(f"--{name}", value, low, above=True)
+        if self.arcface_margin != DYNAMIC:
+            flag_checks.number("--arcface_margin", self.arcface_margin, 0, 1.5)
+        flag_checks.number("--bn_momentum", self.bn_momentum, 0, 1)
+        for k in self.recall_k:
+            flag_checks.integer("--recall_k", k, 1)
+        _check(len(self.recall_k) > 0, "--recall_k: give at least one k")
+        flag_checks.integer("classes", self.classes, 0)
         _check(self.alpha == 1.0 or self.backbone in ("mobilenet", "mobilenet_v2"),
                f"--alpha={self.alpha}: only MobileNet and MobileNetV2 have a width multiplier")
         _check(self.checkpoints_to_keep >= 2, "--checkpoints_to_keep: need 2+ to fall back from a bad one")
@@ -159,7 +171,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 # recall_k are parsed apart): every other field, so a new one cannot be left out of the overrides.
 _SIMPLE = [f.name for f in dataclasses.fields(Config)
            if f.name not in {"data_dir", "output_dir", "preset", "batch_p", "batch_k", "recall_k", "replicas",
-                             "arcface_margin"}]
+                             "arcface_margin", "classes"}]
 
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:

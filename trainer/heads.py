@@ -13,6 +13,8 @@ classes are the sorted distinct train landmark ids and a label's class is its po
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 from typing import List, Optional, Tuple
@@ -23,7 +25,7 @@ import tensorflow as tf
 
 from pipelines import schema
 from trainer import losses
-from trainer.config import DYNAMIC, Config
+from trainer.config import DYNAMIC, Config, ConfigError
 from trainer.data import list_shards
 
 STATS_FILE = "stats.json"
@@ -32,6 +34,7 @@ STATS_FILE = "stats.json"
 STATS_LABEL_KEYS = ("train_images_per_landmark", "images_per_landmark", "label_counts")
 
 
+@functools.lru_cache(maxsize=4)  # resolve_classes and make_head both ask, once per run
 def train_landmark_counts(data_dir: str) -> Tuple[np.ndarray, np.ndarray]:
     """Sorted distinct landmark ids (>= 0) of the train split (the classes of the head) and each
     one's train photo count."""
@@ -79,13 +82,23 @@ class ArcFaceHead(keras.layers.Layer):
         return tf.where(found, tf.cast(pos, tf.int32), -1)
 
 
+def resolve_classes(cfg: Config) -> Config:
+    """`cfg` with `classes` set to the train landmarks for --loss=arcface (part of the run's shape:
+    a rerun on data with another count is refused, trainer/run_dir.py); unchanged for triplet losses."""
+    if cfg.loss != "arcface":
+        return cfg
+    ids = train_landmark_ids(cfg.data_dir)
+    if ids.size < 2:
+        raise ConfigError(f"--loss=arcface needs at least 2 train landmarks in {cfg.data_dir}, found {ids.size}")
+    return dataclasses.replace(cfg, classes=int(ids.size))
+
+
 def make_head(cfg: Config) -> Optional[ArcFaceHead]:
     """The head `cfg.loss` needs (create it inside the strategy's scope), or None for triplet losses."""
     if cfg.loss != "arcface":
         return None
+    resolve_classes(cfg)  # refuses fewer than 2 classes
     ids, counts = train_landmark_counts(cfg.data_dir)
-    if ids.size < 2:
-        raise ValueError(f"--loss=arcface needs at least 2 train landmarks in {cfg.data_dir}, found {ids.size}")
     margins = losses.dynamic_margins(counts) if cfg.arcface_margin == DYNAMIC else None
     return ArcFaceHead(ids, cfg.embedding_dim, cfg.arcface_subcenters, margins)
 

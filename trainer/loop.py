@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -23,7 +24,7 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from trainer import checkpoints, data, distribute, heads, records_info, retrieval
-from trainer.config import Config
+from trainer.config import Config, ConfigError
 from trainer.model import build_embedding_model
 
 HISTORY_FILE = "history.json"
@@ -136,6 +137,21 @@ class _History:
             tf.io.gfile.rename(tmp, self.path, overwrite=True)
 
 
+_NO_BATCH = re.compile(r"\d+ pools of .*? gave no batch of P=.*?lower P in --batch")
+
+
+def _checked_step(step: Callable, iterator) -> float:
+    """One training step's loss; the input pipeline's "no batch can be planned" error (pool_input.py),
+    which TensorFlow wraps in its own traceback text, becomes one ConfigError line."""
+    try:
+        return float(step(iterator))
+    except tf.errors.OpError as err:
+        found = _NO_BATCH.search(str(err))
+        if found is None:
+            raise
+        raise ConfigError(found.group(0)) from None
+
+
 def train(cfg: Config, strategy: tf.distribute.Strategy, notes: Optional[Dict] = None) -> Tuple[keras.Model, int]:
     """Train (or resume) up to `cfg.epochs` epochs; (model, epochs done). epochs=0 only evaluates.
     `notes` (e.g. the damaged-shard counts of --skip_corrupt_records) go into every history row."""
@@ -211,7 +227,7 @@ def train(cfg: Config, strategy: tf.distribute.Strategy, notes: Optional[Dict] =
         bar = keras.utils.Progbar(steps, verbose=(1 if sys.stdout.isatty() else 2) if chief else 0)
         total = 0.0
         for i in range(steps):
-            loss = float(step(iterator))
+            loss = _checked_step(step, iterator)
             if not math.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss} at epoch {epoch} step {i + 1}")
             total += loss

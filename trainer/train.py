@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from absl import app, flags, logging
 
-from pipelines import cli_errors, console
+from pipelines import cli_errors, console, flag_checks
 from trainer import config
 
 config.define_flags()
@@ -26,13 +26,14 @@ def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     cfg = config.from_flags(FLAGS)
+    flag_checks.output_dir(cfg.output_dir)  # an existing file or a read-only folder: refused before any work
     console.setup(FLAGS.verbosity, tensorflow=True)
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines would drown the progress bars
     # TensorFlow is imported only now: devices must be configured before its runtime starts.
     import keras
     import tensorflow as tf
 
-    from trainer import data, distribute, export, loop, records_info, run_dir, shard_check
+    from trainer import data, distribute, export, heads, loop, records_info, run_dir, shard_check
 
     # Val is optional (records preprocessed with --val_fraction=0): the loop then skips validation.
     shards = data.list_shards(cfg.data_dir, "train") + data.list_shards(cfg.data_dir, "val", required=False)
@@ -40,6 +41,8 @@ def main(argv) -> None:
     cfg = distribute.resolve(cfg, devices)
     strategy = distribute.make_strategy(devices)
     cfg = records_info.resolve_image_size(cfg)  # may read a record: after the devices are set up
+    cfg = heads.resolve_classes(cfg)  # ArcFace: the class count is part of the run's shape
+    records_info.check_batch_fits(cfg)
     run_dir.check_rerun(cfg.output_dir, cfg, FLAGS.overwrite)
     if cfg.mixed_precision == "on":
         keras.mixed_precision.set_global_policy("mixed_float16")
