@@ -41,6 +41,18 @@ def configure(options: PipelineOptions, address: str) -> None:
         dask.address = address
 
 
+def one_task_per_element(options: PipelineOptions) -> None:
+    """One Dask partition per element of each `Create`, unless the caller chose a partitioning
+    (`--dask_partition_size` / `--dask_npartitions`). Beam 2.77's DaskRunner takes its partitions
+    from `Create` alone (128 elements each by default) and keeps them through every ParDo, so this
+    is what gives the build one task per shard and the tar lookup one task per tar."""
+    from apache_beam.runners.dask.dask_runner import DaskOptions
+
+    dask = options.view_as(DaskOptions)
+    if not dask.partition_size and not dask.npartitions:
+        dask.partition_size = 1
+
+
 def has_address(options: PipelineOptions) -> bool:
     from apache_beam.runners.dask.dask_runner import DaskOptions
 
