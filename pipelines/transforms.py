@@ -1,6 +1,8 @@
-"""The preprocessing stages as labelled composite PTransforms.
+"""The preprocessing stages as labelled composite PTransforms, in two pipelines joined by the
+shard plan's files (pipelines/shard_plan.py):
 
-    ReadCsvRows -> DedupById -> PlanShards -> BuildShards -> Report
+    plan:   ReadCsvRows -> DedupById -> PlanShards -> shard_plan.WritePlan
+    build:  Create(shard names) -> shard_plan.LoadShardPlans -> BuildShards -> Report
 
 Only light rows (id, url, label) travel between stages: bytes are fetched inside `BuildShards`,
 which fetches and decodes one whole shard per element with a thread pool (fetching is I/O-bound
@@ -345,7 +347,8 @@ class BuildShards(beam.PTransform):
         self._dofn = _Build(output_dir, fetch_cfg, image_cfg, threads)
 
     def expand(self, tasks):
-        # Reshuffle spreads the shards over workers (the GroupByKey before may leave them together).
+        # Reshuffle spreads the shards over workers (breaks fusion on Dataflow; a no-op on Dask,
+        # where the Create of shard names already gives one task per shard).
         return tasks | "Spread" >> beam.Reshuffle() | "Build" >> beam.ParDo(self._dofn)
 
 
