@@ -24,7 +24,7 @@ import apache_beam as beam
 
 from pipelines import schema, shards, storage
 from pipelines.csv_input import Row
-from pipelines.routing import SplitByTag, tagged
+from pipelines.routing import GatherAll, SplitByTag, tagged
 
 PLAN_DIR = "_plan"
 SUMMARY = "plan.json"
@@ -82,30 +82,18 @@ def remove(output_dir: str) -> None:
         storage.remove_empty_dir(sub)
 
 
-_PLAN_INPUTS = (COUNTS, FAILURES, ROWS_IN, "planned")
-
-
-class _WriteSummary(beam.DoFn):
-    def __init__(self, output_dir: str) -> None:
-        self._output_dir = output_dir
-
-    def process(self, keyed: Tuple[None, Iterable[Tuple[str, object]]]) -> Iterator[str]:
-        parts: Dict[str, list] = {name: [] for name in _PLAN_INPUTS}
-        for name, value in keyed[1]:
-            if name in parts:
-                parts[name].append(value)
-        path = storage.join(plan_dir(self._output_dir), SUMMARY)
-        data = summary_bytes(parts[COUNTS], parts[FAILURES], sum(parts[ROWS_IN]), parts["planned"])
-        storage.write_atomic(path, data)
-        yield path
+def _write_summary(output_dir: str, parts: Dict[str, list]) -> str:
+    path = storage.join(plan_dir(output_dir), SUMMARY)
+    storage.write_atomic(path, summary_bytes(parts[COUNTS], parts[FAILURES], sum(parts[ROWS_IN]), parts[BUILD]))
+    return path
 
 
 class WritePlan(beam.PTransform):
     """{"tasks": build tasks, "counts", "failures", "rows_in"} -> the path of plan.json, written
     after every shard's plan file.
 
-    The inputs are gathered as main inputs under one key (as `transforms.Report` does), so this
-    is the plan pipeline's one final step on every runner. `rows_in` may be empty (no rows: 0).
+    The inputs are gathered as main inputs (`routing.GatherAll`, as `transforms.Report` does),
+    so this is the plan pipeline's one final step on every runner. `rows_in` may be empty (0).
     """
 
     def __init__(self, output_dir: str) -> None:
@@ -115,16 +103,10 @@ class WritePlan(beam.PTransform):
     def expand(self, inputs):
         out = self._output_dir
         planned = inputs["tasks"] | "WriteShardPlans" >> beam.Map(lambda task: write_shard_plan(out, task))
-        sources = {COUNTS: inputs[COUNTS], FAILURES: inputs[FAILURES], ROWS_IN: inputs[ROWS_IN], "planned": planned}
-        labelled = [pc | f"Label_{name}" >> beam.Map(lambda value, tag: tagged(tag, value), name)
-                    for name, pc in sources.items()]
-        once = planned.pipeline | "Once" >> beam.Create([tagged("once", None)])
         return (
-            [once, *labelled]
-            | "Gather" >> beam.Flatten()
-            | "OneKey" >> beam.Map(lambda item: (None, item))
-            | "All" >> beam.GroupByKey()
-            | "WriteSummary" >> beam.ParDo(_WriteSummary(out))
+            {COUNTS: inputs[COUNTS], FAILURES: inputs[FAILURES], ROWS_IN: inputs[ROWS_IN], BUILD: planned}
+            | "Gather" >> GatherAll()
+            | "WriteSummary" >> beam.Map(lambda parts: _write_summary(out, parts))
         )
 
 
