@@ -71,7 +71,7 @@ def test_dask_reads_and_hashes_each_tar_once(tmp_path, tar_reads):
 
     tar_reads.clear()
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp://", host="127.0.0.1",
-                      dashboard_address=None) as cluster:
+                      dashboard_address=":0") as cluster:
         stats = preprocess.run([*argv, f"--output_dir={tmp_path / 'dask'}", "--runner=dask",
                                 f"--dask_address={cluster.scheduler_address}"])
 
