@@ -21,14 +21,14 @@ import os
 import re
 import sys
 import time
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
-from pipelines import (console, csv_input, dask_setup, fetch, image, interrupt, layouts, output_guard, preflight, report, run_tempdir,
-                       storage, tar_source)
+from pipelines import (console, csv_input, dask_setup, fetch, image, interrupt, layouts, output_guard, preflight, report,
+                       run_tempdir, shard_plan, storage, tar_source)
 from pipelines.cli_errors import InputError, run_argv
 from pipelines.tar_locate import LocateInTars
 from pipelines.transforms import NAMESPACE, BuildShards, DedupById, PlanShards, ReadCsvRows, Report
@@ -222,6 +222,7 @@ def pipeline_options(cfg: Config, beam_args: List[str], csv_bytes: int) -> Pipel
     options = PipelineOptions(args)
     if dask_setup.is_dask(runner):
         dask_setup.configure(options, cfg.dask_address)
+        dask_setup.one_task_per_element(options)
     elif cfg.dask_address or cfg.dask_workers:
         raise SystemExit("--dask_address / --dask_workers need --runner=dask")
     preflight.refuse_unknown_flags(args)  # after configure: the Dask options class is loaded
@@ -232,8 +233,9 @@ def pipeline_options(cfg: Config, beam_args: List[str], csv_bytes: int) -> Pipel
     return options
 
 
-def build(p: beam.Pipeline, cfg: Config) -> beam.pvalue.PCollection:
-    """The whole graph; returns the single-element PCollection of the final stats."""
+def plan(p: beam.Pipeline, cfg: Config) -> beam.pvalue.PCollection:
+    """The plan phase's graph (pipelines/shard_plan.py): rows -> each shard's rows under
+    OUTPUT/_plan/; returns the single-element PCollection of plan.json's path."""
     parsed = p | "ReadCsv" >> ReadCsvRows(cfg.csv, cfg.split, cfg.val_fraction, cfg.input_layout())
     unique = parsed.rows | "Dedup" >> DedupById()
     rows, failures = unique.rows, [parsed.failures, unique.failures]
@@ -241,24 +243,34 @@ def build(p: beam.Pipeline, cfg: Config) -> beam.pvalue.PCollection:
         located = rows | "LocateInTars" >> LocateInTars(cfg.tars, cfg.tar_md5)
         rows = located.rows
         failures.append(located.failures)
-    plan = rows | "Plan" >> PlanShards(
+    planned = rows | "Plan" >> PlanShards(
         cfg.output_dir, json.dumps(cfg.settings(), sort_keys=True), cfg.num_shards, cfg.rows_per_shard,
         cfg.retry_failed,
-    )
-    written = plan["tasks"] | "Build" >> BuildShards(
-        cfg.output_dir, cfg.fetch_config(), cfg.image_config(), cfg.fetch_threads
     )
     input_failures = tuple(failures) | "InputFailures" >> beam.Flatten()
     rows_in = (
         (parsed.rows, parsed.failures)
         | "AllRows" >> beam.Flatten()
-        # without_defaults: an empty input gives no count (Report reads 0) instead of a default
+        # without_defaults: an empty input gives no count (0 is read) instead of a default
         # injected through a side input, which the DaskRunner does not run as a dependency.
         | "CountRows" >> beam.CombineGlobally(beam.combiners.CountCombineFn()).without_defaults()
     )
-    return {"counts": plan["counts"], "failures": input_failures, "rows_in": rows_in, "written": written} | (
-        "Report" >> Report(cfg.output_dir, cfg.settings())
+    return {"tasks": planned["tasks"], "counts": planned["counts"], "failures": input_failures, "rows_in": rows_in} | (
+        "WritePlan" >> shard_plan.WritePlan(cfg.output_dir)
     )
+
+
+def build(p: beam.Pipeline, cfg: Config, names: Sequence[str]) -> beam.pvalue.PCollection:
+    """The build phase's graph: one element per shard to build (`names`, from the plan), each
+    built from its rows in the plan; returns the single-element PCollection of the final stats."""
+    written = (
+        p
+        | "Shards" >> beam.Create(sorted(names))
+        | "LoadPlan" >> shard_plan.LoadShardPlans(cfg.output_dir)
+        | "Build" >> BuildShards(cfg.output_dir, cfg.fetch_config(), cfg.image_config(), cfg.fetch_threads)
+    )
+    planned = p | "ReadPlan" >> shard_plan.ReadPlanSummary(cfg.output_dir)
+    return {**planned, "written": written} | "Report" >> Report(cfg.output_dir, cfg.settings())
 
 
 def _counters(result) -> Dict[str, int]:
@@ -318,6 +330,19 @@ def _local_dask_cluster(cfg: Config, options: PipelineOptions) -> Iterator[None]
         yield
 
 
+def _run_pipeline(options: PipelineOptions, graph: Callable[[beam.Pipeline], object], on_dask: bool) -> Dict[str, int]:
+    """Run one pipeline made by `graph` to its end; returns its counters (none on Dask)."""
+    p = beam.Pipeline(options=options)
+    graph(p)
+    result = p.run()
+    try:
+        _wait(result, poll=not on_dask)
+    finally:
+        if on_dask:
+            dask_setup.close_client(result)
+    return _counters(result)
+
+
 def run(argv: Optional[Sequence[str]] = None) -> dict:
     """Run the pipeline; returns stats.json's content."""
     cfg, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -335,15 +360,11 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     start = time.monotonic()
     with run_tempdir.private_tempdir():  # Beam's local temp folders go with the run
         with _local_dask_cluster(cfg, options) if on_dask else contextlib.nullcontext():
-            p = beam.Pipeline(options=options)
-            build(p, cfg)
-            result = p.run()
-            try:
-                _wait(result, poll=not on_dask)
-            finally:
-                if on_dask:
-                    dask_setup.close_client(result)
-        counters = _counters(result)
+            counters = _run_pipeline(options, lambda p: plan(p, cfg), on_dask)
+            to_build = shard_plan.read_summary(cfg.output_dir)[shard_plan.BUILD]
+            built = _run_pipeline(options, lambda p: build(p, cfg, to_build), on_dask)
+            counters = {k: counters.get(k, 0) + built.get(k, 0) for k in sorted({*counters, *built})}
+    shard_plan.remove(cfg.output_dir)
     stats = json.loads(storage.read_bytes(storage.join(cfg.output_dir, report.STATS_JSON)))
     print(summary(stats, counters, time.monotonic() - start, cfg.output_dir), flush=True)
     return stats

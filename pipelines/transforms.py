@@ -1,6 +1,8 @@
-"""The preprocessing stages as labelled composite PTransforms.
+"""The preprocessing stages as labelled composite PTransforms, in two pipelines joined by the
+shard plan's files (pipelines/shard_plan.py):
 
-    ReadCsvRows -> DedupById -> PlanShards -> BuildShards -> Report
+    plan:   ReadCsvRows -> DedupById -> PlanShards -> shard_plan.WritePlan
+    build:  Create(shard names) -> shard_plan.LoadShardPlans -> BuildShards -> Report
 
 Only light rows (id, url, label) travel between stages: bytes are fetched inside `BuildShards`,
 which fetches and decodes one whole shard per element with a thread pool (fetching is I/O-bound
@@ -23,7 +25,7 @@ import gc
 import itertools
 import logging
 import time
-from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -33,7 +35,7 @@ from pipelines import fetch as fetch_lib
 from pipelines import report
 from pipelines.csv_input import Failure, Row
 from pipelines.errors import RowFailure
-from pipelines.routing import SplitByTag, tagged
+from pipelines.routing import GatherAll, SplitByTag, tagged
 
 NAMESPACE = "preprocess"
 ROWS = "rows"
@@ -362,7 +364,8 @@ class BuildShards(beam.PTransform):
         self._dofn = _Build(output_dir, fetch_cfg, image_cfg, threads)
 
     def expand(self, tasks):
-        # Reshuffle spreads the shards over workers (the GroupByKey before may leave them together).
+        # Reshuffle spreads the shards over workers (breaks fusion on Dataflow; a no-op on Dask,
+        # where the Create of shard names already gives one task per shard).
         return tasks | "Spread" >> beam.Reshuffle() | "Build" >> beam.ParDo(self._dofn)
 
 
@@ -370,17 +373,13 @@ REPORT_INPUTS = ("counts", "failures", "rows_in", "written")
 
 
 class _Finalize(beam.DoFn):
-    """All report inputs, gathered under one key -> failures.csv, stats.json; yields the stats."""
+    """All report inputs, gathered -> failures.csv, stats.json; yields the stats."""
 
     def __init__(self, output_dir: str, settings: Dict[str, object]) -> None:
         self._output_dir = output_dir
         self._settings = settings
 
-    def process(self, keyed: Tuple[None, Iterable[Tuple[str, object]]]) -> Iterator[dict]:
-        parts: Dict[str, list] = {name: [] for name in REPORT_INPUTS}
-        for name, value in keyed[1]:
-            if name in parts:
-                parts[name].append(value)
+    def process(self, parts: Dict[str, list]) -> Iterator[dict]:
         yield report.finalize(
             self._output_dir, dict(parts["counts"]), parts["failures"], sum(parts["rows_in"]), self._settings
         )
@@ -390,7 +389,7 @@ class Report(beam.PTransform):
     """{"counts", "failures", "rows_in", "written"} -> the stats dict, after every shard is done.
 
     Writes failures.csv and stats.json (see `pipelines.report`). The inputs are gathered as main
-    inputs under one key (a GroupByKey): that is what makes this run once, after the last shard
+    inputs (`routing.GatherAll`): that is what makes this run once, after the last shard
     (`written` is there only for that), on every runner. `rows_in` may be empty (no rows: 0).
     """
 
@@ -400,15 +399,8 @@ class Report(beam.PTransform):
         self._settings = settings
 
     def expand(self, inputs):
-        labelled = [
-            inputs[name] | f"Label_{name}" >> beam.Map(lambda value, tag: tagged(tag, value), name)
-            for name in REPORT_INPUTS
-        ]
-        once = inputs["counts"].pipeline | "Once" >> beam.Create([tagged("once", None)])
         return (
-            [once, *labelled]
-            | "Gather" >> beam.Flatten()
-            | "OneKey" >> beam.Map(lambda item: (None, item))
-            | "All" >> beam.GroupByKey()
+            {name: inputs[name] for name in REPORT_INPUTS}
+            | "Gather" >> GatherAll()
             | "Finalize" >> beam.ParDo(_Finalize(self._output_dir, self._settings))
         )
