@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from typing import Any, Dict, Optional, Tuple
 
 from absl import flags
@@ -20,6 +21,7 @@ from trainer.sampling import POLICIES
 BACKBONES = ("inception_v3", "resnet50", "mobilenet", "mobilenet_v2", "efficientnet_b0")
 LOSSES = ("semihard", "batch_hard", "batch_all", "arcface")
 POOLINGS = ("avg", "gem")
+AUGMENT = ("device", "host")
 LANDMARK_SAMPLING = POLICIES
 CONFIG_FILE = "config.json"
 
@@ -65,6 +67,8 @@ class Config:
     checkpoints_to_keep: int = 3
     seed: int = 0
     skip_corrupt_records: bool = False  # damaged shards: skip the rest of the shard (counted) instead of stopping
+    augment: str = "device"  # device: flip and colour jitter batched in the training step; host: all on the CPU
+    data_service: str = ""  # grpc://HOST:PORT of a tf.data service dispatcher (trainer/data_service.py)
 
     def __post_init__(self) -> None:
         _check(self.backbone in BACKBONES, f"--backbone={self.backbone}: expected one of {BACKBONES}")
@@ -92,6 +96,9 @@ class Config:
         _check(self.checkpoints_to_keep >= 2, "--checkpoints_to_keep: need 2+ to fall back from a bad one")
         _check(self.gem_p > 0, f"--gem_p={self.gem_p}: must be positive")
         _check(0.0 <= self.bn_momentum < 1.0, f"--bn_momentum={self.bn_momentum}: must be within [0, 1)")
+        _check(self.augment in AUGMENT, f"--augment={self.augment}: expected one of {AUGMENT}")
+        _check(not self.data_service or re.fullmatch(r"grpc://[^:/\s]+:\d+", self.data_service) is not None,
+               f"--data_service={self.data_service}: expected grpc://HOST:PORT (a tf.data service dispatcher)")
         freeze_fraction(self.freeze)  # validates a numeric value
 
     @property
@@ -188,6 +195,11 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_bool("skip_corrupt_records", d.skip_corrupt_records, "Damaged train/val shards: skip from the first "
                       "damaged record to the end of that shard (counted in the log and history.json) instead of "
                       "stopping with an error naming the file.", **on)
+    flags.DEFINE_enum("augment", d.augment, list(AUGMENT), "device: the host only crops and resizes (uint8); flip and "
+                      "colour jitter run batched in the training step. host: all augmentation on the CPU (the "
+                      "former path).", **on)
+    flags.DEFINE_string("data_service", d.data_service, "grpc://HOST:PORT of a tf.data service dispatcher whose "
+                        "workers run the training input (docs/train.md); empty: this process reads it.", **on)
 
 
 def from_flags(values: flags.FlagValues) -> Config:

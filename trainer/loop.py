@@ -47,7 +47,8 @@ def train_step_fn(strategy: tf.distribute.Strategy, model: keras.Model, optimize
     variables = model.trainable_variables + heads.head_variables(head)
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
-    def replica_step(images, labels):
+    def replica_step(batch):
+        images, labels = data.training_images(batch), batch[1]
         with tf.GradientTape() as tape:
             embeddings = model(images, training=True)
             loss = heads.batch_loss(cfg, head, labels, embeddings)
@@ -60,8 +61,8 @@ def train_step_fn(strategy: tf.distribute.Strategy, model: keras.Model, optimize
 
     @tf.function
     def step(iterator):
-        images, labels = next(iterator)
-        return strategy.reduce("MEAN", strategy.run(replica_step, args=(images, labels)), axis=None)
+        batch = next(iterator)
+        return strategy.reduce("MEAN", strategy.run(replica_step, args=(batch,)), axis=None)
 
     return step
 
