@@ -13,6 +13,7 @@ OUT ?= out
 require = $(if $($(1)),,$(error $(1)=... is required: see README.md and docs/))
 
 .PHONY: venv test demo preprocess train index predict evaluate synthetic \
+        data-service-dispatcher data-service-worker \
         bench bench-preprocess bench-train bench-index bench-embed bench-sampler soak-preprocess soak-preprocess-dask clean
 
 $(STAMP): requirements.lock setup.py
@@ -41,6 +42,15 @@ preprocess: $(STAMP)
 train: $(STAMP)
 	$(call require,DATA)
 	$(PY) -m trainer.train --data_dir=$(DATA) --output_dir=$(OUT) --gpus=$(GPUS) $(ARGS)
+
+# The training input on other machines (docs/train.md): a dispatcher, then workers, then
+# make train ... ARGS=--data_service=grpc://DISPATCHER_HOST:PORT
+data-service-dispatcher: $(STAMP)
+	$(PY) -m trainer.data_service --role=dispatcher $(if $(PORT),--port=$(PORT)) $(ARGS)
+
+data-service-worker: $(STAMP)
+	$(call require,DISPATCHER)
+	$(PY) -m trainer.data_service --role=worker --dispatcher=$(DISPATCHER) $(if $(PORT),--port=$(PORT)) $(ARGS)
 
 index: $(STAMP)
 	$(call require,MODEL)
