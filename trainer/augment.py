@@ -1,17 +1,20 @@
 """Training augmentation, split between the input host and the accelerator.
 
 The host does only what must be done per image on the CPU (`host_crop`): pick a random resized
-crop window, decode only that window (`decode_and_crop_jpeg`), resize it to the training size and
-keep it as uint8 (a quarter of float32's bytes through tf.data, the tf.data service and PCIe). It
-also draws the element's jitter parameters (`draw_params`: four numbers from the element's seed).
+crop window and decode only that window (`decode_and_crop_jpeg`), as uint8. A batch's crops travel
+padded into one uint8 tensor with their sizes (about the bytes of a uint8 299x299 image each from
+341x256 records, a quarter of float32's), plus four jitter parameters per element drawn from the
+batch's seed (`batch_params`).
 
-The rest runs batched in the training step, before the backbone's own scaling (`on_device`):
-horizontal flip, brightness, contrast and saturation jitter, each element by its own parameters,
-so training stays reproducible. The exported model never sees it (it is not part of the model).
+The rest runs batched in the training step, before the backbone's own scaling (`on_device`): each
+crop resized to the training size (`resize_crops`), then horizontal flip, brightness, contrast and
+saturation jitter, each element by its own parameters (`jitter`), so training stays reproducible.
+The exported model never sees any of it (it is not part of the model).
 
-`host_train_image` is the former all-on-host path (`--augment=host`): the same crop, then the same
-jitter per image on float32 with TensorFlow's stock ops. The two paths draw from the same
-distribution (tests/unit/trainer/test_augment.py checks it).
+`host_train_image` is the former all-on-host path (`--augment=host`): the same crop windows, then a
+resize and the same jitter per image on float32 with TensorFlow's stock ops. The two paths draw
+from the same distribution (tests/unit/trainer/test_augment.py checks it); they differ only in the
+resampling grid (corner-aligned here, half-pixel there: at most half a source pixel).
 """
 
 from __future__ import annotations
@@ -41,24 +44,33 @@ def _decode_crop_resize(encoded: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Te
     return tf.image.resize(image, [size, size])
 
 
-def host_crop(encoded: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
-    """The new host path: uint8 [size, size, 3], the random resized crop only."""
-    image = tf.cast(tf.round(_decode_crop_resize(encoded, size, seed)), tf.uint8)  # resize stays in [0, 255]
-    image.set_shape([size, size, 3])
-    return image
+def host_crop(encoded: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """The new host path: the random crop window of the JPEG, decoded alone, uint8 [h, w, 3] (the
+    resize to the training size is batched on the device: `resize_crops`)."""
+    return tf.io.decode_and_crop_jpeg(encoded, _crop_window(encoded, seed), channels=3)
 
 
-def draw_params(seed: tf.Tensor) -> tf.Tensor:
-    """float32 [PARAMS] for one element: flip (0 or 1), brightness delta, contrast and saturation factors."""
-    u = tf.random.stateless_uniform([PARAMS], seed)
+def batch_params(seed: tf.Tensor, count: int) -> tf.Tensor:
+    """float32 [count, PARAMS], one row per element of a batch, from the batch's seed: flip (0 or 1),
+    brightness delta, contrast and saturation factors."""
+    u = tf.random.stateless_uniform([count, PARAMS], seed)
     low = tf.constant([0.0, -BRIGHTNESS, CONTRAST[0], SATURATION[0]])
     high = tf.constant([1.0, BRIGHTNESS, CONTRAST[1], SATURATION[1]])
-    params = low + u * (high - low)
-    return tf.tensor_scatter_nd_update(params, [[0]], [tf.round(u[0])])  # flip in half of the elements
+    flip = tf.round(u[:, :1])  # half of the elements
+    return tf.concat([flip, (low + u * (high - low))[:, 1:]], axis=1)
 
 
-def on_device(images: tf.Tensor, params: tf.Tensor) -> tf.Tensor:
-    """Batched jitter: uint8 (or float) [B, S, S, 3] and float32 [B, PARAMS] -> float32 [B, S, S, 3] in
+def resize_crops(crops: tf.Tensor, sizes: tf.Tensor, size: int) -> tf.Tensor:
+    """uint8 crops padded into [B, H, W, 3], their sizes int32 [B, 2] -> float32 [B, size, size, 3]:
+    each crop alone, resized bilinearly (corner-aligned sampling, never reading the padding)."""
+    canvas = tf.cast(tf.shape(crops)[1:3] - 1, tf.float32)
+    extent = tf.cast(sizes - 1, tf.float32) / tf.maximum(canvas, 1.0)
+    boxes = tf.concat([tf.zeros_like(extent), extent], axis=1)
+    return tf.image.crop_and_resize(crops, boxes, tf.range(tf.shape(crops)[0]), [size, size])
+
+
+def jitter(images: tf.Tensor, params: tf.Tensor) -> tf.Tensor:
+    """Batched jitter: [B, S, S, 3] in [0, 255] and float32 [B, PARAMS] -> float32 [B, S, S, 3] in
     [0, 255]. The same operations, in the same order, as `host_train_image` after its crop."""
     x = tf.cast(images, tf.float32)
     p = tf.reshape(tf.cast(params, tf.float32), [-1, 1, 1, PARAMS])
@@ -73,6 +85,11 @@ def on_device(images: tf.Tensor, params: tf.Tensor) -> tf.Tensor:
     return tf.clip_by_value(x, 0.0, 255.0)
 
 
+def on_device(crops: tf.Tensor, sizes: tf.Tensor, params: tf.Tensor, size: int) -> tf.Tensor:
+    """The training step's augmentation: resize each crop, then flip and colour jitter, all batched."""
+    return jitter(resize_crops(crops, sizes, size), params)
+
+
 def host_train_image(encoded: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
     """The former host path (`--augment=host`): float32 [size, size, 3], crop and jitter on the CPU."""
     seeds = tf.random.experimental.stateless_split(seed, 6)
@@ -84,9 +101,3 @@ def host_train_image(encoded: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tenso
     image = tf.clip_by_value(image, 0.0, 255.0)
     image.set_shape([size, size, 3])
     return image
-
-
-def device_example(encoded: tf.Tensor, size: int, seed: tf.Tensor):
-    """The new host path for one element: (uint8 crop, jitter parameters), from one seed."""
-    seeds = tf.random.experimental.stateless_split(seed, 2)
-    return host_crop(encoded, size, seeds[0]), draw_params(seeds[1])

@@ -48,9 +48,10 @@ def _records(files: List[str], skip_corrupt: bool = False) -> tf.data.Dataset:
 
 
 def train_dataset(cfg: Config, context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
-    """Endless P x K batches for one replica, P = cfg.replica_p: (uint8 images [P*K, S, S, 3], labels
-    [P*K], jitter parameters [P*K, 4]) for `augment.on_device` in the training step (`--augment=device`),
-    or (float32 augmented images, labels) with `--augment=host`.
+    """Endless P x K batches for one replica, P = cfg.replica_p. `--augment=device`: (uint8 crops padded
+    into [P*K, H, W, 3], labels [P*K], crop sizes [P*K, 2], jitter parameters [P*K, 4]) for
+    `training_images` in the training step; `--augment=host`: (float32 augmented images
+    [P*K, S, S, 3], labels).
 
     Pools of whole shards, planned class-balanced (pool_input.py, sampling.py). Under multi-worker
     input each pipeline takes its own files when there are at least as many as pipelines, else
@@ -75,25 +76,28 @@ def train_dataset(cfg: Config, context: Optional[tf.distribute.InputContext] = N
                                    split.label_totals() if split else None, split.records if split else 0)
     ds = pool_input.pk_records(files, planner, cfg.pool_shards, seed, share, cfg.skip_corrupt_records,
                                salt=bool(cfg.data_service))
-    size = cfg.image_size
+    size, batch = cfg.image_size, cfg.replica_p * cfg.batch_k
     if cfg.augment == "host":
-        prepare = lambda encoded, label, s: (augment.host_train_image(encoded, size, s), label)  # noqa: E731
+        ds = ds.map(lambda encoded, label, s: (augment.host_train_image(encoded, size, s), label),
+                    num_parallel_calls=AUTOTUNE, deterministic=True)  # deterministic: keeps P x K groups together
+        ds = ds.batch(batch, drop_remainder=True)
     else:
-        prepare = lambda encoded, label, s: (*augment.device_example(encoded, size, s), label)  # noqa: E731
-    # deterministic: keep P x K groups together
-    ds = ds.map(prepare, num_parallel_calls=AUTOTUNE, deterministic=True)
-    ds = ds.batch(cfg.replica_p * cfg.batch_k, drop_remainder=True)
-    if cfg.augment != "host":
-        ds = ds.map(lambda images, params, labels: (images, labels, params))
+        def crop(encoded, label, s):
+            image = augment.host_crop(encoded, s)
+            return image, label, tf.shape(image)[:2], s
+
+        ds = ds.map(crop, num_parallel_calls=AUTOTUNE, deterministic=True)
+        ds = ds.padded_batch(batch, padded_shapes=([None, None, 3], [], [2], [2]), drop_remainder=True)
+        ds = ds.map(lambda images, labels, sizes, seeds: (images, labels, sizes, augment.batch_params(seeds[0], batch)))
     if cfg.data_service:
         ds = data_service.distribute(ds, cfg.data_service)
     return ds.prefetch(AUTOTUNE)
 
 
-def training_images(batch) -> tf.Tensor:
-    """The model's float32 input from one `train_dataset` batch: the device augmentation applied
-    when the batch carries jitter parameters (`--augment=device`)."""
-    return augment.on_device(batch[0], batch[2]) if len(batch) == 3 else batch[0]
+def training_images(batch, size: int) -> tf.Tensor:
+    """The model's float32 input from one `train_dataset` batch: with `--augment=device` its crops
+    resized to `size`, flipped and jittered, batched (augment.on_device)."""
+    return augment.on_device(batch[0], batch[2], batch[3], size) if len(batch) == 4 else batch[0]
 
 
 def eval_dataset(data_dir: str, split: str, size: int, limit: int, batch_size: int,

@@ -48,7 +48,7 @@ def train_step_fn(strategy: tf.distribute.Strategy, model: keras.Model, optimize
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
     def replica_step(batch):
-        images, labels = data.training_images(batch), batch[1]
+        images, labels = data.training_images(batch, cfg.image_size), batch[1]
         with tf.GradientTape() as tape:
             embeddings = model(images, training=True)
             loss = heads.batch_loss(cfg, head, labels, embeddings)

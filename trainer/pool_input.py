@@ -32,6 +32,7 @@ from trainer.sampling import POLICIES, PoolPlanner
 # many whole passes over the files without a single batch means none ever will.
 _EMPTY_PASSES = 3
 PLAN_TOKEN = "landmark_pool_plan_v1"
+_ELEMENT_SEEDS = 0x5DEECE66D  # keeps element seeds apart from the file-order seeds (stream seed, pass)
 
 _planners: Dict[tuple, PoolPlanner] = {}
 _empty_in_a_row: Dict[int, int] = {}
@@ -100,19 +101,20 @@ def pk_records(files: List[str], planner: PoolPlanner, pool_shards: int, seed: i
             idx = gen_script_ops.py_func(input=[labels[schema.LANDMARK_ID], stream_seed, n, *constants],
                                          token=PLAN_TOKEN, Tout=[tf.int64])[0]
             idx = tf.reshape(idx, [-1, pk])
-            return tf.data.Dataset.from_tensor_slices(idx).map(lambda ix: tf.gather(serialized, ix))
+
+            def gather(m: tf.Tensor, ix: tf.Tensor):
+                # One parse per batch; element seeds (stream, pool n, batch m, position), all distinct.
+                parsed = schema.tf_parse(tf.gather(serialized, ix))
+                seeds = tf.stack([tf.fill([pk], tf.bitwise.bitwise_xor(stream_seed, _ELEMENT_SEEDS)),
+                                  n * (1 << 32) + m * pk + tf.range(pk, dtype=tf.int64)], axis=1)
+                return parsed[schema.ENCODED], parsed[schema.LANDMARK_ID], seeds
+
+            return tf.data.Dataset.from_tensor_slices(idx).enumerate().map(gather)
 
         pools = tf.data.Dataset.counter().flat_map(one_pass).flat_map(read_pool)
-        records = tf.data.Dataset.zip(pools, tf.data.Dataset.counter()).flat_map(expand).unbatch()
-        element_seed = tf.stack([stream_seed, tf.constant(-1, tf.int64)])
-        return tf.data.Dataset.zip(records, tf.data.Dataset.counter()).map(
-            lambda serialized, n: (serialized, tf.random.experimental.stateless_fold_in(element_seed, n)))
-
-    def parse(serialized: tf.Tensor, element_seed: tf.Tensor):
-        parsed = schema.tf_parse(serialized)
-        return parsed[schema.ENCODED], parsed[schema.LANDMARK_ID], element_seed
+        return tf.data.Dataset.zip(pools, tf.data.Dataset.counter()).flat_map(expand).unbatch()
 
     start = tf.data.Dataset.from_tensors(tf.constant(seed, tf.int64))
     if salt:
         start = start.map(lambda s: s + runtime_salt())
-    return start.flat_map(stream).map(parse)
+    return start.flat_map(stream)

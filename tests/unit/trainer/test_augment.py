@@ -40,10 +40,14 @@ def _old_path(encoded: list) -> np.ndarray:
 
 
 def _new_path(encoded: list, jitter: bool = True) -> np.ndarray:
+    """trainer.data's device path: host crops in padded batches, then the batched resize and jitter."""
     ds = tf.data.Dataset.from_tensor_slices(encoded).enumerate().map(
-        lambda i, e: augment.device_example(e, SIZE, tf.stack([tf.constant(8, tf.int64), i])))
-    out = [augment.on_device(images, params) if jitter else tf.cast(images, tf.float32)
-           for images, params in ds.batch(250)]
+        lambda i, e: augment.host_crop(e, tf.stack([tf.constant(8, tf.int64), i])))
+    ds = ds.map(lambda image: (image, tf.shape(image)[:2])).padded_batch(250)
+    out = []
+    for n, (crops, sizes) in enumerate(ds):
+        params = augment.batch_params(tf.constant([9, n], tf.int64), 250)
+        out.append(augment.on_device(crops, sizes, params, SIZE) if jitter else augment.resize_crops(crops, sizes, SIZE))
     return np.concatenate([b.numpy() for b in out])
 
 
@@ -57,7 +61,7 @@ def test_batched_jitter_equals_tensorflows_per_image_ops():
     images = rng.uniform(0, 255, (6, 24, 24, 3)).astype(np.uint8)
     params = np.array([[i % 2, rng.uniform(-25.5, 25.5), rng.uniform(0.85, 1.15), rng.uniform(0.85, 1.15)]
                        for i in range(6)], np.float32)
-    got = augment.on_device(images, params).numpy()
+    got = augment.jitter(images, params).numpy()
     for image, (flip, delta, contrast, saturation), out in zip(images, params, got):
         x = tf.cast(image, tf.float32)
         x = tf.image.flip_left_right(x) if flip else x
@@ -87,10 +91,22 @@ def test_both_paths_flip_half_of_the_images():
         assert abs(flipped.mean() - 0.5) < 0.05, flipped.mean()
 
 
+def test_each_crop_is_resized_alone_from_its_padded_batch():
+    rng = np.random.default_rng(1)
+    crops = [rng.uniform(0, 255, shape).astype(np.uint8) for shape in ((30, 20, 3), (12, 40, 3))]
+    padded = np.zeros((2, 30, 40, 3), np.uint8)
+    for i, crop in enumerate(crops):
+        padded[i, : crop.shape[0], : crop.shape[1]] = crop
+    got = augment.resize_crops(padded, np.array([c.shape[:2] for c in crops], np.int32), 16).numpy()
+    for crop, out in zip(crops, got):
+        alone = tf.compat.v1.image.resize_bilinear(crop[None].astype(np.float32), [16, 16], align_corners=True)
+        np.testing.assert_allclose(out, alone[0].numpy(), atol=1e-3)  # the zero padding never leaks in
+
+
 def test_parameters_are_a_function_of_the_seed():
-    a = augment.draw_params(tf.constant([3, 4], tf.int64)).numpy()
-    b = augment.draw_params(tf.constant([3, 4], tf.int64)).numpy()
-    c = augment.draw_params(tf.constant([3, 5], tf.int64)).numpy()
+    a = augment.batch_params(tf.constant([3, 4], tf.int64), 500).numpy()
+    b = augment.batch_params(tf.constant([3, 4], tf.int64), 500).numpy()
+    c = augment.batch_params(tf.constant([3, 5], tf.int64), 500).numpy()
     np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, c) and a[0] in (0.0, 1.0)
-    assert -augment.BRIGHTNESS <= a[1] <= augment.BRIGHTNESS and 0.85 <= a[2] <= 1.15 and 0.85 <= a[3] <= 1.15
+    assert not np.array_equal(a, c) and set(a[:, 0].tolist()) == {0.0, 1.0}
+    assert np.abs(a[:, 1]).max() <= augment.BRIGHTNESS and 0.85 <= a[:, 2:].min() and a[:, 2:].max() <= 1.15

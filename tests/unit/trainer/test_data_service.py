@@ -46,13 +46,13 @@ def test_service_batches_keep_the_local_grouping_and_labels(tmp_path, service):
     expected, got = _batches(local, 20), _batches(remote, 20)
     seen = {name: collections.Counter() for name in ("local", "service")}
     for name, batches in (("local", expected), ("service", got)):
-        for images, labels, params in batches:
-            assert images.shape == (6, 32, 32, 3) and images.dtype == "uint8" and params.shape == (6, 4)
+        for crops, labels, sizes, params in batches:
+            assert crops.shape[0] == 6 and crops.dtype == "uint8" and sizes.shape == params.shape[:1] + (2,)
             _check_batches(labels, 3, 2)  # P whole landmark groups of K
             seen[name].update(labels.tolist())
     assert set(seen["service"]) <= set(range(len(LONG_TAIL)))
     # The two workers run the same graph but salt their stream seeds: no batch arrives twice.
-    assert len({params.tobytes() for _, _, params in got}) == len(got)
+    assert len({params.tobytes() for *_, params in got}) == len(got)
     # Both streams draw from every landmark group of the split, not from a fixed few.
     assert len(seen["service"]) >= len(seen["local"]) - 2 >= len(LONG_TAIL) - 4
 
