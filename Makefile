@@ -5,24 +5,47 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
 ARGS ?=
-GPUS ?= 1
+GPUS ?=
 OUT ?= out
+
+# Which TensorFlow `make venv` installs, decided when the Makefile is read (`make -n venv` shows it):
+# the GPU build (tensorflow[and-cuda], requirements-gpu.lock) where `nvidia-smi -L` lists a GPU, else
+# tensorflow-cpu (requirements.lock). `make venv TF=gpu|cpu` overrides the detection.
+TF ?= $(if $(shell nvidia-smi -L 2>/dev/null | grep '^GPU '),gpu,cpu)
+$(if $(filter $(TF),gpu cpu),,$(error TF=$(TF): expected TF=gpu or TF=cpu))
+TF_WHY := $(if $(filter command line environment,$(origin TF)),TF=$(TF) given,$(if $(filter gpu,$(TF)),nvidia-smi lists a GPU,nvidia-smi lists no GPU))
+LOCK := $(if $(filter gpu,$(TF)),requirements-gpu.lock,requirements.lock)
+OTHER_TF := $(if $(filter gpu,$(TF)),tensorflow-cpu,tensorflow)
+STAMP := $(VENV)/.installed-$(TF)
 
 require = $(if $($(1)),,$(error $(1)=... is required: see README.md and docs/))
 
-.PHONY: venv test demo preprocess train index predict evaluate synthetic \
+.PHONY: venv lock-gpu gpu-check test demo preprocess train index predict evaluate report synthetic \
         data-service-dispatcher data-service-worker \
-        bench bench-preprocess bench-train bench-index bench-embed bench-sampler soak-preprocess soak-preprocess-dask clean
+        bench bench-preprocess bench-train bench-index bench-embed bench-sampler bench-report soak-preprocess \
+        soak-preprocess-dask clean
 
-$(STAMP): requirements.lock setup.py
+$(STAMP): $(LOCK) setup.py
+	@echo "make venv: the $(TF) TensorFlow from $(LOCK) ($(TF_WHY); override with TF=gpu or TF=cpu)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
+	if $(PY) -m pip show -q $(OTHER_TF) 2>/dev/null; then $(PY) -m pip uninstall -q -y $(OTHER_TF); fi
+	$(PY) -m pip install -q --disable-pip-version-check -r $(LOCK)
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	rm -f $(VENV)/.installed $(VENV)/.installed-*
 	touch $@
 
 venv: $(STAMP)
+
+# Regenerate requirements-gpu.lock from requirements.lock (pip >= 26 resolves it from metadata alone).
+lock-gpu:
+	test -x build/lock-venv/bin/python || $(PYTHON) -m venv build/lock-venv
+	build/lock-venv/bin/python -m pip install -q --disable-pip-version-check 'pip>=26'
+	build/lock-venv/bin/python tools/gpu_lock.py
+
+# On a GPU host: a short training run on generated data over every visible GPU (exit 2 without a GPU).
+gpu-check: $(STAMP)
+	$(PY) -m trainer.gpu_check $(ARGS)
 
 # Two pytest processes: the `tfrecord` package and TensorFlow cannot share one (their protos collide).
 test: $(STAMP)
@@ -30,18 +53,18 @@ test: $(STAMP)
 	$(PY) -m pytest tests/unit/trainer tests/unit/indexer tests/e2e
 
 demo: $(STAMP)
-	$(PY) -m demo.run --output_dir=$(OUT)/demo $(if $(DATA),--data_dir=$(DATA)) $(if $(WEIGHTS),--weights=$(WEIGHTS)) $(ARGS)
+	$(PY) -m demo.run --output_dir="$(OUT)/demo" $(if $(DATA),--data_dir="$(DATA)") $(if $(WEIGHTS),--weights="$(WEIGHTS)") $(ARGS)
 
 synthetic: $(STAMP)
-	$(PY) -m pipelines.synthetic --output_dir=$(OUT)/synthetic $(ARGS)
+	$(PY) -m pipelines.synthetic --output_dir="$(OUT)/synthetic" $(ARGS)
 
 preprocess: $(STAMP)
 	$(call require,CSV)
-	$(PY) -m pipelines.preprocess --csv=$(CSV) --output_dir=$(OUT) $(ARGS)
+	$(PY) -m pipelines.preprocess --csv="$(CSV)" --output_dir="$(OUT)" $(ARGS)
 
 train: $(STAMP)
 	$(call require,DATA)
-	$(PY) -m trainer.train --data_dir=$(DATA) --output_dir=$(OUT) --gpus=$(GPUS) $(ARGS)
+	$(PY) -m trainer.train --data_dir="$(DATA)" --output_dir="$(OUT)" $(if $(GPUS),--gpus=$(GPUS)) $(ARGS)
 
 # The training input on other machines (docs/train.md): a dispatcher, then workers, then
 # make train ... ARGS=--data_service=grpc://DISPATCHER_HOST:PORT
@@ -55,20 +78,25 @@ data-service-worker: $(STAMP)
 index: $(STAMP)
 	$(call require,MODEL)
 	$(call require,DATA)
-	$(PY) -m indexer.build --model=$(MODEL) --data_dir=$(DATA) --output_dir=$(OUT) $(ARGS)
+	$(PY) -m indexer.build --model="$(MODEL)" --data_dir="$(DATA)" --output_dir="$(OUT)" $(ARGS)
 
 # TEST_CSV=test.csv, or IMAGES=DIR (a folder of photos, id = file stem)
 predict: $(STAMP)
 	$(if $(TEST_CSV)$(IMAGES),,$(error TEST_CSV=... or IMAGES=DIR is required: see docs/index.md))
 	$(call require,INDEX)
-	$(PY) -m indexer.predict $(if $(TEST_CSV),--test_csv=$(TEST_CSV)) $(if $(IMAGES),--images=$(IMAGES)) --index_dir=$(INDEX) --output_dir=$(OUT) $(ARGS)
+	$(PY) -m indexer.predict $(if $(TEST_CSV),--test_csv="$(TEST_CSV)") $(if $(IMAGES),--images="$(IMAGES)") --index_dir="$(INDEX)" --output_dir="$(OUT)" $(ARGS)
 
 evaluate: $(STAMP)
 	$(call require,SUBMISSION)
 	$(call require,SOLUTION)
-	$(PY) -m indexer.evaluate --submission=$(SUBMISSION) --solution=$(SOLUTION) $(if $(filter-out out,$(OUT)),--output_dir=$(OUT)) $(ARGS)
+	$(PY) -m indexer.evaluate --submission="$(SUBMISSION)" --solution="$(SOLUTION)" $(if $(filter-out out,$(OUT)),--output_dir="$(OUT)") $(ARGS)
 
-bench: bench-preprocess bench-train bench-index bench-embed bench-sampler
+# PRED=predict's output folder; SOLUTION= and NAMES= default to what predict was given
+report: $(STAMP)
+	$(call require,PRED)
+	$(PY) -m indexer.report --predictions="$(PRED)" $(if $(SOLUTION),--solution="$(SOLUTION)") $(if $(NAMES),--landmark_names="$(NAMES)") $(ARGS)
+
+bench: bench-preprocess bench-train bench-index bench-embed bench-sampler bench-report
 
 bench-preprocess: $(STAMP)
 	$(PY) -m bench.bench_preprocess $(ARGS)
@@ -84,6 +112,9 @@ bench-embed: $(STAMP)
 bench-sampler: $(STAMP)
 	$(PY) -m bench.bench_sampler $(ARGS)
 
+bench-report: $(STAMP)
+	$(PY) -m bench.bench_report $(ARGS)
+
 soak-preprocess: $(STAMP)
 	$(PY) -m bench.soak_preprocess $(ARGS)
 
@@ -92,4 +123,4 @@ soak-preprocess-dask: $(STAMP)
 	$(PY) -m bench.soak_preprocess --runners=multi_processing,dask $(ARGS)
 
 clean:
-	rm -rf $(OUT) .pytest_cache
+	rm -rf "$(OUT)" .pytest_cache

@@ -6,6 +6,8 @@ indexer need the `train` extra (TensorFlow, Annoy, Matplotlib).
 
 from setuptools import find_packages, setup
 
+TRAIN = ["keras==3.15.1", "annoy==1.17.3", "absl-py>=2,<3", "matplotlib>=3.10,<3.11"]
+
 setup(
     name="landmark-recognition",
     version="0.1.0",
@@ -26,13 +28,10 @@ setup(
         "simplejpeg>=1.9,<2",
         "opencv-python-headless>=5,<6",
     ],
+    # `train`: the CPU TensorFlow; `train-gpu`: the GPU build with its CUDA/cuDNN wheels (Linux x86_64).
+    # `make venv` picks between requirements.lock and requirements-gpu.lock the same way (Makefile).
     extras_require={
-        "train": [
-            "tensorflow-cpu==2.21.0",
-            "keras==3.15.1",
-            "annoy==1.17.3",
-            "absl-py>=2,<3",
-            "matplotlib>=3.10,<3.11",
-        ],
+        "train": ["tensorflow-cpu==2.21.0", *TRAIN],
+        "train-gpu": ["tensorflow[and-cuda]==2.21.0", *TRAIN],
     },
 )

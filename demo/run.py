@@ -1,6 +1,7 @@
 """`make demo`: the whole chain on built-in (or your) data, ending with a results table and pictures.
 
     python -m demo.run --output_dir=OUT [--data_dir=GLD-layout folder] [--weights=none|imagenet|PATH] [--quick]
+        [--seeds=0,1,2] [--nodeterministic]
 
 Every stage is the project's real CLI run as a subprocess, its output streamed with the stage's
 name in front:
@@ -19,7 +20,8 @@ re-ranking and confidence options (OPTIONS, each mode's `recommended`); `--ablat
 other loss and each option alone. It then prints one table (method x top-1, top-5, GAP, seconds),
 writes it to OUT/results.{md,json}, and copies the trained model's accuracy-vs-k curve and
 query/neighbours grid to OUT/. A rerun skips every stage that already completed with the same
-command (see demo/stages.py), so it resumes.
+command (see demo/stages.py), so it resumes. `--seeds=0,1,2` runs all of it once per seed into
+OUT/seed-N/ and writes the table of means and min-max over the seeds to OUT/results.{md,json}.
 """
 
 from __future__ import annotations
@@ -44,7 +46,12 @@ flags.DEFINE_string("data_dir", None, "A Google-Landmarks-layout folder (train.c
                     "images); default: generate the built-in synthetic set under OUTPUT_DIR/data.")
 flags.DEFINE_string("weights", "none", "Backbone initialisation: none (random), imagenet, or a weights file.")
 flags.DEFINE_bool("quick", False, "A tiny data set and a short training run (for tests; results are noise).")
-flags.DEFINE_integer("seed", 0, "Seed of the generated data set and of the random-guess baseline.")
+flags.DEFINE_integer("seed", 0, "Seed of the generated data set, the training and the random-guess baseline.")
+flags.DEFINE_list("seeds", None, "Run the whole chain once per seed (e.g. 0,1,2) into OUT/seed-N/ (the built-in data "
+                  "drawn per seed too) and print each row's mean and min-max over the seeds; overrides --seed.")
+flags.DEFINE_bool("deterministic", True, "Train with TensorFlow's op determinism and build each Annoy shard on one "
+                  "thread, so a rerun on the same machine prints the same table (--nodeterministic: faster, not "
+                  "reproducible to the last digit).")
 flags.DEFINE_string("size", None, "Generated data set size (pipelines.synthetic --size); default by mode.")
 flags.DEFINE_integer("epochs", None, "Training epochs of the trained model(s); default by mode.")
 flags.DEFINE_list("train_args", [], "Extra trainer.train flags for both models, comma-separated "
@@ -126,10 +133,13 @@ class DemoConfig:
     recommended: tuple[str, ...] = ()
     ablation: bool = False
     ablation_size: int = 0
+    deterministic: bool = True
 
 
-def config_from_flags() -> DemoConfig:
-    out = os.path.abspath(FLAGS.output_dir)
+def config_from_flags(seed: Optional[int] = None, output_dir: Optional[str] = None) -> DemoConfig:
+    """The demo's configuration; `seed` / `output_dir` override --seed / --output_dir (--seeds)."""
+    seed = FLAGS.seed if seed is None else seed
+    out = os.path.abspath(output_dir or FLAGS.output_dir)
     generate = FLAGS.data_dir is None
     weights = FLAGS.weights if FLAGS.weights in ("none", "imagenet") else os.path.abspath(FLAGS.weights)
     init = "none" if weights == "none" else "pretrained"
@@ -139,19 +149,21 @@ def config_from_flags() -> DemoConfig:
         data_dir=os.path.join(out, "data") if generate else os.path.abspath(FLAGS.data_dir),
         generate=generate,
         weights=weights,
-        seed=FLAGS.seed,
+        seed=seed,
         size=FLAGS.size or mode.size,
         record_size=mode.record_size,
         epochs=FLAGS.epochs if FLAGS.epochs is not None else mode.epochs,
         batch=mode.batch,
         trainer_flags=(*mode.trainer_flags, f"--learning_rate={LEARNING_RATE[init]}",
                        f"--bn_momentum={BN_MOMENTUM[init]}", f"--weights={weights}",
-                       f"--seed={FLAGS.seed}", *FLAGS.train_args),
+                       f"--seed={seed}", *(("--deterministic",) if FLAGS.deterministic else ()),
+                       *FLAGS.train_args),
         visualize=mode.visualize,
         loss=FLAGS.loss or mode.loss,
         recommended=mode.recommended,
         ablation=FLAGS.ablation,
         ablation_size=mode.ablation_size,
+        deterministic=FLAGS.deterministic,
     )
 
 
@@ -243,7 +255,9 @@ def run_chain(cfg: DemoConfig, runner: Runner) -> list[report.Row]:
     check_data_dir(data)
     records = f"{out}/records"
     runner.run(Stage("records", "pipelines.preprocess",
-                     (f"--csv={data}/train.csv", f"--output_dir={records}", f"--image_size={cfg.record_size}"),
+                     # --overwrite: OUT/records is the demo's own; a run on other data replaces it
+                     (f"--csv={data}/train.csv", f"--output_dir={records}", f"--image_size={cfg.record_size}",
+                      "--overwrite"),
                      f"{records}/stats.json"))
     with open(f"{records}/stats.json") as f:
         landmarks = json.load(f)["landmarks"]
@@ -272,6 +286,8 @@ def run_chain(cfg: DemoConfig, runner: Runner) -> list[report.Row]:
                      lambda: baseline.write_random_prediction(f"{data}/train.csv", f"{data}/test.csv", random_pred,
                                                               cfg.seed))
     rows = [evaluate("random", "random guess", ("predict_random",))]
+    # Landmark names in the query grids, where the data set has a names table (both built-in sets do).
+    names = (f"--landmark_names={data}/landmarks.csv",) if os.path.exists(f"{data}/landmarks.csv") else ()
     indexed = set()
     for m in methods(cfg, data):
         index, pred = f"{out}/index/{m.index_key}", f"{out}/predict/{m.key}"
@@ -279,11 +295,12 @@ def run_chain(cfg: DemoConfig, runner: Runner) -> list[report.Row]:
             indexed.add(m.index_key)
             runner.run(Stage(f"index_{m.index_key}", "indexer.build",
                              (f"--model={out}/models/{m.model}/export", f"--data_dir={records}",
-                              f"--output_dir={index}", f"--image_size={cfg.record_size}", *m.build),
+                              f"--output_dir={index}", f"--image_size={cfg.record_size}",
+                              *(("--deterministic",) if cfg.deterministic else ()), *m.build),
                              f"{index}/config.json"))
         runner.run(Stage(f"predict_{m.key}", "indexer.predict",
                          (f"--index_dir={index}", f"--test_csv={data}/test.csv", f"--output_dir={pred}",
-                          f"--solution={solution}", f"--visualize={cfg.visualize}", *m.predict),  # size: the index's
+                          f"--solution={solution}", f"--visualize={cfg.visualize}", *names, *m.predict),  # size: the index's
                          f"{pred}/predict_stats.json"))
         # the row's cost: its model's training (model rows), its own index build and prediction
         cost = [f"predict_{m.key}"]
@@ -310,36 +327,72 @@ def publish_figures(cfg: DemoConfig) -> list[str]:
     return copied
 
 
-def main(argv: list[str]) -> Optional[int]:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    cfg = config_from_flags()
+def seeds_from_flags() -> list[int]:
+    try:
+        seeds = [int(s) for s in FLAGS.seeds]
+    except ValueError:
+        raise InputError(f"--seeds={','.join(FLAGS.seeds)}: expected integers, e.g. --seeds=0,1,2") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise InputError(f"--seeds={','.join(FLAGS.seeds)}: expected distinct integers, e.g. --seeds=0,1,2")
+    return seeds
+
+
+def run_one(cfg: DemoConfig) -> tuple[list[report.Row], dict]:
+    """The chain for one configuration: its rows and the notes for its results table (StageFailed on failure)."""
     os.makedirs(cfg.output_dir, exist_ok=True)
     write_atomic(f"{cfg.output_dir}/demo_config.json", json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), PYTHONUNBUFFERED="1")
     runner = Runner(cfg.output_dir, env=env)
     started = time.monotonic()
-    try:
-        rows = run_chain(cfg, runner)
-        figures = publish_figures(cfg)
-    except StageFailed as e:
-        print(f"\ndemo: FAILED at stage {e.stage!r}: {e}", file=sys.stderr, flush=True)
-        return 1
-    wall = time.monotonic() - started
+    rows = run_chain(cfg, runner)
+    figures = publish_figures(cfg)
     context = {
         "data": cfg.data_dir if not cfg.generate else f"built-in synthetic ({cfg.size}, seed {cfg.seed})",
         "weights": cfg.weights,
         "trained loss": LOSSES[cfg.loss][1],
         "training epochs": cfg.epochs,
         "trainer flags": " ".join(cfg.trainer_flags),
-        "wall seconds of this invocation": round(wall, 1),
+        "deterministic": cfg.deterministic,
+        "wall seconds of this invocation": round(time.monotonic() - started, 1),
         "stage seconds (as measured when each ran)": {k: round(v, 1) for k, v in runner.seconds.items()},
         "sum of stage seconds": round(sum(runner.seconds.values()), 1),
         "figures": figures,
     }
-    table = report.write(cfg.output_dir, rows, context)
-    print(f"\n{table}\nwall time {wall:.0f} s; results in {cfg.output_dir}/results.md; figures: "
-          f"{', '.join(figures)}", flush=True)
+    return rows, context
+
+
+def main(argv: list[str]) -> Optional[int]:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    started = time.monotonic()
+    seeds = seeds_from_flags() if FLAGS.seeds is not None else None
+    configs = ([config_from_flags()] if seeds is None else
+               [config_from_flags(seed, os.path.join(FLAGS.output_dir, f"seed-{seed}")) for seed in seeds])
+    runs, contexts = {}, {}
+    for cfg in configs:
+        try:
+            rows, context = run_one(cfg)
+        except StageFailed as e:
+            where = f" (seed {cfg.seed})" if seeds is not None else ""
+            print(f"\ndemo: FAILED at stage {e.stage!r}{where}: {e}", file=sys.stderr, flush=True)
+            return 1
+        runs[cfg.seed], contexts[cfg.seed] = rows, context
+        table = report.write(cfg.output_dir, rows, context)
+    if seeds is None:
+        out, figures = configs[0].output_dir, contexts[configs[0].seed]["figures"]
+    else:
+        out = os.path.abspath(FLAGS.output_dir)
+        figures = [f for seed in seeds for f in contexts[seed]["figures"]]
+        first = contexts[seeds[0]]
+        table = report.write_over_seeds(out, runs, {
+            "data": first["data"] if not configs[0].generate else f"built-in synthetic ({configs[0].size}), drawn per seed",
+            **{k: first[k] for k in ("weights", "trained loss", "training epochs", "deterministic")},
+            "trainer flags (seed 0's; --seed=N per seed)": first["trainer flags"],
+            "sum of stage seconds": round(sum(c["sum of stage seconds"] for c in contexts.values()), 1),
+            "figures": figures})
+    wall = time.monotonic() - started
+    print(f"\n{table}\nwall time {wall:.0f} s; results in {out}/results.md; figures: {', '.join(figures)}",
+          flush=True)
     return 0
 
 

@@ -9,7 +9,9 @@ the first query dies with SIGSEGV and takes the whole batch job with it. So:
   only ever holds a complete file;
 * `open_annoy` checks the file against its `FileRecord` record (size, sha256) and against Annoy's
   node layout (every item node says 1 descendant, the trailing roots say n_items) before calling
-  `load()`, and raises `IndexIntegrityError` naming the problem instead.
+  `load()`, and every node's pointers too (a split node's children, a leaf's item ids: in range,
+  no cycle; vectors finite), vectorised over the memory-mapped file, and raises
+  `IndexIntegrityError` naming the problem instead.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ METRIC = "angular"  # the only metric the indexer builds: embeddings are L2-norm
 # float32 values). Angular: n_descendants, children[2]. Euclidean/Manhattan: n_descendants,
 # a, children[2]. Dot: n_descendants, children[2], dot_factor.
 _NODE_HEADER = {"angular": 12, "euclidean": 16, "manhattan": 16, "dot": 16}
+# Where `children` (and a leaf's list of item ids, which runs on to the node's end) starts.
+_CHILDREN_OFFSET = {"angular": 4, "euclidean": 8, "manhattan": 8, "dot": 4}
+CHECK_CHUNK_BYTES = 1 << 24  # nodes checked per numpy pass over the memory-mapped file
 
 
 class IndexIntegrityError(InputError, RuntimeError):
@@ -117,9 +122,10 @@ def check_annoy(
         raise IndexIntegrityError(
             f"{path}: {n_nodes} nodes cannot hold {record.n_items} items and {n_trees} tree roots"
         )
-    layout = _layout_problem(path, n_nodes, stride, record.n_items, n_trees)
+    layout = _layout_problem(path, n_nodes, stride, record.n_items, n_trees, metric)
     if layout:
-        raise IndexIntegrityError(f"{path}: {layout}: not a {metric} index of dimension {dimension} as recorded")
+        raise IndexIntegrityError(f"{path}: {layout}: not the {metric} index of dimension {dimension} "
+                                  "the manifest records (damaged or crafted file)")
     if verify_checksum:
         digest = sha256_file(path)
         if digest != record.sha256:
@@ -128,16 +134,58 @@ def check_annoy(
             )
 
 
-def _layout_problem(path: str, n_nodes: int, stride: int, n_items: int, n_trees: int) -> Optional[str]:
+def _layout_problem(path: str, n_nodes: int, stride: int, n_items: int, n_trees: int,
+                    metric: str = METRIC) -> Optional[str]:
     """Describe how the file breaks Annoy's layout, or None: item nodes first, each with one
-    descendant; the file ends with one copy of each tree root, each counting every item."""
-    counts = np.memmap(path, dtype=np.int32, mode="r", shape=(n_nodes, stride // 4))[:, 0]
+    descendant; the file ends with one copy of each tree root, each counting every item; and
+    every node Annoy can walk to is safe to walk (`_node_problem`)."""
+    words = np.memmap(path, dtype=np.int32, mode="r", shape=(n_nodes, stride // 4))
+    counts = words[:, 0]
     bad = np.flatnonzero(counts[:n_items] != 1)
     if bad.size:
         return f"item node {int(bad[0])} has n_descendants={int(counts[bad[0]])}, expected 1"
     roots = np.asarray(counts[n_nodes - n_trees :])
     if not (roots == n_items).all():
         return f"the last {n_trees} nodes should be tree roots over {n_items} items, found counts {roots[:5].tolist()}"
+    rows = max(1, CHECK_CHUNK_BYTES // stride)
+    for start in range(0, n_nodes, rows):
+        problem = _node_problem(np.asarray(words[start:start + rows]), start, n_items, metric)
+        if problem:
+            return problem
+    return None
+
+
+def _node_problem(block: np.ndarray, start: int, n_items: int, metric: str) -> Optional[str]:
+    """The first node of `block` (int32 words of nodes start, start+1, ...) that a query could not
+    safely walk, or None. Annoy (annoylib.h, `_get_all_nns`) reads a node by its n_descendants:
+    1 below n_items: an item (its vector must be finite); at most K (the ids that fit in the node
+    from `children` on): a leaf listing that many item ids, each below n_items; more: a split
+    node whose two children it follows and whose plane it multiplies by the query. Annoy builds a
+    node's children before the node itself, so a split node's children are below its own number:
+    that also rules out cycles, along which a query would never end."""
+    first = _CHILDREN_OFFSET[metric] // 4
+    k = block.shape[1] - first  # Annoy's _K
+    node = np.arange(start, start + len(block))[:, None]
+    counts = block[:, :1]
+    vectors = block[:, _NODE_HEADER[metric] // 4:].view(np.float32)
+    inner = node >= n_items
+    split = inner & (counts > k)
+    listed = np.arange(k)[None, :] < counts
+    slots = block[:, first:first + k]
+    checks = (
+        (inner & ((counts < 1) | (counts > n_items)), "n_descendants={count} outside 1..n_items"),
+        (split & ((slots[:, :2] < 0) | (slots[:, :2] >= node)).any(1, keepdims=True),
+         "a split node points at node {children}, outside 0..its own number - 1"),
+        (inner & (counts <= k) & (counts >= 1) & (listed & ((slots < 0) | (slots >= n_items))).any(1, keepdims=True),
+         "a leaf lists an item id outside 0..n_items - 1"),
+        (((~inner) | split) & ~np.isfinite(vectors).all(1, keepdims=True), "its vector holds NaN or infinity"),
+    )
+    for mask, message in checks:
+        bad = np.flatnonzero(mask[:, 0])
+        if bad.size:
+            row = int(bad[0])
+            return f"node {start + row}: " + message.format(count=int(counts[row, 0]),
+                                                             children=block[row, first:first + 2].tolist())
     return None
 
 

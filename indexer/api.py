@@ -21,12 +21,13 @@ from typing import Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from indexer.embed import Embedded, Embedder, embed_records, expected_records, read_export_info
-from indexer.image_folder import list_images
+from indexer.image_folder import FolderError, list_images
 from indexer.index_dir import MODEL_DIR, Index, open_index
+from indexer import names as naming
 from indexer import scoring
 from indexer import tta as augment
 from indexer.vote import METHODS
-from pipelines import bounded_read, console, fetch, image
+from pipelines import bounded_read, console, fetch, flag_checks, image
 from pipelines.errors import RowFailure
 
 # bench/bench_index.py, 1M x 256: with 50 trees, recall@10 0.98 at 2000 against 0.85 at Annoy's
@@ -58,46 +59,56 @@ class Prediction:
     confidence: float
     neighbours: Tuple[Neighbour, ...]
     error: Optional[str] = None
+    name: Optional[str] = None  # the landmark's name, when the recognizer was given names (indexer/names.py)
 
 
 @dataclasses.dataclass(frozen=True)
 class Answers:
     """Raw answers for a batch of query vectors: neighbour items [Q, k] (-1 = none),
-    similarities [Q, k], and each query's vote (landmark, confidence) or None."""
+    similarities [Q, k], each query's vote (landmark, confidence) or None, and after spatial
+    verification each neighbour's inlier count."""
 
     items: np.ndarray
     similarities: np.ndarray
     votes: List[Optional[Tuple[int, float]]]
+    inliers: Optional[np.ndarray] = None  # int32 [Q, k] after `verify` (-1: not verified)
 
 
 class Recognizer:
     """An opened index plus its model: embeds images and answers with the neighbours' vote."""
 
     def __init__(self, index: Index, embedder: Embedder, options: scoring.Scoring = scoring.Scoring(),
-                 min_confidence: float = 0.0, image_size: int = 256, progress: bool = False) -> None:
+                 min_confidence: float = 0.0, image_size: int = 256, progress: bool = False,
+                 names: Optional[naming.Names] = None) -> None:
         if options.vote not in METHODS:
-            raise ValueError(f"unknown vote method {options.vote!r}; expected one of {METHODS}")
+            raise flag_checks.SettingsError(f"--vote={options.vote}: expected one of {METHODS}")
+        flag_checks.number("--min_confidence", min_confidence)
+        flag_checks.integer("--image_size", image_size, 1)
         self.index = index
         self.embedder = embedder
         self.options = options  # k, search_k, vote, re-ranking, confidence (indexer/scoring.py)
         self.min_confidence = min_confidence
         self.image_config = image.ImageConfig(image_size=image_size)
         self.progress = progress  # report images embedded and queries answered (the CLI does)
+        self.names = dict(names or {})  # landmark id -> name, for Prediction.name
 
     @classmethod
     def open(cls, index_dir: str, k: int = 10, search_k: int = DEFAULT_SEARCH_K, vote_method: str = "sum",
              min_confidence: float = 0.0, image_size: int = 0, progress: bool = False,
-             **options) -> "Recognizer":
+             landmark_names: Optional[str] = None, **options) -> "Recognizer":
         """Verify and load an index folder (`indexer.build`'s output) and its model copy; raises
         `IndexIntegrityError` on a damaged folder before Annoy maps anything. `image_size=0`:
-        photos are stored like the references were (the index's manifest records it). `options`:
+        photos are stored like the references were (the index's manifest records it).
+        `landmark_names`: a `landmark_id,name` (or GLDv2 `landmark_id,category`) CSV that names
+        the answers (`Prediction.name`; indexer/names.py), read before the index. `options`:
         re-ranking, confidence and verification (`rerank`, `aqe_k`, `aqe_alpha`, `confidence`,
         `penalty_weight`, `verify_k`, `verify_weight`, `verify_cap`: indexer/scoring.py)."""
         settings = scoring.Scoring(k, search_k, vote_method, **options)
+        names = naming.load(landmark_names)
         model_dim = int(read_export_info(os.path.join(index_dir, MODEL_DIR))["embedding_dim"])
         index = open_index(index_dir, dimension=model_dim)
         image_size = image_size or index.manifest.reference_image_size or FALLBACK_IMAGE_SIZE
-        return cls(index, Embedder(index.model_dir), settings, min_confidence, image_size, progress)
+        return cls(index, Embedder(index.model_dir), settings, min_confidence, image_size, progress, names)
 
     def answer(self, vectors: np.ndarray) -> Answers:
         """Top-k neighbours of each query vector (re-ranked and penalised as the options say) and
@@ -126,7 +137,7 @@ class Recognizer:
                 if self.progress else None
             inliers = scoring.neighbour_inliers(self.index, answers.items, images, self.options, progress=progress)
         votes = scoring.votes(self.index, answers.items, answers.similarities, self.options, inliers)
-        return Answers(answers.items, answers.similarities, votes)
+        return Answers(answers.items, answers.similarities, votes, inliers)
 
     def embed_records(self, files: Sequence[str], batch_size: int = 64) -> Embedded:
         """Embeddings of every record in preprocessed TFRecord shards (what `indexer.predict` feeds)."""
@@ -176,7 +187,8 @@ class Recognizer:
             q = row[image_id]
             winner = answers.votes[q]
             landmark = winner[0] if self.accepted(winner) else None
-            out.append(Prediction(image_id, landmark, winner[1] if winner else 0.0, self.neighbours(answers, q)))
+            out.append(Prediction(image_id, landmark, winner[1] if winner else 0.0, self.neighbours(answers, q),
+                                  name=self.names.get(landmark) if landmark is not None else None))
         return out
 
 
@@ -203,5 +215,5 @@ def _named_inputs(images) -> List[Tuple[str, Union[bytes, str]]]:
     ids = [i for i, _ in named]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
-        raise ValueError(f"two inputs would share the id {dup!r}: give distinct file names")
+        raise FolderError(f"two inputs would share the id {dup!r}: give distinct file names")
     return named

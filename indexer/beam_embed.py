@@ -7,7 +7,8 @@ the DaskRunner deserialises and sets up the DoFn once per partition), after chec
 model it sees at that path has the driver's fingerprint. Per shard it either skips it (its
 file in EMB already names this shard's bytes and this model) or embeds it with the
 single-process code (`embed.embed_records`) and writes EMB/<shard>.npz atomically
-(embedding_shards.py). The driver then reads the files back in
+(embedding_shards.py). Meanwhile the driver counts those files as they appear onto its
+progress bar (embed_progress.py). It then reads the files back in
 shard order, so the result is the single-process result, row for row.
 
 TensorFlow runs inside the workers and shards are read with tf.data: nothing here may import the
@@ -17,17 +18,19 @@ TensorFlow runs inside the workers and shards are read with tf.data: nothing her
 from __future__ import annotations
 
 import contextlib
+import logging as std_logging
 import threading
 import time
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from absl import logging
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from indexer import embedding_shards
+from indexer import embed_progress, embedding_shards
 from indexer.embed import Embedded, Embedder, check_export, embed_records, model_fingerprint
-from pipelines import dask_setup
+from pipelines import cli_errors, console, dask_setup
+from pipelines.cli_errors import InputError, SettingsError
 
 _LOCK = threading.Lock()
 _MODELS: Dict[Tuple[str, str], Embedder] = {}  # (export_dir, fingerprint) -> model, one per process
@@ -92,7 +95,13 @@ def unknown_options(beam_args: Sequence[str]) -> List[str]:
         import apache_beam.runners.dask.dask_runner  # noqa: F401 - defines the --dask_* options
 
     options = PipelineOptions(list(beam_args))
-    known = options.get_all_options()
+    beam_log = std_logging.getLogger("apache_beam.options.pipeline_options")
+    level = beam_log.level
+    beam_log.setLevel(std_logging.ERROR)  # its "Discarding unparseable args" warning: our error says it
+    try:
+        known = options.get_all_options()
+    finally:
+        beam_log.setLevel(level)
     return sorted(set(options.get_all_options(retain_unknown_options=True)) - set(known))
 
 
@@ -103,8 +112,8 @@ def pipeline_options(beam_args: Sequence[str], dask_address: str = "", dask_work
     told otherwise, each shard gets its own partition."""
     unknown = unknown_options(beam_args)
     if unknown:
-        raise ValueError(f"unknown flag(s): {', '.join('--' + u for u in unknown)} (neither this command's nor "
-                         f"Beam pipeline options)")
+        raise SettingsError(f"unknown flag(s): {', '.join('--' + u for u in unknown)} (neither this command's nor "
+                            f"Beam pipeline options)")
     args: List[str] = list(beam_args)
     on_dask = dask_setup.is_dask(PipelineOptions(args).view_as(StandardOptions).runner)
     if on_dask and not any(a.startswith(("--dask_npartitions", "--dask_partition_size")) for a in args):
@@ -113,7 +122,7 @@ def pipeline_options(beam_args: Sequence[str], dask_address: str = "", dask_work
     if on_dask:
         dask_setup.configure(options, dask_address)
     elif dask_address or dask_workers:
-        raise ValueError("--dask_address / --dask_workers need --runner=dask")
+        raise SettingsError("--dask_address / --dask_workers need --runner=dask")
     return options
 
 
@@ -129,9 +138,10 @@ def _cluster_if_needed(options: PipelineOptions, dask_workers: int) -> Iterator[
 
 
 def embed_with_beam(files: Sequence[str], export_dir: str, embed_dir: str, batch_size: int,
-                    beam_args: Sequence[str], dask_address: str = "", dask_workers: int = 0) -> Embedded:
+                    beam_args: Sequence[str], dask_address: str = "", dask_workers: int = 0,
+                    progress: Optional[console.Progress] = None) -> Embedded:
     """Run the job over `files` (resuming whatever EMB already holds) and return the embeddings in
-    file order."""
+    file order; `progress` counts the shards done and their images as the job goes (embed_progress.py)."""
     import tensorflow as tf
 
     dimension = int(check_export(export_dir)["embedding_dim"])
@@ -144,13 +154,20 @@ def embed_with_beam(files: Sequence[str], export_dir: str, embed_dir: str, batch
         p = beam.Pipeline(options=options)
         _ = p | "ShardPaths" >> beam.Create(list(files)) | "EmbedShards" >> EmbedShards(
             export_dir, fingerprint, embed_dir, batch_size)
-        result = p.run()
-        try:
-            result.wait_until_finish()
-        finally:
-            client = getattr(result, "client", None)  # the DaskRunner leaves its dask Client connected
-            if client is not None:
-                client.close()
+        with embed_progress.watching(embed_dir, files, fingerprint, progress):
+            try:
+                result = p.run()  # the DirectRunner runs the whole job here
+            except OSError as err:  # distributed: "Timed out trying to connect to tcp://..."
+                if not dask_setup.is_dask(options.view_as(StandardOptions).runner):
+                    raise
+                raise InputError(f"the Dask scheduler cannot be reached ({cli_errors.one_line(err)}): is it "
+                                 "running at --dask_address?") from None
+            try:
+                result.wait_until_finish()
+            finally:
+                client = getattr(result, "client", None)  # the DaskRunner leaves its dask Client connected
+                if client is not None:
+                    client.close()
     embedded = embedding_shards.gather(embed_dir, files, fingerprint, dimension)
     logging.info("Beam job (%s): %d shards, %d images in %s, %.1f s", options.view_as(StandardOptions).runner
                  or "DirectRunner", len(files), len(embedded.image_ids), embed_dir, time.perf_counter() - t0)

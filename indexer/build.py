@@ -21,7 +21,7 @@ from indexer.embed import Embedded, Embedder, expected_records, iter_jpegs, list
 from indexer.index_dir import write_index
 from indexer.api import FALLBACK_IMAGE_SIZE
 from indexer.nonlandmark import embed_nonlandmarks
-from pipelines import console
+from pipelines import console, flag_checks
 from pipelines.cli_errors import InputError, absl_main
 from trainer import shard_check
 
@@ -40,7 +40,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("num_shards", 1, "Annoy indexes to split the references over, built in parallel")
     flags.DEFINE_list("splits", ["train", "val"], "which splits of --data_dir are references")
     flags.DEFINE_integer("batch_size", 64, "images per embedding batch")
-    flags.DEFINE_integer("seed", 0, "Annoy's random seed (same inputs + seed: same index)")
+    flags.DEFINE_integer("seed", 0, "Annoy's random seed (same inputs + seed: same search results)")
+    flags.DEFINE_bool("deterministic", False, "build each Annoy shard on one thread, so the same inputs + seed give "
+                      "the same index file byte for byte (threads append trees in the order they finish)")
     embed_job.define_flags()
     flags.DEFINE_bool("skip_corrupt_records", False, "damaged reference shards: index the records before the first "
                       "damaged one of each (counted in the log) instead of stopping with an error naming the file")
@@ -72,6 +74,7 @@ class BuildConfig:
     splits: Tuple[str, ...]
     batch_size: int
     seed: int
+    deterministic: bool = False
     embedding: embed_job.EmbedSettings = embed_job.EmbedSettings()
     skip_corrupt_records: bool = False
     tta: str = "none"
@@ -82,6 +85,21 @@ class BuildConfig:
     other_landmark_penalty: bool = False
     image_size: int = 0
     local_features: int = 0  # max SIFT features stored per reference (0: none)
+
+    def __post_init__(self) -> None:
+        """Every number checked once, before any work (pipelines/flag_checks.py)."""
+        flag_checks.integer("--n_trees", self.n_trees, 1)
+        flag_checks.integer("--num_shards", self.num_shards, 1)
+        flag_checks.integer("--batch_size", self.batch_size, 1)
+        flag_checks.integer("--dba_k", self.dba_k, 0)
+        flag_checks.number("--dba_alpha", self.dba_alpha, 0)
+        flag_checks.integer("--nonlandmark_k", self.nonlandmark_k, 1)
+        flag_checks.integer("--image_size", self.image_size, 0)
+        flag_checks.integer("--local_features", self.local_features, 0, 65535)
+        if self.tta not in tta.MODES:
+            raise flag_checks.SettingsError(f"--tta={self.tta}: expected one of {tta.MODES}")
+        if self.nonlandmark_csv and self.other_landmark_penalty:
+            raise InputError("--nonlandmark_csv and --other_landmark_penalty both set a penalty: choose one")
 
 
 def reference_images(files: Sequence[str], embedded: Embedded, skip_corrupt: bool,
@@ -98,25 +116,27 @@ def reference_images(files: Sequence[str], embedded: Embedded, skip_corrupt: boo
 
 def build(config: BuildConfig) -> None:
     """Embed the references and commit the index folder; logs counts and timings."""
-    if config.n_trees < 1 or config.num_shards < 1:
-        raise InputError("--n_trees and --num_shards must be at least 1")
-    if config.nonlandmark_csv and config.other_landmark_penalty:
-        raise InputError("--nonlandmark_csv and --other_landmark_penalty both set a penalty: choose one")
-    if not 0 <= config.local_features <= 65535:
-        raise InputError(f"--local_features={config.local_features}: 0 (off) to 65535")
+    flag_checks.output_dir(config.output_dir)
     files = list_shards(config.data_dir, config.splits)
     if not files:
         raise FileNotFoundError(f"no {'/'.join(config.splits)} shards in {config.data_dir}")
+    expected = expected_records(config.data_dir, config.splits)  # None when stats.json cannot say
+    if expected and config.num_shards > expected:  # (checked again on the embeddings)
+        raise InputError(f"--num_shards={config.num_shards}: more Annoy shards than the {expected} references; "
+                         "use at most that many")
     if config.skip_corrupt_records:
-        shard_check.scan_all(files, log=logging.warning)
+        shard_check.scan_all(files, log=logging.warning)  # (absl adds the WARNING prefix)
     t0 = time.perf_counter()
-    with console.Progress("references embedded", expected_records(config.data_dir, config.splits), "img") as progress:
+    with console.Progress("references embedded", expected, "img") as progress:
         embedded = embed_job.embed_shards(files, config.model, config.batch_size, config.embedding,
                                           os.path.join(config.output_dir, "embeddings"), config.skip_corrupt_records,
                                           progress, config.tta)
     t1 = time.perf_counter()
     if not embedded.image_ids:
         raise InputError(f"the {len(files)} reference shard(s) in {config.data_dir} hold no records")
+    if config.num_shards > len(embedded.image_ids):
+        raise InputError(f"--num_shards={config.num_shards}: more Annoy shards than the {len(embedded.image_ids)} "
+                         "references; use at most that many")
     logging.info("embedded %d reference images from %d shards in %.1f s (%.0f img/s)",
                  len(embedded.image_ids), len(files), t1 - t0, len(embedded.image_ids) / (t1 - t0))
     if config.dba_k > 1:
@@ -150,7 +170,7 @@ def build(config: BuildConfig) -> None:
             images = reference_images(files, embedded, config.skip_corrupt_records, progress)
         manifest = write_index(config.output_dir, embedded, config.model, config.n_trees, config.num_shards,
                                config.data_dir, config.splits, config.seed, stored_size, extras, config.tta,
-                               images, config.local_features)
+                               images, config.local_features, config.deterministic)
     outputs.write_json(os.path.join(config.output_dir, "config.json"), dataclasses.asdict(config))
     logging.info("index of %d items, dimension %d, %d shard(s) x %d trees written to %s in %.1f s",
                  manifest.n_items, manifest.dimension, len(manifest.shards), manifest.n_trees,
@@ -168,6 +188,7 @@ def main(argv) -> None:
         splits=tuple(FLAGS.splits),
         batch_size=FLAGS.batch_size,
         seed=FLAGS.seed,
+        deterministic=FLAGS.deterministic,
         embedding=embed_job.settings_from_flags(argv),
         skip_corrupt_records=FLAGS.skip_corrupt_records,
         tta=FLAGS.tta,

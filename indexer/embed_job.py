@@ -103,9 +103,9 @@ def choose(settings: EmbedSettings, files: Sequence[str]) -> str:
 def embed_shards(files: Sequence[str], export_dir: str, batch_size: int, settings: EmbedSettings,
                  default_dir: str, skip_corrupt: bool = False,
                  progress: Optional[console.Progress] = None, tta: str = "none") -> Embedded:
-    """Embed every record of `files` in file order, the way `settings` chooses. `skip_corrupt`
-    (each shard ends at its first damaged record), `progress` and `tta` (indexer/tta.py) are for
-    the in-process path."""
+    """Embed every record of `files` in file order, the way `settings` chooses, counting images on
+    `progress` (the Beam job: per finished shard). `skip_corrupt` (each shard ends at its first
+    damaged record) and `tta` (indexer/tta.py) are for the in-process path."""
     how = choose(settings, files)
     if skip_corrupt and how != "local":
         raise SettingsError("--skip_corrupt_records needs --embed_runner=local: the Beam job stops at a damaged shard")
@@ -117,4 +117,4 @@ def embed_shards(files: Sequence[str], export_dir: str, batch_size: int, setting
     from indexer.beam_embed import embed_with_beam  # Beam is imported only when used
 
     return embed_with_beam(files, export_dir, settings.embed_dir or default_dir, batch_size, settings.beam_args,
-                           settings.dask_address, settings.dask_workers)
+                           settings.dask_address, settings.dask_workers, progress)

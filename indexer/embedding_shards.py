@@ -19,7 +19,7 @@ import os
 import socket
 import uuid
 import zipfile
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -112,6 +112,16 @@ def remove_stale_temporaries(embed_dir: str) -> int:
     return len(stale)
 
 
+def mismatches(meta: Dict, shard: str, model_fingerprint: str) -> List[str]:
+    """Which of the shard name, the shard's current size and the model fingerprint a file's meta gets
+    wrong (sorted; empty: the file is this model's embeddings of this shard, sha256 aside)."""
+    import tensorflow as tf
+
+    expected = {"shard": os.path.basename(shard), "shard_size": tf.io.gfile.stat(shard).length,
+                "model_fingerprint": model_fingerprint}
+    return sorted(k for k, v in expected.items() if meta.get(k) != v)
+
+
 def gather(embed_dir: str, shards: Sequence[str], model_fingerprint: str, dimension: int) -> Embedded:
     """Concatenate the files of `shards`, in that order, checking each was made by this model from
     a shard of the current size; a missing or stale file raises (the job did not finish it)."""
@@ -123,9 +133,7 @@ def gather(embed_dir: str, shards: Sequence[str], model_fingerprint: str, dimens
         if not tf.io.gfile.exists(path):
             raise RuntimeError(f"{path} is missing: the embedding job did not finish shard {shard}")
         meta, part = read(path)
-        expected = {"shard": os.path.basename(shard), "shard_size": tf.io.gfile.stat(shard).length,
-                    "model_fingerprint": model_fingerprint}
-        wrong = sorted(k for k, v in expected.items() if meta.get(k) != v)
+        wrong = mismatches(meta, shard, model_fingerprint)
         if wrong or part.vectors.shape[1] != dimension:
             raise RuntimeError(f"{path} does not belong to {shard} and this model ({', '.join(wrong) or 'dimension'}"
                                f" differ): delete it and rerun")

@@ -17,7 +17,7 @@ from absl import app, flags
 
 from indexer import metrics, outputs, solutions
 from indexer.vote import METHODS
-from pipelines import console
+from pipelines import console, flag_checks
 from pipelines.cli_errors import InputError, absl_main
 
 FLAGS = flags.FLAGS
@@ -45,6 +45,7 @@ class EvaluateConfig:
 
 def evaluate(config: EvaluateConfig) -> Dict:
     """Compute every metric the inputs allow and write metrics.json (+ the curve's PNG)."""
+    flag_checks.output_dir(config.output_dir)
     scored = solutions.read_solution(config.solution)
     solution = scored.truth
     predictions = scored.scored(outputs.read_submission(config.submission))
@@ -57,7 +58,6 @@ def evaluate(config: EvaluateConfig) -> Dict:
         "accuracy": metrics.accuracy(predictions, solution),
         **usage_gaps(scored, predictions),
     }
-    os.makedirs(config.output_dir, exist_ok=True)
     if config.neighbours:
         neighbours = {i: v for i, v in outputs.read_neighbours(config.neighbours).items() if i not in scored.ignored}
         top = metrics.topk_accuracy(neighbours, solution, (1, 5), config.vote)

@@ -12,6 +12,11 @@ import os
 from typing import List, Tuple
 
 from pipelines import report, storage
+from pipelines.cli_errors import InputError
+
+class FolderError(InputError, ValueError):
+    """A photo folder that cannot be listed as prediction input; the message names the path."""
+
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp")
 
@@ -19,7 +24,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp")
 def list_images(folder: str) -> List[Tuple[str, str]]:
     """(id, absolute path) of every image file under `folder`, sorted by id."""
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"{folder} is not a folder")
+        raise FolderError(f"{folder} is not a folder")
     found = {}
     for root, dirs, files in os.walk(folder):
         dirs.sort()
@@ -28,10 +33,22 @@ def list_images(folder: str) -> List[Tuple[str, str]]:
             if ext.lower() not in IMAGE_EXTENSIONS or name.startswith("."):
                 continue
             path = os.path.abspath(os.path.join(root, name))
+            if not _utf8(path):
+                raise FolderError(f"{path.encode('utf-8', 'surrogateescape')!r}: the file name is not UTF-8 (ids and "
+                                 "the test CSV are text): rename it")
             if stem in found:
-                raise ValueError(f"two photos would share the id {stem!r}: {found[stem]} and {path}")
+                raise FolderError(f"two photos would share the id {stem!r}: {found[stem]} and {path}")
             found[stem] = path
     return sorted(found.items())
+
+
+def _utf8(text: str) -> bool:
+    """Whether a name read from the file system is valid UTF-8 (else it holds surrogate escapes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def write_folder_csv(folder: str, csv_path: str) -> int:
@@ -39,6 +56,6 @@ def write_folder_csv(folder: str, csv_path: str) -> int:
     returns how many. The content depends only on the folder, so a rerun's CSV is byte-identical."""
     images = list_images(folder)
     if not images:
-        raise ValueError(f"{folder} holds no photo ({', '.join(IMAGE_EXTENSIONS)})")
+        raise FolderError(f"{folder} holds no photo ({', '.join(IMAGE_EXTENSIONS)})")
     storage.write_atomic(csv_path, report.csv_bytes(["id", "url"], images))
     return len(images)

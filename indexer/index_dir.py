@@ -31,6 +31,7 @@ import numpy as np
 
 from indexer.annoy_index import METRIC, FileRecord, IndexIntegrityError, sha256_file
 from indexer import local_features
+from indexer.tta import MODES as TTA_MODES
 from indexer.embed import Embedded, model_fingerprint
 from indexer.sharded import ShardedIndex, build_sharded
 from trainer import contract
@@ -65,18 +66,59 @@ class Manifest:
 
     @classmethod
     def from_json(cls, text: str) -> "Manifest":
+        """The manifest in `text`; ValueError (or TypeError, KeyError) saying what is wrong with
+        it: every field is checked for its type and range, since a tampered value would otherwise
+        fail deep inside a query."""
         raw = json.loads(text)
+        if not isinstance(raw, dict):
+            raise ValueError(f"expected a JSON object, got {type(raw).__name__}")
         if raw.get("format_version") != FORMAT_VERSION:
             raise IndexIntegrityError(
                 f"manifest format {raw.get('format_version')!r}, this code reads {FORMAT_VERSION}"
             )
-        raw["shards"] = tuple(FileRecord(**s) for s in raw["shards"])
-        raw["items"] = FileRecord(**raw["items"])
-        raw["extras"] = tuple(FileRecord(**e) for e in raw.get("extras", ()))
+        raw["shards"] = tuple(_file_record(s) for s in _typed(raw, "shards", list))
+        raw["items"] = _file_record(raw["items"])
+        raw["extras"] = tuple(_file_record(e) for e in _typed(raw, "extras", list, []))
         if raw.get("local_features") is not None:
-            raw["local_features"] = FileRecord(**raw["local_features"])
-        raw["splits"] = tuple(raw["splits"])
+            raw["local_features"] = _file_record(raw["local_features"])
+        raw["splits"] = tuple(_typed(raw, "splits", list))
+        for name in ("dimension", "n_items", "n_trees"):
+            if _typed(raw, name, int) < 1:
+                raise ValueError(f"{name} {raw[name]} is below 1")
+        if _typed(raw, "reference_image_size", int, 0) < 0:
+            raise ValueError(f"reference_image_size {raw['reference_image_size']} is negative")
+        for name in ("metric", "model_fingerprint", "data_dir"):
+            _typed(raw, name, str)
+        if not raw["shards"] or not all(isinstance(x, str) for x in raw["splits"]):
+            raise ValueError("needs at least one shard, and splits as strings")
+        if _typed(raw, "tta", str, "none") not in TTA_MODES:
+            raise ValueError(f"tta {raw['tta']!r}: expected one of {TTA_MODES}")
         return cls(**raw)
+
+
+def _typed(raw: Dict, name: str, kind: type, default=None):
+    """`raw[name]` (or `default` when absent and a default is given), checked to be a `kind`."""
+    value = raw.get(name, default) if default is not None else raw[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ValueError(f"{name} {value!r} is not a {kind.__name__}")
+    return value
+
+
+def _file_record(raw) -> FileRecord:
+    """A manifest's file entry: a plain name inside the index folder, counts and a hex digest."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"file entry {raw!r} is not an object")
+    record = FileRecord(**raw)
+    if (not isinstance(record.name, str) or not record.name or os.path.basename(record.name) != record.name
+            or record.name in (".", "..")):
+        raise ValueError(f"file name {record.name!r} is not a plain name inside the index folder")
+    for name in ("n_items", "size"):
+        value = getattr(record, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{record.name}: {name} {value!r} is not a count")
+    if not isinstance(record.sha256, str):
+        raise ValueError(f"{record.name}: sha256 {record.sha256!r} is not text")
+    return record
 
 
 @dataclasses.dataclass
@@ -121,11 +163,20 @@ def _write_extra(directory: str, name: str, values: np.ndarray, n_items: int) ->
 
 
 def _read_extra(index_dir: str, record: FileRecord) -> np.ndarray:
+    """A per-item array, refused unless it is float32 [n_items] and finite (a NaN penalty would
+    blank every answer it touches)."""
     path = os.path.join(index_dir, record.name)
     _check_file(path, record)
-    values = np.load(path, allow_pickle=False)
+    try:
+        values = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise IndexIntegrityError(f"{path}: not a plain .npy array ({e})") from None
+    if not isinstance(values, np.ndarray) or values.dtype != np.float32:
+        raise IndexIntegrityError(f"{path}: dtype {getattr(values, 'dtype', type(values).__name__)}, expected float32")
     if values.shape != (record.n_items,):
         raise IndexIntegrityError(f"{path}: shape {values.shape}, the manifest says {record.n_items} items")
+    if not np.isfinite(values).all():
+        raise IndexIntegrityError(f"{path}: {int((~np.isfinite(values)).sum())} value(s) are NaN or infinite")
     return values
 
 
@@ -194,12 +245,14 @@ def write_index(
     tta: str = "none",
     feature_images: Optional[Iterable[bytes]] = None,
     max_local_features: int = 0,
+    deterministic: bool = False,
 ) -> Manifest:
     """Build the Annoy shards over `embedded` and commit a complete index folder to `output_dir`.
     `extras`: per-item arrays stored beside it (name -> float32 [n_items]); `tta`: how the
     references were embedded (prediction embeds queries the same way); `feature_images`: the
     encoded image of every item, in item order, whose local features (at most `max_local_features`
-    each) are stored for spatial verification."""
+    each) are stored for spatial verification; `deterministic`: one thread per Annoy shard (the
+    same file bytes on every run)."""
     os.makedirs(output_dir, exist_ok=True)
     for stale in glob.glob(os.path.join(output_dir, ".staging-*")):  # left by a killed build
         shutil.rmtree(stale)
@@ -207,7 +260,7 @@ def write_index(
     os.makedirs(staging)
     try:
         fingerprint = _copy_model(export_dir, os.path.join(staging, MODEL_DIR))
-        shards = build_sharded(embedded.vectors, staging, n_trees, num_shards, seed)
+        shards = build_sharded(embedded.vectors, staging, n_trees, num_shards, seed, deterministic)
         manifest = Manifest(
             dimension=int(embedded.vectors.shape[1]),
             metric=METRIC,
@@ -241,16 +294,19 @@ def read_manifest(index_dir: str) -> Manifest:
         try:
             return Manifest.from_json(f.read())
         except (ValueError, TypeError, KeyError) as e:
-            raise IndexIntegrityError(f"{path}: unreadable manifest: {e}") from e
+            raise IndexIntegrityError(f"{path}: unreadable manifest: {e}") from None
 
 
 def _read_items(path: str, record: FileRecord) -> Tuple[List[str], np.ndarray]:
     _check_file(path, record)
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))[1:]
-    if len(rows) != record.n_items or any(int(r[0]) != i for i, r in enumerate(rows)):
-        raise IndexIntegrityError(f"{path}: expected items 0..{record.n_items - 1} in order")
-    return [r[1] for r in rows], np.array([int(r[2]) for r in rows], dtype=np.int64)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))[1:]
+        if len(rows) != record.n_items or any(len(r) != 3 or int(r[0]) != i for i, r in enumerate(rows)):
+            raise ValueError(f"expected items 0..{record.n_items - 1} in order, 3 columns each")
+        return [r[1] for r in rows], np.array([int(r[2]) for r in rows], dtype=np.int64)
+    except (ValueError, OverflowError, csv.Error) as e:  # UnicodeDecodeError is a ValueError
+        raise IndexIntegrityError(f"{path}: {e}") from None
 
 
 def open_index(index_dir: str, dimension: Optional[int] = None, verify_checksum: bool = True) -> Index:

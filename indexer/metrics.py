@@ -38,16 +38,22 @@ def _check_known(ids, solution: Solution) -> None:
 
 def gap(predictions: Predictions, solution: Solution) -> float:
     """Global Average Precision (see module docstring)."""
+    return sum(gap_terms(predictions, solution).values())
+
+
+def gap_terms(predictions: Predictions, solution: Solution) -> Dict[str, float]:
+    """Each correct prediction's share of GAP, P(i) / M, by query id (they sum to `gap`); the
+    report adds them up per landmark."""
     _check_known(predictions, solution)
     m = _with_landmark(solution)
     ranked = sorted(predictions.items(), key=lambda item: (-item[1][1], item[0], item[1][0]))
     correct = 0
-    total = 0.0
+    terms: Dict[str, float] = {}
     for i, (image_id, (landmark, _)) in enumerate(ranked, start=1):
         if landmark in solution[image_id]:
             correct += 1
-            total += correct / i
-    return total / m
+            terms[image_id] = correct / i / m
+    return terms
 
 
 def accuracy(predictions: Predictions, solution: Solution) -> float:

@@ -10,6 +10,7 @@ Writers go through a temporary file and a rename, so a crash leaves no half file
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -34,6 +35,11 @@ def _write_atomic(path: str, header: Sequence[str], rows: Iterable[Sequence]) ->
     os.replace(tmp, path)
 
 
+def write_rows(path: str, header: Sequence[str], rows: Iterable[Sequence]) -> None:
+    """A CSV with `header` and `rows`, via a temporary file and a rename."""
+    _write_atomic(path, header, rows)
+
+
 def write_json(path: str, obj) -> None:
     """`obj` as indented JSON at `path`, via a temporary file and a rename."""
     tmp = f"{path}.tmp-{os.getpid()}"
@@ -43,13 +49,39 @@ def write_json(path: str, obj) -> None:
 
 
 def read_rows(path: str, required: Sequence[str]) -> List[Dict[str, str]]:
-    """The rows of a CSV with a header, as dicts; ValueError naming the file when a column is missing."""
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in required if c not in (reader.fieldnames or [])]
+    """The rows of a CSV with a header, as dicts (blank lines skipped). Read strictly, since a
+    silently misread file would be scored as if it were right: BadCsvError naming the file and
+    line for bytes that are not UTF-8, a missing column, a row with another number of fields
+    than the header, or a quoted field running over several lines or to the end of the file
+    (an unbalanced quote that would swallow the rows after it)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise BadCsvError(f"{path}: line {line}: byte 0x{data[e.start]:02x} is not UTF-8 (save the file as "
+                          "UTF-8)") from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, None) or []
+        missing = [c for c in required if c not in header]
         if missing:
-            raise BadCsvError(f"{path}: missing column(s) {missing}; header is {reader.fieldnames}")
-        return list(reader)
+            raise BadCsvError(f"{path}: missing column(s) {missing}; header is {header or None}")
+        rows, start = [], reader.line_num + 1
+        for n, row in enumerate(reader, start=2):
+            if any("\n" in value or "\r" in value for value in row):
+                raise BadCsvError(f"{path}: row {n}: a quoted field runs from line {start} to {reader.line_num} "
+                                  "(an unbalanced quote?)")
+            if row and len(row) != len(header):
+                raise BadCsvError(f"{path}: row {n} (line {reader.line_num}): {len(row)} field(s), the header has "
+                                  f"{len(header)}")
+            if row:
+                rows.append(dict(zip(header, row)))
+            start = reader.line_num + 1
+    except csv.Error as e:  # strict mode: a quote left open at the end of the file, text after a quote
+        raise BadCsvError(f"{path}: line {reader.line_num}: {e} (an unbalanced quote?)") from None
+    return rows
 
 
 def write_submission(path: str, rows: Iterable[Tuple[str, Optional[Tuple[int, float]]]]) -> None:

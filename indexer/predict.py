@@ -12,15 +12,15 @@
 3. Embeds PRED/test_records/test-* with the index's own model copy, queries the top k, votes.
 4. Writes PRED/submission.csv with a row for EVERY id in the CSV (empty landmarks when the image
    failed preprocessing or the confidence is below --min_confidence), PRED/neighbours.csv (raw
-   top-k), PRED/predict_stats.json (counts), PRED/config.json, and with --visualize N
-   PRED/neighbours.png.
+   top-k), PRED/predict_stats.json (counts), PRED/config.json, PRED/verification.csv (inliers of
+   each verified neighbour) when it verified, with --visualize N PRED/neighbours.png (landmark names
+   from --landmark_names), and with --report PRED/report.html (indexer/report.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -31,14 +31,14 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from absl import app, flags, logging
 
-from indexer import embed_job, image_folder, outputs, scoring, solutions, visualize
+from indexer import embed_job, image_folder, outputs, report, scoring, solutions, visualize
 from indexer.annoy_index import sha256_file
 from indexer.api import DEFAULT_SEARCH_K, FALLBACK_IMAGE_SIZE, Recognizer
 from indexer.embed import Embedded, iter_jpegs, list_shards, read_jpegs
 from indexer.confidence import CONFIDENCES
 from indexer.index_dir import Index
 from indexer.vote import METHODS
-from pipelines import console, csv_input
+from pipelines import console, csv_input, flag_checks
 from pipelines.cli_errors import InputError, absl_main
 from pipelines.report import FAILURES_CSV
 
@@ -68,7 +68,10 @@ def define_flags() -> None:
     flags.DEFINE_float("min_confidence", 0.0, "answer 'no landmark' below this confidence")
     flags.DEFINE_enum("vote", "sum", METHODS, "how neighbours vote (indexer/vote.py)")
     flags.DEFINE_integer("visualize", 0, "draw this many queries with their neighbours into neighbours.png")
-    flags.DEFINE_string("solution", None, "solution CSV: colours the picture right/wrong")
+    flags.DEFINE_string("solution", None, "solution CSV: colours the picture right/wrong, scores the --report")
+    flags.DEFINE_string("landmark_names", None, "landmark_id,name CSV (or GLDv2's landmark_id,category): names "
+                        "the answers in neighbours.png and the --report (ids stay the submission's)")
+    flags.DEFINE_boolean("report", False, "also write PRED/report.html, the error-analysis page (indexer/report.py)")
     flags.DEFINE_integer("image_size", 0, "passed to pipelines.preprocess; 0: what the references used (the "
                          f"index's manifest), {FALLBACK_IMAGE_SIZE} for an index that does not record it")
     flags.DEFINE_integer("batch_size", 64, "images per embedding batch")
@@ -87,6 +90,8 @@ def define_flags() -> None:
     embed_job.define_flags()
     for name, define in PREPROCESS_FLAGS.items():
         define(name, None, f"passed to pipelines.preprocess as --{name} (default: its own)")
+    flags.DEFINE_bool("retry_failed", False, "fetch again the test images an earlier run failed for a transient "
+                      "reason (timeout, connection_error, http_429, http_5xx): pipelines.preprocess --retry_failed")
     flags.DEFINE_multi_string("preprocess_arg", [], "any other flag for pipelines.preprocess, e.g. "
                               "--preprocess_arg=--direct_num_workers=4 (repeatable)")
     flags.mark_flags_as_required(["index_dir", "output_dir"])
@@ -117,6 +122,8 @@ class PredictConfig:
     verify_k: int = scoring.Scoring.verify_k
     verify_weight: float = scoring.Scoring.verify_weight
     verify_cap: int = scoring.Scoring.verify_cap
+    landmark_names: Optional[str] = None  # CSV naming the landmarks (indexer/names.py)
+    report: bool = False  # write PRED/report.html at the end (indexer/report.py)
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -124,14 +131,13 @@ class PredictConfig:
 
 def check_settings(config: PredictConfig) -> None:
     """Refuse settings that would silently answer nothing (InputError naming the flag)."""
-    if config.k < 1:
-        raise InputError(f"--k={config.k}: at least 1 neighbour must vote")
-    if config.search_k != -1 and config.search_k < config.k:
-        raise InputError(f"--search_k={config.search_k}: -1 (Annoy's default, n_trees * k) or at least --k={config.k}")
-    if not math.isfinite(config.min_confidence):
-        raise InputError(f"--min_confidence={config.min_confidence}: must be a finite number")
-    if config.batch_size < 1 or config.image_size < 0 or config.visualize < 0:
-        raise InputError("--batch_size must be at least 1, --image_size and --visualize at least 0")
+    scoring.Scoring(config.k, config.search_k, config.vote, config.rerank, config.aqe_k, config.aqe_alpha,
+                    config.confidence, config.penalty_weight, config.verify_k, config.verify_weight,
+                    config.verify_cap)  # its checks (pipelines/flag_checks.py), as the API's
+    flag_checks.number("--min_confidence", config.min_confidence)
+    flag_checks.integer("--batch_size", config.batch_size, 1)
+    flag_checks.integer("--image_size", config.image_size, 0)
+    flag_checks.integer("--visualize", config.visualize, 0)
 
 
 def read_test_ids(path: str) -> List[str]:
@@ -157,20 +163,24 @@ def input_marker(config: PredictConfig) -> Dict:
 
 def preprocess_test(config: PredictConfig) -> str:
     """Run pipelines.preprocess on the test CSV in a subprocess, unless it already finished for
-    this CSV and image size; return the records folder. A folder left by an interrupted run is
-    handed back to the stage, which resumes it; one finished for another CSV is started over."""
+    this CSV and image size (or `--retry_failed` is among the stage's flags); return the records
+    folder. A folder left by an interrupted run is handed back to the stage, which resumes it
+    (`--overwrite`: this folder is predict's own, whichever CSV it last held); one finished for
+    another CSV is started over."""
     records = os.path.join(config.output_dir, RECORDS_DIR)
     marker = os.path.join(records, DONE_MARKER)
     wanted = input_marker(config)
     if os.path.isfile(marker):
         with open(marker) as f:
-            if json.load(f) == wanted:
-                logging.info("test images already preprocessed in %s", records)
-                return records
-        logging.info("%s holds another CSV's images: starting it over", records)
-        shutil.rmtree(records)
+            same = json.load(f) == wanted
+        if same and "--retry_failed" not in config.preprocess_flags:  # a retry reruns the stage on it
+            logging.info("test images already preprocessed in %s", records)
+            return records
+        if not same:
+            logging.info("%s holds another CSV's images: starting it over", records)
+            shutil.rmtree(records)
     cmd = [sys.executable, "-m", "pipelines.preprocess", f"--csv={config.test_csv}", f"--output_dir={records}",
-           "--split=test", f"--image_size={config.image_size}", *config.preprocess_flags]
+           "--split=test", f"--image_size={config.image_size}", "--overwrite", *config.preprocess_flags]
     log_path = os.path.join(config.output_dir, "preprocess.log")
     logging.info("running %s (log: %s)", " ".join(cmd), log_path)
     with open(log_path, "w") as log:
@@ -189,12 +199,13 @@ def open_recognizer(config: PredictConfig) -> Recognizer:
                            min_confidence=config.min_confidence, image_size=config.image_size, progress=True,
                            rerank=config.rerank, aqe_k=config.aqe_k, aqe_alpha=config.aqe_alpha,
                            confidence=config.confidence, penalty_weight=config.penalty_weight,
-                           verify_k=config.verify_k, verify_weight=config.verify_weight, verify_cap=config.verify_cap)
+                           verify_k=config.verify_k, verify_weight=config.verify_weight, verify_cap=config.verify_cap,
+                           landmark_names=config.landmark_names)
 
 
 def predict(config: PredictConfig) -> Dict:
     """The whole prediction; returns the counts also written to predict_stats.json."""
-    os.makedirs(config.output_dir, exist_ok=True)
+    flag_checks.output_dir(config.output_dir)
     outputs.write_json(os.path.join(config.output_dir, "config.json"), dataclasses.asdict(config))
     recognizer = open_recognizer(config)
     index = recognizer.index
@@ -227,7 +238,7 @@ def predict(config: PredictConfig) -> Dict:
     failures = read_failures(records)
     unexpected = set(by_id) - set(test_ids)
     if unexpected:
-        raise ValueError(f"{records} holds ids not in {config.test_csv}, e.g. {sorted(unexpected)[0]!r}: "
+        raise InputError(f"{records} holds ids not in {config.test_csv}, e.g. {sorted(unexpected)[0]!r}: "
                          f"a stale records folder? delete it and rerun")
     rows = []
     stats = {"test_ids": len(test_ids), "embedded": len(by_id), "failed": 0, "missing": 0,
@@ -250,15 +261,22 @@ def predict(config: PredictConfig) -> Dict:
         for q, image_id in enumerate(embedded.image_ids)
         for r, item in enumerate(items[q]) if item >= 0
     ))
+    if answers.inliers is not None:
+        report.write_verification(os.path.join(config.output_dir, report.VERIFICATION_CSV), embedded.image_ids,
+                                  answers.inliers)
     if config.visualize > 0 and embedded.image_ids:
-        draw(index, embedded, files, items, sims, dict(rows), config)
+        draw(index, embedded, files, items, sims, dict(rows), config, recognizer.names)
     outputs.write_json(os.path.join(config.output_dir, "predict_stats.json"), stats)
     logging.info("predict: %s", stats)
+    if config.report:
+        report.write_report(report.ReportConfig(predictions=config.output_dir,
+                                                output=os.path.join(config.output_dir, report.REPORT_HTML)))
     return stats
 
 
 def draw(index: Index, embedded: Embedded, files: List[str], items: np.ndarray, sims: np.ndarray,
-         answers: Dict[str, Optional[Tuple[int, float]]], config: PredictConfig, per_row: int = 5) -> None:
+         answers: Dict[str, Optional[Tuple[int, float]]], config: PredictConfig, names: Dict[int, str],
+         per_row: int = 5) -> None:
     """neighbours.png: the first --visualize embedded queries and their nearest references."""
     shown = list(range(min(config.visualize, len(embedded.image_ids))))
     query_ids = [embedded.image_ids[q] for q in shown]
@@ -275,6 +293,7 @@ def draw(index: Index, embedded: Embedded, files: List[str], items: np.ndarray, 
             solution.get(image_id),
             [(refs.get(index.image_ids[i]), int(index.landmark_ids[i]), float(s))
              for i, s in zip(items[q, :per_row], sims[q, :per_row]) if i >= 0],
+            names,
         )
         for q, image_id in zip(shown, query_ids)
     ]
@@ -298,7 +317,8 @@ def main(argv) -> None:
         batch_size=FLAGS.batch_size,
         embedding=embed_job.settings_from_flags(argv),
         preprocess_flags=(*(f"--{name}={FLAGS[name].value}" for name in PREPROCESS_FLAGS
-                            if FLAGS[name].value is not None), *FLAGS.preprocess_arg),
+                            if FLAGS[name].value is not None), *FLAGS.preprocess_arg,
+                          *(["--retry_failed"] if FLAGS.retry_failed else [])),
         rerank=FLAGS.rerank,
         aqe_k=FLAGS.aqe_k,
         aqe_alpha=FLAGS.aqe_alpha,
@@ -307,6 +327,8 @@ def main(argv) -> None:
         verify_k=FLAGS.verify_k,
         verify_weight=FLAGS.verify_weight,
         verify_cap=FLAGS.verify_cap,
+        landmark_names=FLAGS.landmark_names,
+        report=FLAGS.report,
     ))
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from indexer import confidence, rerank, threads, verify
 from indexer.index_dir import Index
 from indexer.local_features import Extractor, max_features_of, unpack
-from pipelines import console
+from pipelines import console, flag_checks
 
 RERANKS = ("none", "aqe")
 
@@ -39,13 +39,20 @@ class Scoring:
 
     def __post_init__(self) -> None:
         if self.rerank not in RERANKS:
-            raise ValueError(f"--rerank={self.rerank}: expected one of {RERANKS}")
+            raise flag_checks.SettingsError(f"--rerank={self.rerank}: expected one of {RERANKS}")
         if self.confidence not in confidence.CONFIDENCES:
-            raise ValueError(f"--confidence={self.confidence}: expected one of {confidence.CONFIDENCES}")
-        if self.k < 1 or self.aqe_k < 0 or self.aqe_alpha < 0 or self.penalty_weight < 0:
-            raise ValueError("--k >= 1, --aqe_k >= 0, --aqe_alpha >= 0, --penalty_weight >= 0")
-        if self.verify_k < 0 or self.verify_weight < 0 or self.verify_cap < 1:
-            raise ValueError("--verify_k >= 0, --verify_weight >= 0, --verify_cap >= 1")
+            raise flag_checks.SettingsError(f"--confidence={self.confidence}: expected one of {confidence.CONFIDENCES}")
+        if flag_checks.integer("--k", self.k) < 1:
+            raise flag_checks.SettingsError(f"--k={self.k}: at least 1 neighbour must vote")
+        if self.search_k != -1 and flag_checks.integer("--search_k", self.search_k) < self.k:
+            raise flag_checks.SettingsError(
+                f"--search_k={self.search_k}: -1 (Annoy's default, n_trees * k) or at least --k={self.k}")
+        flag_checks.integer("--aqe_k", self.aqe_k, 0)
+        flag_checks.number("--aqe_alpha", self.aqe_alpha, 0)
+        flag_checks.number("--penalty_weight", self.penalty_weight, 0)
+        flag_checks.integer("--verify_k", self.verify_k, 0)
+        flag_checks.number("--verify_weight", self.verify_weight, 0)
+        flag_checks.integer("--verify_cap", self.verify_cap, 1)
 
 
 def search(index: Index, vectors: np.ndarray, scoring: Scoring) -> Tuple[np.ndarray, np.ndarray]:

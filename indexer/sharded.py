@@ -33,11 +33,13 @@ def shard_bounds(n_items: int, num_shards: int) -> List[Tuple[int, int]]:
 
 
 def build_sharded(
-    vectors: np.ndarray, directory: str, n_trees: int, num_shards: int, seed: int = 0
+    vectors: np.ndarray, directory: str, n_trees: int, num_shards: int, seed: int = 0, deterministic: bool = False
 ) -> List[FileRecord]:
-    """Build `num_shards` Annoy files in `directory` at once, sharing the machine's cores."""
+    """Build `num_shards` Annoy files in `directory` at once, sharing the machine's cores.
+    `deterministic`: one thread per shard (Annoy's threads append their trees in the order they
+    finish, so a multi-threaded build's file differs from run to run)."""
     cores = os.cpu_count() or 1
-    jobs_each = max(1, cores // num_shards)
+    jobs_each = 1 if deterministic else max(1, cores // num_shards)
     bounds = shard_bounds(len(vectors), num_shards)
     with concurrent.futures.ThreadPoolExecutor(max_workers=num_shards) as pool:
         futures = [

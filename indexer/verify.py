@@ -55,21 +55,30 @@ class Verifier:
 
     def inliers(self, query: LocalFeatures, reference: LocalFeatures) -> int:
         """Matches between the two images consistent with one homography (0 when too few match)."""
+        return len(self.matches(query, reference))
+
+    def matches(self, query: LocalFeatures, reference: LocalFeatures) -> np.ndarray:
+        """The inlier matches themselves, float32 [n, 4]: query x, y, reference x, y (pixels of the
+        images as stored); none when too few match. The report draws them (indexer/report.py)."""
+        none = np.zeros((0, 4), np.float32)
         if len(query) < MIN_MATCHES or len(reference) < MIN_MATCHES:
-            return 0
+            return none
         cv2 = self._cv2
         pairs = self._matcher.knnMatch(root_sift(query.descriptors), root_sift(reference.descriptors), k=2)
         good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < self.ratio * p[1].distance]
         if len(good) < MIN_MATCHES:
-            return 0
+            return none
         src = query.xy[[m.queryIdx for m in good]]
         dst = reference.xy[[m.trainIdx for m in good]]
         try:
             _, mask = cv2.findHomography(src, dst, cv2.USAC_MAGSAC, self.threshold_px, maxIters=MAX_ITERS,
                                          confidence=CONFIDENCE)
         except cv2.error:  # degenerate point sets (all collinear, duplicates): no model
-            return 0
-        return 0 if mask is None else int(mask.sum())
+            return none
+        if mask is None:
+            return none
+        keep = mask.ravel().astype(bool)
+        return np.concatenate([src[keep], dst[keep]], axis=1).astype(np.float32)
 
 
 def verification_scores(inliers: np.ndarray, cap: int) -> np.ndarray:

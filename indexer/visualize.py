@@ -11,9 +11,11 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
-from typing import FrozenSet, List, Optional, Sequence, Tuple
+from typing import FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+
+from indexer.names import label
 
 RIGHT, WRONG, UNKNOWN = "green", "red", "black"
 
@@ -42,9 +44,12 @@ def query_row(
     answer: Optional[Tuple[int, float]],
     truth: Optional[FrozenSet[int]],
     neighbours: Sequence[Tuple[Optional[bytes], int, float]],
+    names: Optional[Mapping[int, str]] = None,
 ) -> List[Tile]:
-    """Tiles for one query: itself (with its answer) then each (jpeg, landmark, similarity)."""
-    said = "no landmark" if answer is None else f"-> {answer[0]} ({answer[1]:.2f})"
+    """Tiles for one query: itself (with its answer) then each (jpeg, landmark, similarity);
+    landmarks named from `names` when given (indexer/names.py)."""
+    names = names or {}
+    said = "no landmark" if answer is None else f"-> {_short(label(answer[0], names))} ({answer[1]:.2f})"
     if truth is None:
         colour = UNKNOWN
     elif answer is None:
@@ -54,8 +59,14 @@ def query_row(
     tiles = [Tile(query_jpeg, f"query {query_id[:16]}\n{said}", colour)]
     for jpeg, landmark, sim in neighbours:
         ncolour = UNKNOWN if truth is None else (RIGHT if landmark in truth else WRONG)
-        tiles.append(Tile(jpeg, f"landmark {landmark}\nsim {sim:.2f}", ncolour))
+        name = f"\n{_short(names[landmark])}" if names.get(landmark) else ""
+        tiles.append(Tile(jpeg, f"landmark {landmark}{name}\nsim {sim:.2f}", ncolour))
     return tiles
+
+
+def _short(text: str, width: int = 24) -> str:
+    """A caption line that fits a tile."""
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def draw_grid(rows: Sequence[Sequence[Tile]], path: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import stat
 import time
+from typing import Optional
 
 from pipelines.errors import RowFailure
 
@@ -27,11 +28,17 @@ _KINDS = (
 )
 
 
-def _require_regular(mode: int, path: str) -> None:
+def irregular_kind(mode: int) -> Optional[str]:
+    """What a file of this `st_mode` is ("a named pipe (FIFO)", ...), None for a regular file."""
     if stat.S_ISREG(mode):
-        return
-    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
-    raise RowFailure("not_a_file", f"{path} is {kind}")
+        return None
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def _require_regular(mode: int, path: str) -> None:
+    kind = irregular_kind(mode)
+    if kind:
+        raise RowFailure("not_a_file", f"{path} is {kind}")
 
 
 def read_local(path: str, max_bytes: int, timeout_s: float) -> bytes:

@@ -5,8 +5,8 @@ one line on stderr and exit status 1, not with a Python traceback. Anything else
 its traceback. `--traceback` (or `LANDMARKS_TRACEBACK=1` in the environment, which the demo's
 stages inherit) shows the traceback of expected errors too.
 
-TF-free and dependency-free, so `pipelines/` (argparse) and the absl programs (trainer, indexer,
-demo) share it:
+TF-free and dependency-free, so `pipelines.preprocess` (argparse) and the absl programs (trainer,
+indexer, demo, pipelines.synthetic) share it:
 
     app.run(cli_errors.absl_main("indexer.build", main))     # absl programs
     cli_errors.run_argv("pipelines.preprocess", run)         # argparse programs

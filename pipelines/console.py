@@ -85,25 +85,44 @@ def setup(verbosity: int = 0, tensorflow: bool = False) -> None:
         _import_tensorflow_quietly()
 
 
-def meter(desc: str, n: int, total: Optional[int], elapsed_s: float, unit: str = "it") -> str:
-    """`desc:  60% 1200/2000 [00:10<00:06, 120.00row/s]`: count, rate and ETA as one log line."""
-    return tqdm.format_meter(n, total, elapsed_s, unit=unit, prefix=desc, ncols=0)
+def meter(desc: str, n: int, total: Optional[int], elapsed_s: float, unit: str = "it", initial: int = 0,
+          note: Optional[str] = None) -> str:
+    """`desc:  60% 1200/2000 [00:10<00:06, 120.00row/s, note]`: count, rate and ETA as one log line;
+    the first `initial` of `n` were done before (they count, but not in the rate)."""
+    return tqdm.format_meter(n, total, elapsed_s, unit=unit, prefix=desc, ncols=0, initial=initial, postfix=note)
 
 
 class Progress:
-    """`with Progress("embedded", total, "img") as p: ... p.update(n)`; `total` may be None (no ETA)."""
+    """`with Progress("embedded", total, "img") as p: ... p.update(n)`; `total` may be None (no ETA).
+    `skip(n)` counts work a previous run did (out of the rate and ETA); `note(text)` shows beside it."""
 
     def __init__(self, desc: str, total: Optional[int] = None, unit: str = "it", every_s: float = PROGRESS_EVERY_S,
                  live: Optional[bool] = None) -> None:
         self.desc, self.total, self.unit, self.every_s = desc, total, unit, every_s
-        self.n = 0
+        self.n = self.initial = 0
+        self._note: Optional[str] = None
         self._start = self._last = time.monotonic()
         live = sys.stderr.isatty() if live is None else live
         self._bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=True) if live else None
 
     def line(self) -> str:
         """The count, rate and ETA as one line (tqdm's meter text)."""
-        return meter(self.desc, self.n, self.total, time.monotonic() - self._start, self.unit)
+        return meter(self.desc, self.n, self.total, time.monotonic() - self._start, self.unit, self.initial,
+                     self._note)
+
+    def skip(self, n: int) -> None:
+        """Count `n` done before this run (resumed work): shown, but not in the rate or the ETA."""
+        self.n += n
+        self.initial += n
+        if self._bar is not None:
+            self._bar.n = self._bar.initial = self._bar.last_print_n = self.n  # not in its rate either
+            self._bar.refresh()
+
+    def note(self, text: str) -> None:
+        """Text shown after the rate (e.g. "3/8 shards"), from the next line or refresh on."""
+        self._note = text
+        if self._bar is not None:
+            self._bar.set_postfix_str(text)
 
     def update(self, n: int = 1) -> None:
         self.n += n

@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-from typing import Iterable, Iterator, List, NamedTuple, Optional, Tuple, Union
+from typing import Callable, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Union
 
 from pipelines import fetch, schema, storage
 from pipelines.cli_errors import InputError
@@ -28,6 +28,11 @@ SPLIT_MODES = ("auto", "train", "test")
 # How many physical lines one record may span (quoted newlines); more is a bad row.
 MAX_RECORD_LINES = 32
 _RECOVERED_URL_CHARS = 1000
+# The longest line read whole (a GLD row is ~150 characters). A longer line (a preallocated file of
+# NUL bytes without a newline, a binary file named as the CSV) fails as one `bad_row` and only its
+# first `KEPT_PREFIX_CHARS` characters are kept: memory stays bounded whatever the file holds.
+MAX_LINE_CHARS = 1 << 20
+KEPT_PREFIX_CHARS = 100
 
 
 class Row(NamedTuple):
@@ -80,7 +85,9 @@ def parse_header(line: str, path: str = "<csv>") -> Header:
 def read_header(path: str) -> Header:
     """The header of a CSV (reads only its first line); ValueError/FileNotFoundError with the path."""
     with storage.open_read(path) as raw:
-        first = raw.readline()
+        first = raw.readline(MAX_LINE_CHARS + 1)
+    if len(first) > MAX_LINE_CHARS:
+        raise CsvHeaderError(f"{path}: the header line is longer than {MAX_LINE_CHARS} bytes (not a CSV?)")
     try:
         line = first.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -109,15 +116,21 @@ def _explain(error: csv.Error) -> str:
     return text
 
 
-def _recover(line: str, header: Header) -> Tuple[str, str]:
-    """(id, url) of a line that did not parse strictly: a lenient parse, else a split on commas."""
+def lenient_fields(line: str) -> List[str]:
+    """The stripped fields of a line that did not parse strictly: a lenient parse, else a split on commas."""
     try:
         fields = next(csv.reader([line]), [])
     except csv.Error:  # e.g. a field over the size limit: lenient parsing refuses it too
-        fields = [f.strip().strip('"') for f in line.split(",")]
+        fields = [f.strip('"') for f in line.split(",")]
+    return [f.strip() for f in fields]
+
+
+def _recover(line: str, header: Header) -> Tuple[str, str]:
+    """(id, url) of a line that did not parse strictly."""
+    fields = lenient_fields(line)
 
     def get(i: Optional[int]) -> str:
-        return fields[i].strip() if i is not None and i < len(fields) else ""
+        return fields[i] if i is not None and i < len(fields) else ""
 
     return get(header.id), get(header.url)[:_RECOVERED_URL_CHARS]
 
@@ -190,6 +203,50 @@ def _parses(text: str) -> bool:
         return False
 
 
+class LongLine(str):
+    """The kept prefix of a line longer than the bound (`bounded_lines`); `chars` is its length."""
+
+    chars: int = 0
+
+
+def bounded_lines(text: io.TextIOBase, max_chars: Optional[int] = None) -> Iterator[str]:
+    """The lines of `text`, line ends kept, each read whole when it holds at most `max_chars`
+    characters; a longer one comes as a `LongLine` of its first `KEPT_PREFIX_CHARS` characters
+    (line end stripped) and the rest of it is read through in blocks and dropped (never held).
+    `max_chars` defaults to `MAX_LINE_CHARS`."""
+    max_chars = MAX_LINE_CHARS if max_chars is None else max_chars
+    while True:
+        line = text.readline(max_chars + 1)
+        if not line:
+            return
+        if len(line) <= max_chars:
+            yield line
+            continue
+        kept = LongLine(line[:KEPT_PREFIX_CHARS].rstrip("\r\n"))
+        kept.chars = len(line)
+        while not line.endswith("\n"):
+            line = text.readline(1 << 16)
+            kept.chars += len(line)
+            if not line:
+                break
+        yield kept
+
+
+def printable(text: str) -> str:
+    """`text` with bytes that are not UTF-8 and control characters (NUL, ...) shown as `\\xNN`."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
+def long_line_failure(line: LongLine, line_no: int, recover: Callable[[str], Tuple[str, str]]) -> "Failure":
+    """The `bad_row` of a line over `MAX_LINE_CHARS`: its number and length, and an id and url
+    taken (by `recover`) from its kept prefix, control characters escaped."""
+    image_id, url = recover(printable(line)[:KEPT_PREFIX_CHARS])
+    return Failure(image_id, url, "bad_row",
+                   f"line {line_no}: {line.chars} characters, over the limit of {MAX_LINE_CHARS} "
+                   f"(only the first {KEPT_PREFIX_CHARS} kept)")
+
+
 def records(text_lines: Iterable[str]) -> Iterator[Tuple[int, str]]:
     """(first line number, text without its line end) of each record, from a CSV's lines as
     decoded with `surrogateescape` (so bytes that are not UTF-8 survive, exactly, for
@@ -216,6 +273,9 @@ def records(text_lines: Iterable[str]) -> Iterator[Tuple[int, str]]:
         if item is None:
             return
         number, text = item
+        if isinstance(text, LongLine):
+            yield number, text
+            continue
         if _quote_open(text):
             ahead: List[Tuple[int, str]] = []
             joined = text
@@ -224,6 +284,8 @@ def records(text_lines: Iterable[str]) -> Iterator[Tuple[int, str]]:
                 if more is None:
                     break
                 ahead.append(more)
+                if isinstance(more[1], LongLine) or len(joined) + len(more[1]) > MAX_LINE_CHARS:
+                    break
                 joined += more[1]
             if ahead and not _quote_open(joined) and _parses(joined.rstrip("\r\n")):
                 text = joined
@@ -241,7 +303,12 @@ def iter_csv(csv_index: int, path: str, mode: str, val_fraction: float) -> Itera
         # A text layer reads in blocks (a gs:// reader has no fast readline of its own).
         text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
         header = None
-        for line_no, line in records(text):
+        for line_no, line in records(bounded_lines(text)):
+            if isinstance(line, LongLine):
+                if header is None:
+                    raise CsvHeaderError(f"{path}: the header line is longer than {MAX_LINE_CHARS} characters")
+                yield long_line_failure(line, line_no, lambda shown: _recover(shown, header))
+                continue
             if header is None:
                 if undecodable(line):
                     raise ValueError(f"{path}: the header line is not UTF-8")

@@ -41,11 +41,30 @@ def configure(options: PipelineOptions, address: str) -> None:
         dask.address = address
 
 
+def one_task_per_element(options: PipelineOptions) -> None:
+    """One Dask partition per element of each `Create`, unless the caller chose a partitioning
+    (`--dask_partition_size` / `--dask_npartitions`). Beam 2.77's DaskRunner takes its partitions
+    from `Create` alone (128 elements each by default) and keeps them through every ParDo, so this
+    is what gives the build one task per shard and the tar lookup one task per tar."""
+    from apache_beam.runners.dask.dask_runner import DaskOptions
+
+    dask = options.view_as(DaskOptions)
+    if not dask.partition_size and not dask.npartitions:
+        dask.partition_size = 1
+
+
 def has_address(options: PipelineOptions) -> bool:
     from apache_beam.runners.dask.dask_runner import DaskOptions
 
     dask = options.view_as(DaskOptions)
     return bool(dask.address or dask.scheduler_file)
+
+
+def scheduler_address(options: PipelineOptions) -> str:
+    """The scheduler address the run will connect to ("" when it names a scheduler file instead)."""
+    from apache_beam.runners.dask.dask_runner import DaskOptions
+
+    return options.view_as(DaskOptions).address or ""
 
 
 def close_client(result) -> None:
@@ -70,3 +89,16 @@ def local_cluster(workers: int = 0) -> Iterator[str]:
         yield cluster.scheduler_address
     finally:
         cluster.close()
+
+
+def bag_partitions(pipeline, options: PipelineOptions) -> dict:
+    """{transform's full label: Dask partitions = tasks} of `pipeline` as Beam 2.77's DaskRunner
+    translates it with `options`' partitioning (read off the graph; nothing runs)."""
+    from apache_beam.runners.dask.dask_runner import DaskOptions, DaskRunner
+    from apache_beam.runners.dask.overrides import dask_overrides
+
+    dask_options = options.view_as(DaskOptions).get_all_options(drop_default=True, current_only=True)
+    pipeline.replace_all(dask_overrides())
+    visitor = DaskRunner.to_dask_bag_visitor(DaskOptions._extract_bag_kwargs(dask_options))
+    pipeline.visit(visitor)
+    return {node.full_label: bag.npartitions for node, bag in visitor.bags.items() if hasattr(bag, "npartitions")}

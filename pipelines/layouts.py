@@ -48,6 +48,12 @@ def tree_path(images_root: str, image_id: str) -> str:
     return storage.join(images_root, image_id[0], image_id[1], image_id[2], f"{image_id}.jpg")
 
 
+def images_root(layout: Layout, csv_path: str, labelled: bool) -> str:
+    """The a/b/c/<id>.jpg tree of a kaggle / gldv2_clean CSV: `--images_root`, else the CSV's
+    folder + `train/` (labelled) or `test/`."""
+    return layout.images_root or storage.join(storage.dirname(csv_path), "train" if labelled else "test")
+
+
 def member_name(image_id: str) -> str:
     """The same path inside a GLDv2 tar (what failures.csv names before a row is located)."""
     return "/".join([image_id[0], image_id[1], image_id[2], f"{image_id}.jpg"])
@@ -71,7 +77,10 @@ def check_header(path: str, layout: Layout) -> bool:
     if layout.name == "urls":
         return csv_input.read_header(path).label is not None
     with storage.open_read(path) as raw:
-        first = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="").readline()
+        first = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="").readline(
+            csv_input.MAX_LINE_CHARS + 1)
+    if len(first) > csv_input.MAX_LINE_CHARS:
+        raise ValueError(f"{path}: the header line is longer than {csv_input.MAX_LINE_CHARS} characters (not a CSV?)")
     if not first.strip():
         raise ValueError(f"{path}: empty CSV (no header line)")
     names = _columns(path, first.rstrip("\r\n"))
@@ -86,8 +95,11 @@ def _lines(path: str) -> Iterator[Tuple[int, str]]:
     surrogates (`surrogateescape`), for `_fields` to refuse, never to be repaired into an id."""
     with storage.open_read(path) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
-        for line_no, line in enumerate(text, start=1):
-            yield line_no, line.rstrip("\r\n")
+        for line_no, line in enumerate(csv_input.bounded_lines(text), start=1):
+            if line_no == 1 and isinstance(line, csv_input.LongLine):
+                raise csv_input.CsvHeaderError(
+                    f"{path}: the header line is longer than {csv_input.MAX_LINE_CHARS} characters")
+            yield line_no, line if isinstance(line, csv_input.LongLine) else line.rstrip("\r\n")
 
 
 def _shown(line: str) -> str:
@@ -95,8 +107,21 @@ def _shown(line: str) -> str:
     return line.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+def _malformed(line: str, header: List[str], id_column: str, line_no: int, problem: str) -> Iterator[Failure]:
+    """The `bad_row` failures of a line that did not parse: one per id its `id_column` still shows
+    when read leniently (`id` holds one, GLDv2's `images` several), else one without an id."""
+    shown = csv_input.printable(line) if isinstance(line, csv_input.LongLine) else _shown(line)
+    fields = csv_input.lenient_fields(shown)
+    column = header.index(id_column)
+    ids = [i for i in (fields[column].split() if column < len(fields) else []) if _ID.match(i)]
+    for image_id in ids or [""]:
+        yield Failure(image_id, shown[:200], "bad_row", problem)
+
+
 def _fields(line: str, width: int, line_no: int) -> Union[List[str], str]:
     """The stripped fields of a line, or what is wrong with it."""
+    if isinstance(line, csv_input.LongLine):
+        return csv_input.long_line_failure(line, line_no, lambda text: ("", "")).detail
     bad_bytes = csv_input.undecodable(line)
     if bad_bytes:
         return f"line {line_no}: {bad_bytes} (ids are never repaired)"
@@ -130,13 +155,13 @@ def _kaggle_rows(csv_index: int, path: str, mode: str, val_fraction: float, layo
         if header is None:
             header = _columns(path, line)
             labelled_csv = "landmark_id" in header
-            root = layout.images_root or storage.join(storage.dirname(path), "train" if labelled_csv else "test")
+            root = images_root(layout, path, labelled_csv)
             continue
         if not line.strip():
             continue
         fields = _fields(line, len(header), line_no)
         if isinstance(fields, str):
-            yield Failure("", _shown(line)[:200], "bad_row", fields)
+            yield from _malformed(line, header, "id", line_no, fields)
             continue
         image_id = fields[header.index("id")]
         if not _ID.match(image_id):
@@ -158,7 +183,7 @@ def _kaggle_rows(csv_index: int, path: str, mode: str, val_fraction: float, layo
 
 def _clean_rows(csv_index: int, path: str, mode: str, val_fraction: float, layout: Layout):
     header: Optional[List[str]] = None
-    root = layout.images_root or storage.join(storage.dirname(path), "train")
+    root = images_root(layout, path, True)
     for line_no, line in _lines(path):
         if header is None:
             header = _columns(path, line)
@@ -167,7 +192,7 @@ def _clean_rows(csv_index: int, path: str, mode: str, val_fraction: float, layou
             continue
         fields = _fields(line, len(header), line_no)
         if isinstance(fields, str):
-            yield Failure("", _shown(line)[:200], "bad_row", fields)
+            yield from _malformed(line, header, "images", line_no, fields)
             continue
         label = _label(fields[header.index("landmark_id")], line_no)
         for image_id in fields[header.index("images")].split():

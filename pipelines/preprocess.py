@@ -21,13 +21,14 @@ import os
 import re
 import sys
 import time
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
-from pipelines import console, csv_input, dask_setup, fetch, image, layouts, output_guard, report, run_tempdir, storage, tar_source
+from pipelines import (console, csv_input, dask_setup, fetch, image, interrupt, layouts, output_guard, preflight, report,
+                       run_tempdir, shard_plan, storage, tar_source)
 from pipelines.cli_errors import InputError, run_argv
 from pipelines.tar_locate import LocateInTars
 from pipelines.transforms import NAMESPACE, BuildShards, DedupById, PlanShards, ReadCsvRows, Report
@@ -62,6 +63,8 @@ class Config:
     images_root: str = ""
     tars: Tuple[str, ...] = ()
     tar_md5: Tuple[str, ...] = ()
+    overwrite: bool = False
+    retry_failed: bool = False
 
     def input_layout(self) -> layouts.Layout:
         return layouts.Layout(self.layout, self.images_root, bool(self.tars))
@@ -87,7 +90,8 @@ class Config:
 def parse_args(argv: Sequence[str]) -> Tuple[Config, List[str]]:
     """(our config, the remaining flags for Beam)."""
     d = Config(csv=(), output_dir="")
-    ap = argparse.ArgumentParser(prog="python -m pipelines.preprocess", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m pipelines.preprocess", description=__doc__.split("\n\n")[0],
+                                 allow_abbrev=False)
     ap.add_argument("--csv", required=True, help="comma-separated CSV paths (local or gs://)")
     ap.add_argument("--output_dir", required=True, help="local or gs:// folder for shards and reports")
     ap.add_argument("--image_size", type=int, default=d.image_size, help="shorter side of stored images (never upscaled)")
@@ -118,6 +122,11 @@ def parse_args(argv: Sequence[str]) -> Tuple[Config, List[str]]:
                     help="kaggle/gldv2_clean: the a/b/c/<id>.jpg tree (default: CSV folder + train/ or test/)")
     ap.add_argument("--tars", default="", help="comma-separated GLDv2 tars or globs (local or gs://): photos by id")
     ap.add_argument("--tar_md5", default="", help="comma-separated md5 lists (md5sum format) checking --tars")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="let this run replace, in --output_dir, the shards of a run on other CSVs")
+    ap.add_argument("--retry_failed", action="store_true",
+                    help="fetch again the rows an earlier run failed transiently (timeout, connection_error, "
+                         "http_429, http_5xx)")
     args, beam_args = ap.parse_known_args(list(argv))
     if not 0 <= args.val_fraction < 1:
         ap.error("--val_fraction must be in [0, 1)")
@@ -139,19 +148,36 @@ def parse_args(argv: Sequence[str]) -> Tuple[Config, List[str]]:
 
 
 def _check_inputs(cfg: Config) -> int:
-    """Fail early, with the path, on a missing CSV or a header without id/url; returns total CSV bytes."""
+    """Fail early, with the path, on a missing CSV or a header without id/url, inputs that are not
+    regular files (a FIFO would hang the run), unreadable md5 lists, a missing --images_root or
+    an output folder that cannot be written; returns total CSV bytes."""
     if not cfg.csv:
         raise InputError("--csv names no file")
+    preflight.check_regular_files(cfg.csv, "--csv")
+    preflight.check_regular_files(cfg.tars, "--tars")
+    preflight.check_md5_lists(cfg.tar_md5)
     total = 0
     for path in cfg.csv:
         try:
-            layouts.check_header(path, cfg.input_layout())
+            labelled = layouts.check_header(path, cfg.input_layout())
+            _check_images_root(cfg, path, labelled)
             total += storage.size(path)
         except FileNotFoundError:
             raise InputError(f"{path}: does not exist (--csv)") from None
         except ValueError as e:
             raise InputError(str(e)) from None
     return total
+
+
+def _check_images_root(cfg: Config, csv_path: str, labelled: bool) -> None:
+    """A kaggle / gldv2_clean run reading photos from a local tree refuses a tree that does not
+    exist (else every row would fail as not_found)."""
+    if cfg.layout == "urls" or cfg.tars:
+        return
+    root = layouts.images_root(cfg.input_layout(), csv_path, labelled)
+    if not storage.is_gcs(root) and not os.path.isdir(root):
+        how = "--images_root" if cfg.images_root else f"--images_root, by default beside {csv_path}"
+        raise InputError(f"{root}: no such folder ({how})")
 
 
 def _flag_given(beam_args: Sequence[str], name: str) -> bool:
@@ -196,8 +222,10 @@ def pipeline_options(cfg: Config, beam_args: List[str], csv_bytes: int) -> Pipel
     options = PipelineOptions(args)
     if dask_setup.is_dask(runner):
         dask_setup.configure(options, cfg.dask_address)
+        dask_setup.one_task_per_element(options)
     elif cfg.dask_address or cfg.dask_workers:
         raise SystemExit("--dask_address / --dask_workers need --runner=dask")
+    preflight.refuse_unknown_flags(args)  # after configure: the Dask options class is loaded
     if runner and "Dataflow" in runner:
         setup = options.view_as(SetupOptions)
         if not setup.setup_file and not _flag_given(args, "sdk_container_image") and os.path.exists(_REPO_SETUP):
@@ -205,8 +233,9 @@ def pipeline_options(cfg: Config, beam_args: List[str], csv_bytes: int) -> Pipel
     return options
 
 
-def build(p: beam.Pipeline, cfg: Config) -> beam.pvalue.PCollection:
-    """The whole graph; returns the single-element PCollection of the final stats."""
+def plan(p: beam.Pipeline, cfg: Config) -> beam.pvalue.PCollection:
+    """The plan phase's graph (pipelines/shard_plan.py): rows -> each shard's rows under
+    OUTPUT/_plan/; returns the single-element PCollection of plan.json's path."""
     parsed = p | "ReadCsv" >> ReadCsvRows(cfg.csv, cfg.split, cfg.val_fraction, cfg.input_layout())
     unique = parsed.rows | "Dedup" >> DedupById()
     rows, failures = unique.rows, [parsed.failures, unique.failures]
@@ -214,23 +243,34 @@ def build(p: beam.Pipeline, cfg: Config) -> beam.pvalue.PCollection:
         located = rows | "LocateInTars" >> LocateInTars(cfg.tars, cfg.tar_md5)
         rows = located.rows
         failures.append(located.failures)
-    plan = rows | "Plan" >> PlanShards(
-        cfg.output_dir, json.dumps(cfg.settings(), sort_keys=True), cfg.num_shards, cfg.rows_per_shard
-    )
-    written = plan["tasks"] | "Build" >> BuildShards(
-        cfg.output_dir, cfg.fetch_config(), cfg.image_config(), cfg.fetch_threads
+    planned = rows | "Plan" >> PlanShards(
+        cfg.output_dir, json.dumps(cfg.settings(), sort_keys=True), cfg.num_shards, cfg.rows_per_shard,
+        cfg.retry_failed,
     )
     input_failures = tuple(failures) | "InputFailures" >> beam.Flatten()
     rows_in = (
         (parsed.rows, parsed.failures)
         | "AllRows" >> beam.Flatten()
-        # without_defaults: an empty input gives no count (Report reads 0) instead of a default
+        # without_defaults: an empty input gives no count (0 is read) instead of a default
         # injected through a side input, which the DaskRunner does not run as a dependency.
         | "CountRows" >> beam.CombineGlobally(beam.combiners.CountCombineFn()).without_defaults()
     )
-    return {"counts": plan["counts"], "failures": input_failures, "rows_in": rows_in, "written": written} | (
-        "Report" >> Report(cfg.output_dir, cfg.settings())
+    return {"tasks": planned["tasks"], "counts": planned["counts"], "failures": input_failures, "rows_in": rows_in} | (
+        "WritePlan" >> shard_plan.WritePlan(cfg.output_dir)
     )
+
+
+def build(p: beam.Pipeline, cfg: Config, names: Sequence[str]) -> beam.pvalue.PCollection:
+    """The build phase's graph: one element per shard to build (`names`, from the plan), each
+    built from its rows in the plan; returns the single-element PCollection of the final stats."""
+    written = (
+        p
+        | "Shards" >> beam.Create(sorted(names))
+        | "LoadPlan" >> shard_plan.LoadShardPlans(cfg.output_dir)
+        | "Build" >> BuildShards(cfg.output_dir, cfg.fetch_config(), cfg.image_config(), cfg.fetch_threads)
+    )
+    planned = p | "ReadPlan" >> shard_plan.ReadPlanSummary(cfg.output_dir)
+    return {**planned, "written": written} | "Report" >> Report(cfg.output_dir, cfg.settings())
 
 
 def _counters(result) -> Dict[str, int]:
@@ -290,26 +330,41 @@ def _local_dask_cluster(cfg: Config, options: PipelineOptions) -> Iterator[None]
         yield
 
 
+def _run_pipeline(options: PipelineOptions, graph: Callable[[beam.Pipeline], object], on_dask: bool) -> Dict[str, int]:
+    """Run one pipeline made by `graph` to its end; returns its counters (none on Dask)."""
+    p = beam.Pipeline(options=options)
+    graph(p)
+    result = p.run()
+    try:
+        _wait(result, poll=not on_dask)
+    finally:
+        if on_dask:
+            dask_setup.close_client(result)
+    return _counters(result)
+
+
 def run(argv: Optional[Sequence[str]] = None) -> dict:
     """Run the pipeline; returns stats.json's content."""
     cfg, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
     csv_bytes = _check_inputs(cfg)
-    output_guard.refuse_other_splits(cfg.output_dir, cfg.csv, cfg.split, cfg.val_fraction, cfg.input_layout())
-    storage.make_dirs(cfg.output_dir)
     options = pipeline_options(cfg, beam_args, csv_bytes)
     on_dask = dask_setup.is_dask(options.view_as(StandardOptions).runner)
+    if on_dask and dask_setup.scheduler_address(options):
+        preflight.check_dask_address(dask_setup.scheduler_address(options))
+    preflight.check_output_dir(cfg.output_dir)
+    if not cfg.overwrite:
+        output_guard.refuse_other_splits(cfg.output_dir, cfg.csv, cfg.split, cfg.val_fraction, cfg.input_layout())
+        output_guard.refuse_other_inputs(cfg.output_dir, cfg.csv)
+    storage.make_dirs(cfg.output_dir)
+    output_guard.record_inputs(cfg.output_dir, cfg.csv)
     start = time.monotonic()
     with run_tempdir.private_tempdir():  # Beam's local temp folders go with the run
         with _local_dask_cluster(cfg, options) if on_dask else contextlib.nullcontext():
-            p = beam.Pipeline(options=options)
-            build(p, cfg)
-            result = p.run()
-            try:
-                _wait(result, poll=not on_dask)
-            finally:
-                if on_dask:
-                    dask_setup.close_client(result)
-        counters = _counters(result)
+            counters = _run_pipeline(options, lambda p: plan(p, cfg), on_dask)
+            to_build = shard_plan.read_summary(cfg.output_dir)[shard_plan.BUILD]
+            built = _run_pipeline(options, lambda p: build(p, cfg, to_build), on_dask)
+            counters = {k: counters.get(k, 0) + built.get(k, 0) for k in sorted({*counters, *built})}
+    shard_plan.remove(cfg.output_dir)
     stats = json.loads(storage.read_bytes(storage.join(cfg.output_dir, report.STATS_JSON)))
     print(summary(stats, counters, time.monotonic() - start, cfg.output_dir), flush=True)
     return stats
@@ -340,7 +395,8 @@ def main() -> None:
     worker_logs = logging.getLogger("apache_beam.runners.portability.local_job_service")
     worker_logs.setLevel(logging.INFO)
     worker_logs.addFilter(_WorkerLogFilter())
-    run_argv("pipelines.preprocess", run)
+    with interrupt.stop_on_signals("pipelines.preprocess", run_tempdir.remove_active):
+        run_argv("pipelines.preprocess", run)
 
 
 if __name__ == "__main__":

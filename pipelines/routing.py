@@ -11,7 +11,7 @@ every runner and cost one trivial ParDo per tag.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Dict, Iterable, Iterator, Tuple
 
 import apache_beam as beam
 
@@ -40,3 +40,36 @@ class SplitByTag(beam.PTransform):
 
     def expand(self, pairs) -> Dict[str, beam.PCollection]:
         return {tag: pairs | f"Only_{tag}" >> beam.ParDo(_Only(tag)) for tag in self._tags}
+
+
+class _Collect(beam.DoFn):
+    def __init__(self, names: Tuple[str, ...]) -> None:
+        self._names = names
+
+    def process(self, keyed: Tuple[None, Iterable[Tuple[str, Any]]]) -> Iterator[Dict[str, list]]:
+        parts: Dict[str, list] = {name: [] for name in self._names}
+        for name, value in keyed[1]:
+            if name in parts:
+                parts[name].append(value)
+        yield parts
+
+
+class GatherAll(beam.PTransform):
+    """{name: PCollection} -> ONE element {name: [every value]}, once all inputs are done (the
+    inverse of `SplitByTag`). The inputs are gathered as main inputs under one key (a Flatten and
+    a GroupByKey; a `Create` of one marker makes it fire when every input is empty), so a step
+    after it runs once, after everything before it, on every runner: Beam 2.77's DaskRunner runs
+    side inputs as no dependency and computes only a graph's last step (docs/scale.md)."""
+
+    def expand(self, inputs: Dict[str, beam.PCollection]):
+        names = tuple(inputs)
+        labelled = [pc | f"Label_{name}" >> beam.Map(lambda value, tag: tagged(tag, value), name)
+                    for name, pc in inputs.items()]
+        once = next(iter(inputs.values())).pipeline | "Once" >> beam.Create([tagged("once", None)])
+        return (
+            [once, *labelled]
+            | "Flatten" >> beam.Flatten()
+            | "OneKey" >> beam.Map(lambda item: (None, item))
+            | "All" >> beam.GroupByKey()
+            | "Collect" >> beam.ParDo(_Collect(names))
+        )

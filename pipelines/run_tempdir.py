@@ -16,6 +16,13 @@ import tempfile
 from typing import Iterator
 
 PREFIX = "preprocess-run-"
+_active = []  # the folders of the runs under way in this process
+
+
+def remove_active() -> None:
+    """Remove the temp folders of the runs under way (for a signal handler that exits at once)."""
+    for path in list(_active):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -24,9 +31,11 @@ def private_tempdir() -> Iterator[str]:
     path = tempfile.mkdtemp(prefix=PREFIX)
     saved_dir, saved_env = tempfile.tempdir, os.environ.get("TMPDIR")
     tempfile.tempdir = os.environ["TMPDIR"] = path
+    _active.append(path)
     try:
         yield path
     finally:
+        _active.remove(path)
         tempfile.tempdir = saved_dir
         if saved_env is None:
             os.environ.pop("TMPDIR", None)

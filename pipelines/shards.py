@@ -61,9 +61,11 @@ def shard_index(image_id: str, count: int) -> int:
 
 
 def shard_count(rows: int, num_shards: int, rows_per_shard: int) -> int:
-    """`num_shards` when given (> 0), else enough shards of about `rows_per_shard` rows."""
+    """`num_shards` when given (> 0), capped at the split's row count (more shards could only be
+    empty: `--num_shards=100000` on 261 rows wrote 200,000 files), else enough shards of about
+    `rows_per_shard` rows."""
     if num_shards > 0:
-        return num_shards
+        return max(1, min(num_shards, rows))
     return max(1, math.ceil(rows / rows_per_shard))
 
 
@@ -166,6 +168,15 @@ def is_complete(output_dir: str, key: ShardKey, digest: str) -> bool:
         return False
 
 
+# Failure reasons that may pass on their own (`--retry_failed` fetches these rows again).
+TRANSIENT_REASONS = ("timeout", "connection_error", "http_429", "http_5xx")
+
+
+def transient_failures(marker: Optional[dict]) -> List[list]:
+    """The failures of a shard's marker that a later run may retry."""
+    return [f for f in (marker or {}).get("failures", []) if f[2] in TRANSIENT_REASONS]
+
+
 class Written(NamedTuple):
     """One record ready for a shard."""
 
@@ -212,6 +223,21 @@ def write_shard(
     }
     storage.write_atomic(marker_path(output_dir, key), json.dumps(marker, sort_keys=True).encode("utf-8"))
     return marker
+
+
+def kept_for_retry(output_dir: str, key: ShardKey, retried_ids: Iterable[str]) -> Tuple[List[Written], List[list], int]:
+    """What a finished shard keeps when some of its rows are fetched again: (its records, its
+    failures other than those rows', its source bytes), read from the shard and its marker."""
+    marker = read_marker(output_dir, key)
+    if marker is None:
+        raise RuntimeError(f"shard {key.name} lost its marker while its failed rows were retried")
+    retried = set(retried_ids)
+    records = []
+    for payload in schema.iter_frames(storage.read_bytes(shard_path(output_dir, key))):
+        record = schema.deserialize(payload)
+        records.append(Written(record.image_id, payload, record.landmark_id))
+    failures = [f for f in marker["failures"] if f[0] not in retried]
+    return records, failures, int(marker.get("source_bytes", 0))
 
 
 def all_keys(counts: Dict[str, int]) -> List[ShardKey]:

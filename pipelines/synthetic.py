@@ -12,6 +12,7 @@ its real code path:
   DIR/landmarks.csv      landmark_id,name
   DIR/images/<name>/<id>.jpg   (urls are paths relative to DIR)
   DIR/synthetic.json     the parameters and counts; written last, so its presence means complete
+  DIR/synthetic_config.json  the command line's flags (written first)
 
 Each landmark is a scene drawn once from its own seed: sky, a distant skyline, a row of textured
 buildings and one or two signature structures (tower, dome, pyramid, arch, pagoda, wheel, bridge,
@@ -27,7 +28,6 @@ output is byte-identical for a seed whatever the worker count or order.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import io
@@ -39,8 +39,11 @@ import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from absl import app, flags
 from PIL import Image, ImageDraw, ImageFilter
 
+from pipelines import console, preflight
+from pipelines.cli_errors import SettingsError, absl_main
 from pipelines.report import csv_bytes
 
 WORLD_W, WORLD_H = 768, 480
@@ -481,24 +484,54 @@ def generate(out_dir: str, seed: int = 0, size: Size = parse_size("default", Non
     return manifest
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipelines.synthetic", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--output_dir", required=True, help="folder to write the CSVs and images/ into")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--size", default="default",
-                    help=f"a preset ({', '.join(PRESETS)}) or a comma list of train photos per landmark")
-    ap.add_argument("--landmarks", type=int, default=None, help="number of landmarks (overrides the preset's)")
-    ap.add_argument("--workers", type=int, default=0, help="processes (0: one per CPU)")
-    args = ap.parse_args(argv)
-    try:
-        size = parse_size(args.size, args.landmarks)
-    except ValueError as e:
-        ap.error(str(e))
-    m = generate(args.output_dir, args.seed, size, args.workers)
+CONFIG_FILE = "synthetic_config.json"  # the command line's flags, beside the set
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticConfig:
+    """`python -m pipelines.synthetic`'s flags, parsed once (saved as DIR/synthetic_config.json)."""
+
+    output_dir: str
+    seed: int = 0
+    size: str = "default"  # a preset of PRESETS or a comma list of train photos per landmark
+    landmarks: Optional[int] = None  # overrides the preset's landmark count
+    workers: int = 0  # processes (0: one per CPU)
+
+    def parsed_size(self) -> Size:
+        """The Size the flags describe; a clear error naming the flag when they cannot."""
+        try:
+            return parse_size(self.size, self.landmarks)
+        except ValueError as e:
+            raise SettingsError(str(e)) from None
+
+
+def define_flags() -> None:
+    """The command line (defined only when run as a program, so the module imports side-effect free)."""
+    d = SyntheticConfig(output_dir="")
+    flags.DEFINE_string("output_dir", None, "folder to write the CSVs and images/ into")
+    flags.DEFINE_integer("seed", d.seed, "the set's seed: same seed and size, byte-identical set")
+    flags.DEFINE_string("size", d.size, f"a preset ({', '.join(PRESETS)}) or a comma list of train photos per landmark")
+    flags.DEFINE_integer("landmarks", d.landmarks, "number of landmarks (overrides the preset's)")
+    flags.DEFINE_integer("workers", d.workers, "processes (0: one per CPU)", lower_bound=0)
+    flags.mark_flag_as_required("output_dir")
+
+
+def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    values = flags.FLAGS
+    console.setup(values.verbosity)
+    cfg = SyntheticConfig(values.output_dir, values.seed, values.size, values.landmarks, values.workers)
+    size = cfg.parsed_size()
+    preflight.check_output_dir(cfg.output_dir)  # a file, or a folder that cannot be written: one line
+    os.makedirs(cfg.output_dir, exist_ok=True)
+    _write_atomic(os.path.join(cfg.output_dir, CONFIG_FILE),
+                  json.dumps(dataclasses.asdict(cfg), indent=1, sort_keys=True).encode())
+    m = generate(cfg.output_dir, cfg.seed, size, cfg.workers)
     print(f"wrote {m['landmarks']} landmarks, {m['train_images']} train and {m['test_images']} test images "
-          f"({m['test_distractors']} distractors) to {args.output_dir}", file=sys.stderr)
-    return 0
+          f"({m['test_distractors']} distractors) to {cfg.output_dir}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    define_flags()
+    app.run(absl_main("pipelines.synthetic", main))

@@ -1,6 +1,8 @@
-"""The preprocessing stages as labelled composite PTransforms.
+"""The preprocessing stages as labelled composite PTransforms, in two pipelines joined by the
+shard plan's files (pipelines/shard_plan.py):
 
-    ReadCsvRows -> DedupById -> PlanShards -> BuildShards -> Report
+    plan:   ReadCsvRows -> DedupById -> PlanShards -> shard_plan.WritePlan
+    build:  Create(shard names) -> shard_plan.LoadShardPlans -> BuildShards -> Report
 
 Only light rows (id, url, label) travel between stages: bytes are fetched inside `BuildShards`,
 which fetches and decodes one whole shard per element with a thread pool (fetching is I/O-bound
@@ -23,7 +25,7 @@ import gc
 import itertools
 import logging
 import time
-from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -33,7 +35,7 @@ from pipelines import fetch as fetch_lib
 from pipelines import report
 from pipelines.csv_input import Failure, Row
 from pipelines.errors import RowFailure
-from pipelines.routing import SplitByTag, tagged
+from pipelines.routing import GatherAll, SplitByTag, tagged
 
 NAMESPACE = "preprocess"
 ROWS = "rows"
@@ -123,22 +125,32 @@ class DedupById(beam.PTransform):
 
 
 class _Plan(beam.DoFn):
-    """A shard's rows -> a build task, unless an earlier run already finished that shard."""
+    """A shard's rows -> a build task, unless an earlier run already finished that shard; with
+    `retry_failed`, a finished shard whose marker holds transient failures gets a task that
+    fetches only those rows again (`keep`: its other records and failures stay)."""
 
-    def __init__(self, output_dir: str, settings: str) -> None:
+    def __init__(self, output_dir: str, settings: str, retry_failed: bool = False) -> None:
         self._output_dir = output_dir
         self._settings = settings
+        self._retry_failed = retry_failed
 
     def process(self, keyed: Tuple[Tuple[str, int, int], Sequence[Optional[Row]]]) -> Iterator:
         key, members = shards.ShardKey(*keyed[0]), keyed[1]
         rows = sorted((r for r in members if r is not None), key=lambda r: r.image_id)
         digest = shards.fingerprint(self._settings, ((r.image_id, r.url, r.landmark_id) for r in rows))
         if shards.is_complete(self._output_dir, key, digest):
+            retry = set()
+            if self._retry_failed:
+                retry = {f[0] for f in shards.transient_failures(shards.read_marker(self._output_dir, key))}
+            if retry:
+                _counter("rows_retried").inc(len(retry))
+                yield tagged("tasks", (tuple(key), digest, [r for r in rows if r.image_id in retry], True))
+                return
             _counter("shards_skipped").inc()
             _counter("rows_skipped").inc(len(rows))
             yield tagged("skipped", key.name)
             return
-        yield tagged("tasks", (tuple(key), digest, rows))
+        yield tagged("tasks", (tuple(key), digest, rows, False))
 
 
 # Test rows are grouped by a hash bucket of the id (not by landmark: they usually have none),
@@ -188,7 +200,7 @@ def _place(keyed: Tuple[Tuple[str, int], Sequence[Tuple]]) -> Iterator:
 
 
 class PlanShards(beam.PTransform):
-    """Rows -> {"tasks": (key, fingerprint, rows) per shard to build, "skipped": finished shard
+    """Rows -> {"tasks": (key, fingerprint, rows, keep) per shard to build, "skipped": finished shard
     names, "counts": (split, shard count)}.
 
     Labelled splits keep each landmark's rows together (`shards.plan_landmarks`: whole landmarks
@@ -202,12 +214,14 @@ class PlanShards(beam.PTransform):
     `num_shards` / `rows_per_shard`, so a rerun on the same input makes the same plan.
     """
 
-    def __init__(self, output_dir: str, settings: str, num_shards: int = 0, rows_per_shard: int = 2000) -> None:
+    def __init__(self, output_dir: str, settings: str, num_shards: int = 0, rows_per_shard: int = 2000,
+                 retry_failed: bool = False) -> None:
         super().__init__()
         self._output_dir = output_dir
         self._settings = settings
         self._num_shards = num_shards
         self._rows_per_shard = rows_per_shard
+        self._retry_failed = retry_failed
 
     def expand(self, rows):
         num, per = self._num_shards, self._rows_per_shard
@@ -233,7 +247,7 @@ class PlanShards(beam.PTransform):
             (keyed, every)
             | "Merge" >> beam.Flatten()
             | "ByShard" >> beam.GroupByKey()
-            | "SkipFinished" >> beam.ParDo(_Plan(self._output_dir, self._settings))
+            | "SkipFinished" >> beam.ParDo(_Plan(self._output_dir, self._settings, self._retry_failed))
             | "Route" >> SplitByTag("tasks", "skipped")
         )
         return {"tasks": planned["tasks"], "skipped": planned["skipped"], "counts": counts}
@@ -299,13 +313,18 @@ class _Build(beam.DoFn):
         _counter("shards_written").inc()
         _LOG.info("wrote %s: %d records, %d failures", key.name, marker["records"], len(marker["failures"]))
 
-    def process(self, task: Tuple[Tuple[str, int, int], str, List[Row]]) -> Iterator[str]:
-        key_t, digest, rows = task
+    def process(self, task: Tuple) -> Iterator[str]:
+        """`task` = (key, fingerprint, rows[, keep]) as `PlanShards` makes it."""
+        key_t, digest, rows = task[:3]
+        keep = len(task) > 3 and task[3]
         key = shards.ShardKey(*key_t)
         fetched, written = _counter("fetched"), _counter("written")
         records: List[shards.Written] = []
         failures: List[Tuple[str, str, str, str]] = []
         source_bytes = 0
+        if keep:  # --retry_failed: the shard keeps what it has; only `rows` are fetched again
+            records, failures, source_bytes = shards.kept_for_retry(self._output_dir, key, (r.image_id for r in rows))
+            failures = [tuple(f) for f in failures]
         started = last_log = time.monotonic()
         outcomes = self._pool.map(process_row, rows, itertools.repeat(self._fetch_cfg), itertools.repeat(self._image_cfg))
         for done, (row, outcome) in enumerate(zip(rows, outcomes), start=1):
@@ -345,7 +364,8 @@ class BuildShards(beam.PTransform):
         self._dofn = _Build(output_dir, fetch_cfg, image_cfg, threads)
 
     def expand(self, tasks):
-        # Reshuffle spreads the shards over workers (the GroupByKey before may leave them together).
+        # Reshuffle spreads the shards over workers (breaks fusion on Dataflow; a no-op on Dask,
+        # where the Create of shard names already gives one task per shard).
         return tasks | "Spread" >> beam.Reshuffle() | "Build" >> beam.ParDo(self._dofn)
 
 
@@ -353,17 +373,13 @@ REPORT_INPUTS = ("counts", "failures", "rows_in", "written")
 
 
 class _Finalize(beam.DoFn):
-    """All report inputs, gathered under one key -> failures.csv, stats.json; yields the stats."""
+    """All report inputs, gathered -> failures.csv, stats.json; yields the stats."""
 
     def __init__(self, output_dir: str, settings: Dict[str, object]) -> None:
         self._output_dir = output_dir
         self._settings = settings
 
-    def process(self, keyed: Tuple[None, Iterable[Tuple[str, object]]]) -> Iterator[dict]:
-        parts: Dict[str, list] = {name: [] for name in REPORT_INPUTS}
-        for name, value in keyed[1]:
-            if name in parts:
-                parts[name].append(value)
+    def process(self, parts: Dict[str, list]) -> Iterator[dict]:
         yield report.finalize(
             self._output_dir, dict(parts["counts"]), parts["failures"], sum(parts["rows_in"]), self._settings
         )
@@ -373,7 +389,7 @@ class Report(beam.PTransform):
     """{"counts", "failures", "rows_in", "written"} -> the stats dict, after every shard is done.
 
     Writes failures.csv and stats.json (see `pipelines.report`). The inputs are gathered as main
-    inputs under one key (a GroupByKey): that is what makes this run once, after the last shard
+    inputs (`routing.GatherAll`): that is what makes this run once, after the last shard
     (`written` is there only for that), on every runner. `rows_in` may be empty (no rows: 0).
     """
 
@@ -383,15 +399,8 @@ class Report(beam.PTransform):
         self._settings = settings
 
     def expand(self, inputs):
-        labelled = [
-            inputs[name] | f"Label_{name}" >> beam.Map(lambda value, tag: tagged(tag, value), name)
-            for name in REPORT_INPUTS
-        ]
-        once = inputs["counts"].pipeline | "Once" >> beam.Create([tagged("once", None)])
         return (
-            [once, *labelled]
-            | "Gather" >> beam.Flatten()
-            | "OneKey" >> beam.Map(lambda item: (None, item))
-            | "All" >> beam.GroupByKey()
+            {name: inputs[name] for name in REPORT_INPUTS}
+            | "Gather" >> GatherAll()
             | "Finalize" >> beam.ParDo(_Finalize(self._output_dir, self._settings))
         )

@@ -4,15 +4,23 @@ The state is the model's and optimizer's variables plus the number of epochs don
 written at the end of every epoch by `tf.train.CheckpointManager`, which publishes it in its state
 file only once its files are complete; a run killed at any point therefore loses at most the epoch
 in progress. On start, checkpoints are tried newest first: one that fails to read is reported and
-the previous one is used.
+the previous one is used. When none reads the run is refused rather than started over on top of
+them (which would delete and replace them); `--overwrite` removes them first.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import keras
 import tensorflow as tf
+
+from pipelines.cli_errors import InputError
+
+
+class UnreadableRunError(InputError):
+    """Checkpoints exist but none restores: training would start over and replace them."""
 
 
 class TrainingState:
@@ -32,18 +40,26 @@ class TrainingState:
                         else tf.train.CheckpointManager(self._checkpoint, restore_from, max_to_keep=keep))
 
     def restore(self) -> Optional[str]:
-        """Restore the newest readable checkpoint; its path, or None to start from scratch."""
+        """Restore the newest readable checkpoint; its path, or None when there is none (a new
+        run). When checkpoints exist but none can be read (all damaged, or written by a model of
+        another shape), UnreadableRunError: starting over would replace them, so only
+        `--overwrite` (which removes them first) may do that."""
+        reasons = []
         for path in reversed(self._source.checkpoints):
             try:
                 self._checkpoint.restore(path).assert_existing_objects_matched()
             except Exception as err:  # noqa: BLE001 - the reader raises OpError, IndexError, ValueError...
                 detail = str(err).splitlines()[0] if str(err) else ""
+                reasons.append(f"{os.path.basename(path)}: {type(err).__name__}: {detail}")
                 print(f"WARNING: checkpoint {path} is unreadable ({type(err).__name__}: {detail}); "
                       "falling back to the previous one", flush=True)
                 continue
             return path
         if self._source.checkpoints:
-            print("WARNING: no checkpoint could be read; training starts from scratch", flush=True)
+            raise UnreadableRunError(
+                f"{self._source.directory}: none of its {len(reasons)} checkpoint(s) can be read ({reasons[0][:300]}); "
+                "they belong to another run or are damaged, and starting over would replace them. Use another "
+                "--output_dir, or --overwrite to delete that run and start over")
         return None
 
     def save(self, epochs_done: int) -> str:

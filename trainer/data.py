@@ -20,10 +20,10 @@ from trainer.config import Config
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def list_shards(data_dir: str, split: str) -> List[str]:
-    """Sorted shard paths of a split; a clear error when there are none."""
+def list_shards(data_dir: str, split: str, required: bool = True) -> List[str]:
+    """Sorted shard paths of a split; a clear error when there are none (`required`), else []."""
     files = sorted(tf.io.gfile.glob(schema.shard_pattern(data_dir, split)))
-    if not files:
+    if not files and required:
         raise FileNotFoundError(f"no {split} shards match {schema.shard_pattern(data_dir, split)}")
     return files
 

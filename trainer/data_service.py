@@ -4,7 +4,7 @@
 `python -m trainer.data_service --role=worker --dispatcher=HOST:5050` on each input machine
 (`make data-service-dispatcher`, `make data-service-worker DISPATCHER=HOST:5050`), then
 `make train ... ARGS=--data_service=grpc://HOST:5050`: the trainer registers its whole input
-pipeline (trainer/data.py: read, P x K grouping, crop, uint8 resize, jitter parameters) with the
+pipeline (trainer/data.py: read, P x K grouping, crop-window decode to uint8, jitter parameters) with the
 dispatcher, and the workers run it and send whole batches, so every batch still holds P whole
 landmark groups of K. Workers need this package installed (the pool planner is a Python function
 they must find by name: trainer/pool_input.py) and read access to `--data_dir` (e.g. gs://).

@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 import uuid
+from typing import Dict, Optional
 
 import keras
 import tensorflow as tf
@@ -52,8 +53,10 @@ def float32_copy(model: keras.Model, cfg: Config) -> keras.Model:
     return clone
 
 
-def export(model: keras.Model, cfg: Config, output_dir: str, epochs_trained: int) -> str:
-    """Write `output_dir/export/` (Keras file, SavedModel, export.json); returns its path."""
+def export(model: keras.Model, cfg: Config, output_dir: str, epochs_trained: int,
+           devices: Optional[Dict] = None) -> str:
+    """Write `output_dir/export/` (Keras file, SavedModel, export.json); returns its path. `devices`:
+    what the run trained on (distribute.Devices.describe), kept in export.json."""
     final = os.path.join(output_dir, contract.EXPORT_DIR)
     for stale in tf.io.gfile.glob(os.path.join(output_dir, f".{contract.EXPORT_DIR}-*.tmp")):
         tf.io.gfile.rmtree(stale)  # left by a run killed while exporting
@@ -72,6 +75,8 @@ def export(model: keras.Model, cfg: Config, output_dir: str, epochs_trained: int
                         signatures={contract.SIGNATURE: module.serve})
     info = {"embedding_dim": cfg.embedding_dim, "image_size": cfg.image_size, "backbone": cfg.backbone,
             "weights": cfg.weights, "epochs_trained": int(epochs_trained)}
+    if devices is not None:
+        info["trained_on"] = devices
     with tf.io.gfile.GFile(os.path.join(tmp, contract.EXPORT_INFO), "w") as f:
         json.dump(info, f, indent=2)
     old = final + ".old"

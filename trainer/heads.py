@@ -13,9 +13,11 @@ classes are the sorted distinct train landmark ids and a label's class is its po
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import keras
 import numpy as np
@@ -23,7 +25,7 @@ import tensorflow as tf
 
 from pipelines import schema
 from trainer import losses
-from trainer.config import Config
+from trainer.config import DYNAMIC, Config, ConfigError
 from trainer.data import list_shards
 
 STATS_FILE = "stats.json"
@@ -32,8 +34,10 @@ STATS_FILE = "stats.json"
 STATS_LABEL_KEYS = ("train_images_per_landmark", "images_per_landmark", "label_counts")
 
 
-def train_landmark_ids(data_dir: str) -> np.ndarray:
-    """Sorted distinct landmark ids (>= 0) of the train split: the classes of the head."""
+@functools.lru_cache(maxsize=4)  # resolve_classes and make_head both ask, once per run
+def train_landmark_counts(data_dir: str) -> Tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct landmark ids (>= 0) of the train split (the classes of the head) and each
+    one's train photo count."""
     path = os.path.join(data_dir, STATS_FILE)
     if tf.io.gfile.exists(path):
         with tf.io.gfile.GFile(path) as f:
@@ -41,21 +45,31 @@ def train_landmark_ids(data_dir: str) -> np.ndarray:
         for key in STATS_LABEL_KEYS:
             counts = stats.get(key)
             if isinstance(counts, dict) and counts:
-                return np.array(sorted(int(k) for k, n in counts.items() if int(k) >= 0 and n), np.int64)
+                pairs = sorted((int(k), int(n)) for k, n in counts.items() if int(k) >= 0 and n)
+                return (np.array([k for k, _ in pairs], np.int64).reshape(-1),
+                        np.array([n for _, n in pairs], np.int64).reshape(-1))
     spec = {schema.LANDMARK_ID: tf.io.FixedLenFeature([], tf.int64)}
     ds = (tf.data.TFRecordDataset(list_shards(data_dir, "train"), num_parallel_reads=tf.data.AUTOTUNE)
           .batch(4096).map(lambda s: tf.io.parse_example(s, spec)[schema.LANDMARK_ID]))
-    ids = np.unique(np.concatenate([b.numpy() for b in ds] or [np.zeros(0, np.int64)]))
-    return ids[ids >= 0]
+    ids, counts = np.unique(np.concatenate([b.numpy() for b in ds] or [np.zeros(0, np.int64)]), return_counts=True)
+    return ids[ids >= 0], counts[ids >= 0].astype(np.int64)
+
+
+def train_landmark_ids(data_dir: str) -> np.ndarray:
+    """Sorted distinct landmark ids (>= 0) of the train split: the classes of the head."""
+    return train_landmark_counts(data_dir)[0]
 
 
 class ArcFaceHead(keras.layers.Layer):
     """Class centres [classes * subcenters, D] and the landmark-id -> class mapping."""
 
-    def __init__(self, landmark_ids: np.ndarray, embedding_dim: int, subcenters: int, **kwargs):
+    def __init__(self, landmark_ids: np.ndarray, embedding_dim: int, subcenters: int,
+                 margins: Optional[np.ndarray] = None, **kwargs):
         super().__init__(name="arcface_head", dtype="float32", **kwargs)
         self.landmark_ids = tf.constant(np.asarray(landmark_ids, np.int64))
         self.subcenters = subcenters
+        # --arcface_margin=dynamic: one margin per class (losses.dynamic_margins), else None
+        self.margins = None if margins is None else tf.constant(np.asarray(margins, np.float32))
         self.centers = self.add_weight(
             name="centers", shape=(len(landmark_ids) * subcenters, embedding_dim),
             initializer=keras.initializers.RandomNormal(stddev=embedding_dim ** -0.5), trainable=True)
@@ -68,14 +82,25 @@ class ArcFaceHead(keras.layers.Layer):
         return tf.where(found, tf.cast(pos, tf.int32), -1)
 
 
+def resolve_classes(cfg: Config) -> Config:
+    """`cfg` with `classes` set to the train landmarks for --loss=arcface (part of the run's shape:
+    a rerun on data with another count is refused, trainer/run_dir.py); unchanged for triplet losses."""
+    if cfg.loss != "arcface":
+        return cfg
+    ids = train_landmark_ids(cfg.data_dir)
+    if ids.size < 2:
+        raise ConfigError(f"--loss=arcface needs at least 2 train landmarks in {cfg.data_dir}, found {ids.size}")
+    return dataclasses.replace(cfg, classes=int(ids.size))
+
+
 def make_head(cfg: Config) -> Optional[ArcFaceHead]:
     """The head `cfg.loss` needs (create it inside the strategy's scope), or None for triplet losses."""
     if cfg.loss != "arcface":
         return None
-    ids = train_landmark_ids(cfg.data_dir)
-    if ids.size < 2:
-        raise ValueError(f"--loss=arcface needs at least 2 train landmarks in {cfg.data_dir}, found {ids.size}")
-    return ArcFaceHead(ids, cfg.embedding_dim, cfg.arcface_subcenters)
+    resolve_classes(cfg)  # refuses fewer than 2 classes
+    ids, counts = train_landmark_counts(cfg.data_dir)
+    margins = losses.dynamic_margins(counts) if cfg.arcface_margin == DYNAMIC else None
+    return ArcFaceHead(ids, cfg.embedding_dim, cfg.arcface_subcenters, margins)
 
 
 def head_variables(head: Optional[ArcFaceHead]) -> List[tf.Variable]:
@@ -86,5 +111,6 @@ def batch_loss(cfg: Config, head: Optional[ArcFaceHead], labels: tf.Tensor, embe
     """The configured loss of one replica batch: a triplet loss, or ArcFace against the head."""
     if head is None:
         return losses.LOSSES[cfg.loss](labels, embeddings, cfg.margin)
+    margin = head.margins if head.margins is not None else float(cfg.arcface_margin)
     return losses.arcface_loss(head.class_index(labels), embeddings, head.centers, cfg.arcface_scale,
-                               cfg.arcface_margin, cfg.arcface_subcenters)
+                               margin, cfg.arcface_subcenters)

@@ -1,5 +1,8 @@
 """The training loop: distributed triplet steps, per-epoch validation, logging and checkpoints.
 
+Validation needs val shards; records without them (`--val_fraction=0`) train and export with one
+log line saying validation is skipped, and history rows that hold only loss and learning rate.
+
 A custom loop rather than `Model.fit`, so one code path serves MirroredStrategy and
 MultiWorkerMirroredStrategy alike (Keras 3 `fit` is reported broken under the latter) and the epoch
 checkpoints are ours to validate and fall back from. Console: a Keras progress bar per epoch, then
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -20,7 +24,7 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from trainer import checkpoints, data, distribute, heads, records_info, retrieval
-from trainer.config import Config
+from trainer.config import Config, ConfigError
 from trainer.model import build_embedding_model
 
 HISTORY_FILE = "history.json"
@@ -41,21 +45,28 @@ def learning_rate_schedule(cfg: Config, total_steps: int) -> keras.optimizers.sc
 
 
 def train_step_fn(strategy: tf.distribute.Strategy, model: keras.Model, optimizer, cfg: Config,
-                  head: Optional[heads.ArcFaceHead] = None) -> Callable:
+                  head: Optional[heads.ArcFaceHead] = None, jit: bool = False) -> Callable:
     """A traced function: one optimisation step on the next batch of a distributed iterator; returns
-    the loss averaged over replicas. `head`: the training-only class head of --loss=arcface."""
+    the loss averaged over replicas. `head`: the training-only class head of --loss=arcface. `jit`:
+    the forward and backward pass are XLA-compiled (the input and the cross-replica gradient update
+    stay outside, as they cannot be compiled)."""
     variables = model.trainable_variables + heads.head_variables(head)
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
-    def replica_step(batch):
-        images, labels = data.training_images(batch, cfg.image_size), batch[1]
+    def loss_and_gradients(images, labels):
         with tf.GradientTape() as tape:
             embeddings = model(images, training=True)
             loss = heads.batch_loss(cfg, head, labels, embeddings)
             objective = loss / strategy.num_replicas_in_sync  # gradients are summed over replicas
             if scaled:
                 objective = optimizer.scale_loss(objective)
-        grads = tape.gradient(objective, variables)
+        return loss, tape.gradient(objective, variables)
+
+    compute = tf.function(loss_and_gradients, jit_compile=True) if jit else loss_and_gradients
+
+    def replica_step(batch):
+        # --augment=device: resize and jitter the batch here, outside XLA (the crops' shapes vary)
+        loss, grads = compute(data.training_images(batch, cfg.image_size), batch[1])
         optimizer.apply_gradients(zip(grads, variables))
         return loss
 
@@ -65,6 +76,34 @@ def train_step_fn(strategy: tf.distribute.Strategy, model: keras.Model, optimize
         return strategy.reduce("MEAN", strategy.run(replica_step, args=(batch,)), axis=None)
 
     return step
+
+
+class FirstStepFallback:
+    """The train step, XLA-compiled when `--jit_compile` resolved to on. Should the first compiled
+    step fail (an op XLA cannot compile), the step is rebuilt without XLA, with a log line; a later
+    failure, or one without XLA, is a real error and is raised."""
+
+    def __init__(self, strategy, model, optimizer, cfg: Config, head, chief: bool):
+        self._args = (strategy, model, optimizer, cfg, head)
+        self.jit = cfg.jit_compile == "on"
+        self._step = train_step_fn(*self._args, jit=self.jit)
+        self._tried, self._chief = False, chief
+
+    def __call__(self, iterator) -> tf.Tensor:
+        if self._tried or not self.jit:
+            return self._step(iterator)
+        self._tried = True
+        try:
+            return self._step(iterator)
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.InternalError,
+                tf.errors.NotFoundError) as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            if self._chief:
+                print(f"--jit_compile: the train step cannot be XLA-compiled ({first}); training without XLA "
+                      "(that step's batch is skipped)", flush=True)
+            self.jit = False
+            self._step = train_step_fn(*self._args, jit=False)
+            return self._step(iterator)
 
 
 def _scalar(tag: str, value: float, step: int) -> None:
@@ -99,6 +138,21 @@ class _History:
             tf.io.gfile.rename(tmp, self.path, overwrite=True)
 
 
+_NO_BATCH = re.compile(r"\d+ pools of .*? gave no batch of P=.*?lower P in --batch")
+
+
+def _checked_step(step: Callable, iterator) -> float:
+    """One training step's loss; the input pipeline's "no batch can be planned" error (pool_input.py),
+    which TensorFlow wraps in its own traceback text, becomes one ConfigError line."""
+    try:
+        return float(step(iterator))
+    except tf.errors.OpError as err:
+        found = _NO_BATCH.search(str(err))
+        if found is None:
+            raise
+        raise ConfigError(found.group(0)) from None
+
+
 def train(cfg: Config, strategy: tf.distribute.Strategy, notes: Optional[Dict] = None) -> Tuple[keras.Model, int]:
     """Train (or resume) up to `cfg.epochs` epochs; (model, epochs done). epochs=0 only evaluates.
     `notes` (e.g. the damaged-shard counts of --skip_corrupt_records) go into every history row."""
@@ -110,7 +164,7 @@ def train(cfg: Config, strategy: tf.distribute.Strategy, notes: Optional[Dict] =
     with strategy.scope():
         model = build_embedding_model(cfg)
         optimizer = keras.optimizers.Adam(learning_rate_schedule(cfg, cfg.epochs * steps))
-        if cfg.mixed_precision:
+        if cfg.mixed_precision == "on":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         head = heads.make_head(cfg)  # training-only (arcface); checkpointed, never exported
         optimizer.build(model.trainable_variables + heads.head_variables(head))
@@ -130,14 +184,21 @@ def train(cfg: Config, strategy: tf.distribute.Strategy, notes: Optional[Dict] =
     history = _History(os.path.join(cfg.output_dir, HISTORY_FILE), chief, done if restored else -1)
     writer = (tf.summary.create_file_writer(os.path.join(cfg.output_dir, LOG_DIR)) if chief
               else tf.summary.create_noop_writer())
-    queries = data.eval_dataset(cfg.data_dir, "val", cfg.image_size, cfg.val_queries, 64, cfg.skip_corrupt_records)
-    references = data.eval_dataset(cfg.data_dir, "train", cfg.image_size, cfg.val_references, 64,
-                                   cfg.skip_corrupt_records)
-    infer = retrieval.inference_fn(model)
+    validating = bool(data.list_shards(cfg.data_dir, "val", required=False))
+    if validating:
+        queries = data.eval_dataset(cfg.data_dir, "val", cfg.image_size, cfg.val_queries, 64,
+                                    cfg.skip_corrupt_records)
+        references = data.eval_dataset(cfg.data_dir, "train", cfg.image_size, cfg.val_references, 64,
+                                       cfg.skip_corrupt_records)
+        infer = retrieval.inference_fn(model)
+    elif chief:
+        print(f"no val shards in {cfg.data_dir} (preprocessed with --val_fraction=0?): validation skipped",
+              flush=True)
 
     def validate(epoch: int, row: Dict) -> None:
         if chief:
-            row.update(retrieval.evaluate(infer, queries, references, cfg.recall_k))
+            if validating:
+                row.update(retrieval.evaluate(infer, queries, references, cfg.recall_k))
             with writer.as_default():
                 for key, value in row.items():
                     if key not in ("epoch", "queries", "queries_skipped"):
@@ -145,7 +206,8 @@ def train(cfg: Config, strategy: tf.distribute.Strategy, notes: Optional[Dict] =
             writer.flush()
             shown = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                              for k, v in row.items() if k != "epoch")
-            print(f"epoch {epoch}/{cfg.epochs} {shown}", flush=True)
+            if shown:  # epoch 0 without validation has nothing to show
+                print(f"epoch {epoch}/{cfg.epochs} {shown}", flush=True)
         history.add({**row, **notes})
 
     if restored is None:
@@ -153,9 +215,12 @@ def train(cfg: Config, strategy: tf.distribute.Strategy, notes: Optional[Dict] =
     if done >= cfg.epochs:
         return model, done
 
-    dist = strategy.distribute_datasets_from_function(lambda ctx: data.train_dataset(cfg, ctx))
+    # Each replica's next batches are copied to its device while the current step runs.
+    dist = strategy.distribute_datasets_from_function(
+        lambda ctx: data.train_dataset(cfg, ctx),
+        options=tf.distribute.InputOptions(experimental_fetch_to_device=True, experimental_per_replica_buffer_size=2))
     iterator = iter(dist)
-    step = train_step_fn(strategy, model, optimizer, cfg, head)
+    step = FirstStepFallback(strategy, model, optimizer, cfg, head, chief)
     for epoch in range(done + 1, cfg.epochs + 1):
         if chief:
             print(f"Epoch {epoch}/{cfg.epochs}", flush=True)
@@ -163,7 +228,7 @@ def train(cfg: Config, strategy: tf.distribute.Strategy, notes: Optional[Dict] =
         bar = keras.utils.Progbar(steps, verbose=(1 if sys.stdout.isatty() else 2) if chief else 0)
         total = 0.0
         for i in range(steps):
-            loss = float(step(iterator))
+            loss = _checked_step(step, iterator)
             if not math.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss} at epoch {epoch} step {i + 1}")
             total += loss

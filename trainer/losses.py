@@ -21,7 +21,12 @@ from __future__ import annotations
 import math
 from typing import Callable, Dict
 
+import numpy as np
 import tensorflow as tf
+
+# --arcface_margin=dynamic: margins from DYNAMIC_MARGIN_RANGE[1] (rarest class) down to [0] (most frequent).
+DYNAMIC_MARGIN_RANGE = (0.05, 0.5)
+DYNAMIC_MARGIN_POWER = 0.25
 
 
 def pairwise_distances(embeddings: tf.Tensor) -> tf.Tensor:
@@ -82,7 +87,26 @@ def batch_all_loss(labels: tf.Tensor, embeddings: tf.Tensor, margin: float) -> t
     return _safe_mean(losses, tf.logical_and(valid, losses > 0.0))
 
 
-def arcface_loss(labels: tf.Tensor, embeddings: tf.Tensor, centers: tf.Tensor, scale: float, margin: float,
+def dynamic_margins(counts, low: float = DYNAMIC_MARGIN_RANGE[0], high: float = DYNAMIC_MARGIN_RANGE[1],
+                    power: float = DYNAMIC_MARGIN_POWER) -> np.ndarray:
+    """Per-class ArcFace margins that fall with the class's frequency (`--arcface_margin=dynamic`).
+
+    m_c = low + (high - low) * (f_c - min f) / (max f - min f), with f_c = n_c ** -power and n_c the
+    class's train photo count: the rarest class gets `high`, the most frequent `low`. This is the
+    dynamic margin of the GLR 2020 winners (Henkel & Singer, "Supporting large-scale image recognition
+    with out-of-domain samples", arXiv:2010.01650: power 1/4, margins within [0.05, 0.5]), rescaled
+    min-max as they describe. Classes all of one size get `high`.
+    """
+    n = np.asarray(counts, np.float64)
+    if n.ndim != 1 or n.size == 0 or not np.all(n > 0):
+        raise ValueError(f"dynamic margins need a positive count per class, got {counts!r:.80}")
+    f = n ** -power
+    spread = f.max() - f.min()
+    unit = (f - f.min()) / spread if spread > 0 else np.ones_like(f)
+    return (low + (high - low) * unit).astype(np.float32)
+
+
+def arcface_loss(labels: tf.Tensor, embeddings: tf.Tensor, centers: tf.Tensor, scale: float, margin,
                  subcenters: int = 1) -> tf.Tensor:
     """Additive angular margin softmax loss, mean over the rows whose label is a class index.
 
@@ -91,7 +115,8 @@ def arcface_loss(labels: tf.Tensor, embeddings: tf.Tensor, centers: tf.Tensor, s
     L2-normalised here. A class's cosine is its best sub-center's; the true class's angle theta gets
     the margin, cos(theta + m), except past theta > pi - m, where cos(theta + m) would rise again
     and the logit becomes cos(theta) - m sin(m) instead (monotonic, as in InsightFace). Logits are
-    `scale` times the cosines.
+    `scale` times the cosines. `margin`: one m for every class, or m per class [C]
+    (`dynamic_margins`).
     """
     e = tf.math.l2_normalize(tf.cast(embeddings, tf.float32), axis=1)
     w = tf.math.l2_normalize(tf.cast(centers, tf.float32), axis=1)
@@ -101,9 +126,11 @@ def arcface_loss(labels: tf.Tensor, embeddings: tf.Tensor, centers: tf.Tensor, s
     labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
     valid = labels >= 0
     onehot = tf.one_hot(tf.maximum(labels, 0), classes, dtype=tf.float32)
+    m = tf.convert_to_tensor(margin, tf.float32)
+    m = (tf.gather(m, tf.maximum(labels, 0)) if m.shape.rank == 1 else tf.fill(tf.shape(labels), m))[:, None]
     sin = tf.sqrt(1.0 - tf.square(cos))
-    with_margin = cos * math.cos(margin) - sin * math.sin(margin)
-    with_margin = tf.where(cos > math.cos(math.pi - margin), with_margin, cos - margin * math.sin(margin))
+    with_margin = cos * tf.cos(m) - sin * tf.sin(m)
+    with_margin = tf.where(cos > tf.cos(math.pi - m), with_margin, cos - m * tf.sin(m))
     logits = scale * (onehot * with_margin + (1.0 - onehot) * cos)
     per_row = tf.nn.softmax_cross_entropy_with_logits(onehot, logits)
     return _safe_mean(per_row, valid)

@@ -20,6 +20,8 @@ from trainer.config import Config, ConfigError, freeze_fraction
 class Backbone(NamedTuple):
     build: Callable[..., keras.Model]
     scaling: str  # "tf": [-1, 1]; "caffe": BGR minus ImageNet mean; "none": the model scales itself
+    # ("none": EfficientNet, EfficientNetV2 and ConvNeXt are built with include_preprocessing=True and
+    # take [0, 255] themselves: B0 and ConvNeXt normalise by the ImageNet mean/std, V2-S/M to [-1, 1])
     auto_freeze: str  # what --freeze=auto means for this backbone
 
 
@@ -29,6 +31,10 @@ BACKBONES: Dict[str, Backbone] = {
     "mobilenet": Backbone(keras.applications.MobileNet, "tf", "0.8"),
     "mobilenet_v2": Backbone(keras.applications.MobileNetV2, "tf", "0.8"),
     "efficientnet_b0": Backbone(keras.applications.EfficientNetB0, "none", "0.8"),
+    "efficientnet_v2_s": Backbone(keras.applications.EfficientNetV2S, "none", "0.8"),
+    "efficientnet_v2_m": Backbone(keras.applications.EfficientNetV2M, "none", "0.8"),
+    "convnext_tiny": Backbone(keras.applications.ConvNeXtTiny, "none", "0.8"),
+    "convnext_small": Backbone(keras.applications.ConvNeXtSmall, "none", "0.8"),
 }
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 

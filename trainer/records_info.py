@@ -19,7 +19,7 @@ from absl import logging
 
 from pipelines import schema, shard_index
 from trainer import shard_check
-from trainer.config import Config
+from trainer.config import Config, ConfigError
 
 
 def load(data_dir: str) -> Optional[shard_index.ShardIndex]:
@@ -93,3 +93,15 @@ def resolve_image_size(cfg: Config) -> Config:
                         "training would upsample them; re-run `make preprocess ARGS=--image_size=%d` or train smaller",
                         cfg.image_size, stored, cfg.image_size)
     return cfg
+
+
+def check_batch_fits(cfg: Config) -> None:
+    """ConfigError when the shard index shows fewer train landmarks than a replica batch's P (no
+    batch of P distinct landmarks could ever be planned); without label totals the training
+    input finds out itself (loop.py turns its error into the same one line)."""
+    index = load(cfg.data_dir)
+    split = index.splits.get("train") if index else None
+    totals = split.label_totals() if split else None
+    if totals and len(totals) < cfg.replica_p:
+        raise ConfigError(f"--batch={cfg.batch_p},{cfg.batch_k}: P={cfg.replica_p} distinct landmarks per replica "
+                          f"batch, but the train split of {cfg.data_dir} holds {len(totals)}; lower P")

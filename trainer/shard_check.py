@@ -37,12 +37,14 @@ class Damage:
     offset: int  # byte where the unreadable record starts (what TensorFlow reports)
     problem: str  # "corrupted record" (a CRC does not match) | "truncated record" (the file ends inside it)
     records_before: int  # readable records before it: what the shard still gives
-    records_lost: int  # records from it to the end of the shard (at least: a damaged length hides the rest)
+    records_lost: int  # records from it to the end of the shard (a lower bound unless `exact`)
     bytes_lost: int  # bytes from it to the end of the shard
+    exact: bool = False  # every frame after the damage was counted through to the end of the file
 
     def describe(self) -> str:
+        counted = f"{self.records_lost}" if self.exact else f"at least {self.records_lost}"
         return (f"{self.path}: {self.problem} at byte {self.offset} (after {self.records_before} good records; "
-                f"{self.bytes_lost} bytes, at least {self.records_lost} record(s), from there to the end)")
+                f"{self.bytes_lost} bytes, {counted} record(s), from there to the end)")
 
 
 class CorruptShardError(InputError):
@@ -85,6 +87,7 @@ def scan(path: str) -> Tuple[int, Optional[Damage]]:
 
     size = tf.io.gfile.stat(path).length
     good, offset, damage_at, problem, lost = 0, 0, None, "", 0
+    exact = True  # False once a broken frame hides how many records follow
     with tf.io.gfile.GFile(path, "rb") as f:
         while offset < size:
             header = _read_exact(f, _HEADER)
@@ -97,6 +100,7 @@ def scan(path: str) -> Tuple[int, Optional[Damage]]:
                 problem = problem or "corrupted record"
                 damage_at = offset if damage_at is None else damage_at
                 lost += 1
+                exact = offset + _HEADER >= size  # nothing could follow a header that ends the file
                 break
             (length,) = struct.unpack("<Q", header[:8])
             if damage_at is not None:  # past the damage: only count the frames that still read
@@ -104,7 +108,7 @@ def scan(path: str) -> Tuple[int, Optional[Damage]]:
                 lost += 1
                 offset += _HEADER + length + _FOOTER
                 if offset > size:
-                    break
+                    break  # that frame was cut short: counted, and nothing follows it
                 continue
             body = _read_exact(f, length + _FOOTER)
             if len(body) < length + _FOOTER:
@@ -117,21 +121,27 @@ def scan(path: str) -> Tuple[int, Optional[Damage]]:
             offset += _HEADER + length + _FOOTER
     if damage_at is None:
         return good, None
-    return good, Damage(path, damage_at, problem, good, lost, size - damage_at)
+    return good, Damage(path, damage_at, problem, good, lost, size - damage_at, exact)
 
 
-def scan_all(files: Sequence[str], log: Callable[[str], None] = print) -> ScanReport:
-    """Scan every shard; log one line per damaged one (what `--skip_corrupt_records` will skip)."""
+def _print_warning(line: str) -> None:
+    print(f"WARNING: {line}", flush=True)
+
+
+def scan_all(files: Sequence[str], log: Callable[[str], None] = _print_warning) -> ScanReport:
+    """Scan every shard; log one warning per damaged one (what `--skip_corrupt_records` will skip).
+    `log` gets the bare message: a logger such as `logging.warning` adds its own level prefix."""
     records, damaged = 0, []
     for path in files:
         good, damage = scan(path)
         records += good
         if damage is not None:
             damaged.append(damage)
-            log(f"WARNING: skipping the rest of a damaged shard: {damage.describe()}")
+            log(f"skipping the rest of a damaged shard: {damage.describe()}")
     if damaged:
         lost = sum(d.records_lost for d in damaged)
-        log(f"WARNING: {len(damaged)} damaged shard(s): {records} records readable, at least {lost} skipped")
+        bound = "" if all(d.exact for d in damaged) else "at least "
+        log(f"{len(damaged)} damaged shard(s): {records} records readable, {bound}{lost} skipped")
     return ScanReport(records, tuple(damaged))
 
 

@@ -132,3 +132,16 @@ def test_a_failing_stage_is_named(repo_root, tmp_path):
     assert proc.returncode != 0
     assert "FAILED at stage 'records'" in proc.stderr
     assert not (tmp_path / "out/stages/records.json").exists()
+
+
+def test_a_fresh_run_prints_the_same_table_to_the_last_digit(demo, repo_root, tmp_path):
+    # --deterministic is the demo's default: op determinism in training, one thread per Annoy build.
+    out, _ = demo
+    proc = run_demo(repo_root, f"--output_dir={tmp_path / 'again'}", "--quick")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    def table(folder: pathlib.Path) -> list:
+        return [{k: v for k, v in row.items() if k != "seconds"}
+                for row in json.loads((folder / "results.json").read_text())["rows"]]
+
+    assert table(tmp_path / "again") == table(out)

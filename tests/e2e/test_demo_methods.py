@@ -53,3 +53,55 @@ def test_ablation_trains_the_configured_loss_at_the_smaller_size_too(tmp_path):
     assert rows["triplet-64px"].label == "triplet-trained network at 64 px + KNN"
     assert rows["triplet-64px"].model == "triplet-64px" and rows["triplet-64px"].index_key == "triplet-64px"
     assert trained_models(dataclasses.replace(cfg, ablation=False)) == ["triplet"]
+
+
+def test_over_seeds_gives_each_rows_mean_and_min_max(tmp_path):
+    import json
+
+    from demo import report
+
+    def rows(top1: float, gap: float, seconds: float) -> list:
+        return [report.Row("random guess", {"accuracy": 0.1, "top5": 0.5, "gap": 0.01}, 1.0),
+                report.Row("trained", {"accuracy": top1, "top5": 0.9, "gap": gap}, seconds)]
+
+    runs = {2: rows(0.5, 0.4, 30.0), 0: rows(0.7, 0.2, 10.0), 1: rows(0.6, 0.3, 20.0)}
+    summary = report.over_seeds(runs)
+    trained = summary[1]
+    assert trained["method"] == "trained" and trained["seconds"] == 20.0
+    assert trained["top1"]["per_seed"] == [0.7, 0.6, 0.5]  # in seed order
+    assert (trained["top1"]["min"], trained["top1"]["max"]) == (0.5, 0.7)
+    assert abs(trained["top1"]["mean"] - 0.6) < 1e-12 and abs(trained["gap"]["mean"] - 0.3) < 1e-12
+    table = report.write_over_seeds(str(tmp_path), runs, {"data": "x"})
+    assert "| trained | 0.600 (0.500-0.700) | 0.900 (0.900-0.900) | 0.300 (0.200-0.400) | 20 |" in table
+    assert json.loads((tmp_path / "results.json").read_text())["seeds"] == [0, 1, 2]
+    assert "over 3 seed(s)" in (tmp_path / "results.md").read_text()
+    runs[1] = runs[1][:1]
+    try:
+        report.over_seeds(runs)
+    except ValueError as err:
+        assert "seed 1 has other methods" in str(err)
+    else:
+        raise AssertionError("runs with other methods were averaged")
+
+
+def test_seeds_flag_gives_a_folder_config_and_seed_per_seed(tmp_path):
+    from absl import flags
+
+    from demo import run
+
+    flags.FLAGS(["demo", f"--output_dir={tmp_path}", "--seeds=3,4", "--quick"])
+    try:
+        assert run.seeds_from_flags() == [3, 4]
+        cfg = run.config_from_flags(4, str(tmp_path / "seed-4"))
+        assert cfg.seed == 4 and cfg.output_dir == str(tmp_path / "seed-4")
+        assert cfg.data_dir == str(tmp_path / "seed-4" / "data") and "--seed=4" in cfg.trainer_flags
+        assert "--deterministic" in cfg.trainer_flags
+        flags.FLAGS.seeds = ["1", "1"]
+        try:
+            run.seeds_from_flags()
+        except run.InputError as err:
+            assert "distinct integers" in str(err)
+        else:
+            raise AssertionError("repeated seeds accepted")
+    finally:
+        flags.FLAGS.unparse_flags()

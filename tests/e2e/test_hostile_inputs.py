@@ -135,7 +135,7 @@ def test_only_shape_flags_count_as_another_run(tmp_path):
 
     base = config.Config(data_dir="d", output_dir=str(tmp_path), **config.PRESETS["tiny"])
     base.save(str(tmp_path))
-    more_epochs = config.Config(**{**base.__dict__, "epochs": 9, "gpus": 2, "batch_p": 2})
+    more_epochs = config.Config(**{**base.__dict__, "epochs": 9, "cpu_replicas": 2, "batch_p": 2})
     assert run_dir.changed_fields(str(tmp_path), more_epochs) == []
     run_dir.check_rerun(str(tmp_path), more_epochs, overwrite=False)
     other_loss = config.Config(**{**base.__dict__, "loss": "batch_hard", "image_size": 96})

@@ -26,7 +26,7 @@ def test_landmarks_mini_end_to_end(shared_dir, repo_root, tmp_path):
     records, train, idx, pred = (tmp_path / n for n in ("records", "train", "idx", "pred"))
 
     run(repo_root, "pipelines.preprocess", f"--csv={data / 'train.csv'}", f"--output_dir={records}")
-    run(repo_root, "trainer.train", f"--data_dir={records}", f"--output_dir={train}", "--epochs=0", "--gpus=1",
+    run(repo_root, "trainer.train", f"--data_dir={records}", f"--output_dir={train}", "--epochs=0",
         "--backbone=mobilenet", "--alpha=0.25", f"--weights={shared_dir / WEIGHTS}", "--image_size=224")
     run(repo_root, "indexer.build", f"--model={train / 'export'}", f"--data_dir={records}", f"--output_dir={idx}")
     run(repo_root, "indexer.predict", f"--index_dir={idx}", f"--test_csv={data / 'test.csv'}",

@@ -21,7 +21,7 @@ def test_gs_csv_in_gs_shards_out(gcs, capsys):
     stats = preprocess.run(argv)
     assert (stats["written"], stats["failed"], stats["accounted_for"]) == (6, 1, True)
     names = sorted(storage.basename(p) for p in storage.list_dir("gs://bkt/out"))
-    assert names == ["failures.csv", "shard_index.json", "stats.json", "train-00000-of-00002.tfrecord",
+    assert names == ["failures.csv", "inputs.json", "shard_index.json", "stats.json", "train-00000-of-00002.tfrecord",
                      "train-00001-of-00002.tfrecord"]
     assert storage.list_dir("gs://bkt/out/_tmp") == []
     ids = sorted(

@@ -25,6 +25,7 @@ import pytest
 from PIL import Image
 
 from pipelines import csv_input, fetch, preprocess, schema
+from pipelines.cli_errors import InputError
 from pipelines.csv_input import Failure, Row
 from pipelines.errors import RowFailure
 from tests.pipeline import helpers
@@ -204,7 +205,7 @@ def test_second_input_into_one_folder_is_refused_and_the_first_kept(tmp_path, ca
     common = [f"--output_dir={out}", "--val_fraction=0.4", *FAST]
     first = preprocess.run([f"--csv={tmp_path / 'train.csv'}", *common])
     before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    with pytest.raises(SystemExit) as refused:
+    with pytest.raises(InputError) as refused:
         preprocess.run([f"--csv={tmp_path / 'test.csv'}", *common])
     message = str(refused.value)
     assert "train" in message and "--csv=" in message and "\n" not in message

@@ -63,3 +63,12 @@ def test_tf_data_reads_what_beam_wrote(tmp_path):
             source = Image.open(tmp_path / "images" / f"{rec.image_id[2:]}.jpg").convert("RGB")
             source = np.asarray(source.resize((rec.width, rec.height), Image.Resampling.BILINEAR), dtype=np.float64)
             assert np.abs(source - pil).mean() < 4  # the stored pixels are the source's
+
+
+def test_tf_serialize_in_a_tensorflow_process_writes_the_same_bytes_as_serialize():
+    record = schema.ImageRecord("é-1", b"\xff\xd8jpeg\x00bytes", 48, 64, 12345678901, "gen://é-1")
+    writer = ("import sys; from pipelines import schema; "
+              "r = schema.ImageRecord('\\u00e9-1', b'\\xff\\xd8jpeg\\x00bytes', 48, 64, 12345678901, 'gen://\\u00e9-1'); "
+              "import tensorflow; sys.stdout.buffer.write(schema.tf_serialize(r))")
+    done = subprocess.run([sys.executable, "-c", writer], capture_output=True, check=True, timeout=300)
+    assert done.stdout == schema.serialize(record)

@@ -76,6 +76,8 @@ def main() -> None:
                 )
     index_rows = []
     for split, records in splits.items():
+        if not records:  # --val_per_class=0: no val shards, as `make preprocess --val_fraction=0` leaves
+            continue
         if args.layout == "hashed":  # round robin: every landmark in every shard, no shard index
             per_shard = [records[s :: args.shards] for s in range(args.shards)]
         else:  # as `make preprocess` writes them

@@ -169,3 +169,82 @@ def test_killed_build_leaves_no_file_under_the_final_name(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not final.exists()
+
+
+# --- issue 25.4: crafted node pointers ------------------------------------------------------------
+# 40 unit vectors 9 degrees apart around the xy-plane's circle: more than the K = d + 2 = 5 item ids
+# a 3-D angular leaf can list, so every tree has split nodes above its leaves.
+CIRCLE = np.stack([unit(np.cos(a), np.sin(a), 0) for a in np.radians(np.arange(40) * 9.0)])
+WORDS = 3 + 3  # int32 words per 3-D angular node: n_descendants, children[2] (or norm), v[3]
+
+
+def crafted(tmp_path, edit):
+    """A 3-tree index over CIRCLE whose node words `edit(words, K)` changed, with a record whose
+    size and sha256 match the changed file (as a crafter would fix the manifest)."""
+    path = str(tmp_path / "circle.ann")
+    record = build_annoy(CIRCLE, path, n_trees=3, n_jobs=1)
+    words = np.fromfile(path, np.int32).reshape(-1, WORDS)
+    edit(words, WORDS - 1)
+    words.tofile(path)
+    from indexer.annoy_index import sha256_file
+
+    return path, dataclasses.replace(record, size=os.path.getsize(path), sha256=sha256_file(path))
+
+
+def first(words, k, kind):
+    """The first non-item node of a kind: 'split' (more descendants than K) or 'leaf'."""
+    n = len(CIRCLE)
+    counts = words[n:, 0]
+    return n + int(np.flatnonzero(counts > k if kind == "split" else (counts >= 2) & (counts <= k))[0])
+
+
+def test_untouched_circle_index_answers_the_nearest_hand_placed_vectors(tmp_path):
+    path, record = crafted(tmp_path, lambda words, k: None)
+    index = open_annoy(path, record, 3, 3)
+    assert index.get_nns_by_vector(unit(1, 0.05, 0), 3, search_k=1000) == [0, 1, 39]
+    assert index.get_nns_by_vector(unit(0, 1, 0), 1, search_k=1000) == [10]
+
+
+def _split_child_far(words, k):
+    words[first(words, k, "split"), 1] = 10 ** 8  # the exit-139 case: a child far past the file's end
+
+
+def _split_child_self(words, k):
+    node = first(words, k, "split")
+    words[node, 2] = node  # a cycle: the query would walk it forever
+
+
+def _leaf_item_far(words, k):
+    words[first(words, k, "leaf"), 1] = 10 ** 8  # a leaf listing an item id past the items
+
+
+def _negative_count(words, k):
+    words[first(words, k, "split"), 0] = -7  # read as a leaf of -7 ids
+
+
+def _nan_plane(words, k):
+    words[first(words, k, "split"), 3] = np.float32(np.nan).view(np.int32)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_split_child_far, r"node \d+: a split node points at node \[100000000, \d+\]"),
+    (_split_child_self, r"node (\d+): a split node points at node \[\d+, \1\]"),
+    (_leaf_item_far, r"node \d+: a leaf lists an item id outside"),
+    (_negative_count, r"node \d+: n_descendants=-7 outside"),
+    (_nan_plane, r"node \d+: its vector holds NaN"),
+])
+def test_crafted_node_pointers_are_refused_before_annoy_maps_the_file(tmp_path, edit, message):
+    path, record = crafted(tmp_path, edit)
+    with pytest.raises(IndexIntegrityError, match=message):
+        open_annoy(path, record, 3, 3)  # sha256 and size match: only the pointer check stands between
+
+
+def test_pointer_check_walks_the_file_in_chunks(tmp_path, monkeypatch):
+    from indexer import annoy_index
+
+    monkeypatch.setattr(annoy_index, "CHECK_CHUNK_BYTES", 4 * WORDS * 7)  # 7 nodes per numpy pass
+    path, record = crafted(tmp_path, lambda words, k: None)
+    open_annoy(path, record, 3, 3).unload()
+    path, record = crafted(tmp_path, _split_child_far)
+    with pytest.raises(IndexIntegrityError, match="100000000"):
+        open_annoy(path, record, 3, 3)

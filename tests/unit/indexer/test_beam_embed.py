@@ -14,6 +14,7 @@ from indexer import beam_embed, embedding_shards
 from indexer.beam_embed import embed_with_beam, pipeline_options, shared_embedder
 from indexer.embed import Embedded, Embedder, embed_records, list_shards, model_fingerprint
 from indexer.embed_job import AUTO_BEAM_MIN_RECORDS, EmbedSettings, choose, embed_shards
+from pipelines import console
 from tests.unit.indexer.indexer_helpers import EMBEDDING_DIM, make_export
 
 DASK_RUNNER = "--runner=apache_beam.runners.dask.dask_runner.DaskRunner"
@@ -43,8 +44,10 @@ def writers(embed_dir, files):
 def test_direct_runner_gives_the_single_process_embeddings_one_file_per_shard(files, tiny_export, in_process,
                                                                                tmp_path):
     emb = tmp_path / "emb"
-    got = embed_with_beam(files, str(tiny_export), str(emb), 5, ["--runner=DirectRunner"])
+    bar = console.Progress("references embedded", len(in_process.image_ids), "img", every_s=3600, live=False)
+    got = embed_with_beam(files, str(tiny_export), str(emb), 5, ["--runner=DirectRunner"], progress=bar)
     assert_same(in_process, got)
+    assert (bar.n, bar.initial) == (len(got.image_ids), 0) and bar.line().endswith(f"{len(files)}/{len(files)} shards]")
     assert sorted(os.listdir(emb)) == sorted(os.path.basename(f) + ".npz" for f in files)  # no temporaries
     meta, part = embedding_shards.read(embedding_shards.output_path(str(emb), files[0]))
     assert meta["model_fingerprint"] == model_fingerprint(str(tiny_export))
@@ -71,8 +74,10 @@ def test_rerun_redoes_only_missing_stale_or_changed_shards(files, tiny_export, i
     assert sorted(os.listdir(emb)) == sorted(os.path.basename(p) for p in paths)
 
     beam_embed._MODELS.clear()
-    assert_same(in_process, embed_with_beam(files, str(tiny_export), str(emb), 16, []))
+    bar = console.Progress("references embedded", len(in_process.image_ids), "img", every_s=3600, live=False)
+    assert_same(in_process, embed_with_beam(files, str(tiny_export), str(emb), 16, [], progress=bar))
     assert not beam_embed._MODELS, "a fully resumed job loads no model"
+    assert bar.n == bar.initial == len(in_process.image_ids), "all resumed: counted, out of the rate"
 
 
 def test_gather_refuses_missing_or_foreign_files(files, tiny_export, tmp_path):
@@ -136,11 +141,13 @@ def test_dask_runner_gives_the_single_process_embeddings(files, tiny_export, in_
     from tests.tools.dask_cluster import dask_cluster
 
     emb = tmp_path / "emb"
+    bar = console.Progress("references embedded", len(in_process.image_ids), "img", every_s=3600, live=False)
     with dask_cluster(workers=2) as address:
         got = embed_shards(files, str(tiny_export), 16,
                            EmbedSettings("auto", str(emb), ("--runner=dask",), dask_address=address),
-                           str(tmp_path / "unused"))
+                           str(tmp_path / "unused"), progress=bar)
     assert_same(in_process, got)
+    assert bar.n == len(got.image_ids) and bar.line().endswith(f"{len(files)}/{len(files)} shards]")
     pids = {w["pid"] for w in writers(emb, files)}
     assert os.getpid() not in pids, "the shards were embedded by the Dask workers, not here"
     print(f"\nDask: {len(files)} shards embedded by {len(pids)} worker process(es)")

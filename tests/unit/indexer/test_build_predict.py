@@ -284,14 +284,16 @@ def test_preprocessing_runs_once_per_csv_and_starts_over_for_another(built, refe
     config = predict_config(built, csv_path, pred)
     predict.predict(config)
     assert calls == [[sys.executable, "-m", "pipelines.preprocess", f"--csv={csv_path}",
-                      f"--output_dir={pred / predict.RECORDS_DIR}", "--split=test", "--image_size=32"]]
+                      f"--output_dir={pred / predict.RECORDS_DIR}", "--split=test", "--image_size=32", "--overwrite"]]
     predict.predict(config)  # a rerun reuses the finished records
     assert len(calls) == 1
+    predict.predict(dataclasses.replace(config, preprocess_flags=("--retry_failed",)))  # unless asked to retry
+    assert len(calls) == 2 and calls[-1][-1] == "--retry_failed"
     stale = pred / predict.RECORDS_DIR / "test-00007-of-00009.tfrecord"
     stale.write_bytes(b"from the old CSV")
     csv_path.write_text(csv_path.read_text() + "extra,extra.jpg\n")
     stats = predict.predict(config)
-    assert len(calls) == 2 and not stale.exists() and stats["test_ids"] == 15
+    assert len(calls) == 3 and not stale.exists() and stats["test_ids"] == 15
 
 
 def test_failed_preprocessing_is_reported_with_its_log(built, reference_shards, tmp_path, test_csv, monkeypatch):

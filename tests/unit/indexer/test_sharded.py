@@ -62,3 +62,14 @@ def test_query_dimension_is_checked(tmp_path):
     index = ShardedIndex(str(tmp_path), build_sharded(ring(6), str(tmp_path), 2, 1), 3, 2)
     with pytest.raises(ValueError, match=r"\[Q, 3\]"):
         index.query(np.zeros((1, 4), np.float32), k=1)
+
+
+def test_deterministic_build_writes_the_same_bytes_twice(tmp_path):
+    vectors = np.random.default_rng(0).normal(size=(5000, 16)).astype(np.float32)
+    builds = []
+    for run in range(2):
+        directory = tmp_path / str(run)
+        directory.mkdir()
+        (record,) = build_sharded(vectors, str(directory), n_trees=8, num_shards=1, seed=3, deterministic=True)
+        builds.append((directory / record.name).read_bytes())
+    assert builds[0] == builds[1]

@@ -22,3 +22,11 @@ def test_train_clean_row_with_bytes_that_are_not_utf8_fails(tmp_path):
     assert [r.image_id for r in rows if isinstance(r, Row)] == ["abc123", "def456"]
     (bad,) = [r for r in rows if isinstance(r, Failure)]
     assert bad.reason == "bad_row" and "0xe9" in bad.detail
+
+
+def test_malformed_train_clean_line_keeps_its_ids(tmp_path):
+    (tmp_path / "train_clean.csv").write_text('landmark_id,images\n1,abc111 abd222\n2,abe333 abf444,extra\n3,"abg555\n')
+    rows = list(layouts.iter_rows(0, str(tmp_path / "train_clean.csv"), "auto", 0.0, layouts.Layout("gldv2_clean")))
+    assert [r.image_id for r in rows] == ["abc111", "abd222", "abe333", "abf444", "abg555"]
+    assert [getattr(r, "reason", None) for r in rows] == [None, None, "bad_row", "bad_row", "bad_row"]
+    assert "line 3: 3 fields, header has 2" in rows[2].detail

@@ -24,6 +24,8 @@ def test_stable_hash_is_the_same_in_another_process_with_another_hash_seed():
 
 def test_shard_count():
     assert shards.shard_count(10, 4, 2000) == 4
+    assert shards.shard_count(3, 100_000, 2000) == 3  # capped at the rows: never empty shards by the thousand
+    assert shards.shard_count(0, 5, 2000) == 1
     assert shards.shard_count(0, 0, 2000) == 1
     assert shards.shard_count(4001, 0, 2000) == 3
 

@@ -6,6 +6,8 @@ import collections
 import csv
 import json
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from PIL import Image
 
 from pipelines import synthetic
 
+REPO = pathlib.Path(__file__).resolve().parents[3]
 TINY = synthetic.parse_size("5,3,2,1,1", None)
 
 
@@ -131,8 +134,27 @@ def test_images_decode_and_views_vary(tiny_set):
             assert np.abs(arrays[i] - arrays[j]).mean() > 5
 
 
-def test_cli_writes_the_set(tmp_path, capsys):
-    assert synthetic.main([f"--output_dir={tmp_path}", "--size=2,1", "--seed=1", "--workers=1"]) == 0
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipelines.synthetic", *args], cwd=REPO, text=True,
+                          capture_output=True, timeout=120)
+
+
+def test_cli_writes_the_set_and_its_config(tmp_path):
+    done = _cli(f"--output_dir={tmp_path}", "--size=2,1", "--seed=1", "--workers=1")
+    assert done.returncode == 0, done.stderr
     _, train = read_csv(tmp_path / "train.csv")
     assert len(train) == 3
-    assert "2 landmarks" in capsys.readouterr().err
+    assert "2 landmarks" in done.stderr
+    config = json.loads((tmp_path / synthetic.CONFIG_FILE).read_text())
+    assert config == {"output_dir": str(tmp_path), "seed": 1, "size": "2,1", "landmarks": None, "workers": 1}
+    assert json.loads((tmp_path / synthetic.MANIFEST).read_text())["train_counts"] == [2, 1]
+
+
+def test_cli_refuses_bad_flags_in_one_line_writing_nothing(tmp_path):
+    out = tmp_path / "set"
+    for flag, says in (("--size=2,x", "--size must be one of"), ("--landmarks=0", "--landmarks must be >= 1"),
+                       ("--workers=-1", "--workers")):
+        done = _cli(f"--output_dir={out}", flag)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert says in done.stderr
+        assert not out.exists()

@@ -105,7 +105,8 @@ def test_kaggle_rows_derive_the_photo_path_and_split(tmp_path):
     rows = list(layouts.iter_rows(0, str(tmp_path / "train.csv"), "auto", 0.0, layouts.Layout("kaggle")))
     assert rows[0] == Row("abc123", str(tmp_path / "train/a/b/c/abc123.jpg"), str(tmp_path / "train/a/b/c/abc123.jpg"),
                           7, "train", (0, 2))
-    assert [(r.image_id, r.reason) for r in rows[1:]] == [("ab", "bad_row"), ("abd456", "bad_row"), ("", "bad_row")]
+    # a malformed line keeps its id (as the urls layout does)
+    assert [(r.image_id, r.reason) for r in rows[1:]] == [("ab", "bad_row"), ("abd456", "bad_row"), ("abe789", "bad_row")]
     (tmp_path / "sample_submission.csv").write_text("id,landmarks\nfff000,\n")
     rows = list(layouts.iter_rows(0, str(tmp_path / "sample_submission.csv"), "auto", 0.0,
                                   layouts.Layout("kaggle", images_root="gs://b/test")))

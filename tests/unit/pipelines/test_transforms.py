@@ -62,20 +62,20 @@ def test_plan_shards_keeps_landmarks_whole_covers_every_index_and_skips_finished
     done = shards.ShardKey("train", 0, 3)
     digest = shards.fingerprint("S", [(i, f"{i}.jpg", 4) for i in expected_train[0]])
     shards.write_shard(str(tmp_path), done, [], [], digest)
-    test_shard = {i: shards.shard_index(i, 3) for i in ("x0", "x1")}
+    test_shard = {i: shards.shard_index(i, 2) for i in ("x0", "x1")}  # --num_shards is capped at a split's rows
     with BeamTestPipeline() as p:
         plan = p | beam.Create(rows) | PlanShards(str(tmp_path), "S", num_shards=3)
         assert_that(
             plan["tasks"] | beam.Map(lambda t: (t[0], [r.image_id for r in t[2]])),
             equal_to(
                 [(("train", i, 3), sorted(expected_train[i])) for i in (1, 2)]
-                + [(("val", i, 3), ["v0"] if i == 0 else []) for i in range(3)]
-                + [(("test", i, 3), sorted(x for x, s in test_shard.items() if s == i)) for i in range(3)]
+                + [(("val", 0, 1), ["v0"])]
+                + [(("test", i, 2), sorted(x for x, s in test_shard.items() if s == i)) for i in range(2)]
             ),
             label="tasks",
         )
         assert_that(plan["skipped"], equal_to([done.name]), label="skipped")
-        assert_that(plan["counts"], equal_to([("train", 3), ("val", 3), ("test", 3)]), label="counts")
+        assert_that(plan["counts"], equal_to([("train", 3), ("val", 1), ("test", 2)]), label="counts")
 
 
 def test_build_shards_writes_good_rows_and_reports_bad_ones(tmp_path):

@@ -30,17 +30,22 @@ def _history(out) -> list:
 
 def test_two_replicas_train_and_export_embeds_jpeg_bytes(tmp_path, small_shards):
     out = tmp_path / "out"
-    done = run_train(small_shards, out, "--gpus=2", "--epochs=1", "--steps_per_epoch=2")
+    done = run_train(small_shards, out, "--cpu_replicas=2", "--epochs=1", "--steps_per_epoch=2")
     assert "2 replica(s)" in done.stdout
+    assert "devices: the CPU (2 replica(s): /cpu:0, /cpu:1); no GPU used: --cpu_replicas=2" in done.stdout
     config = json.loads((out / "config.json").read_text())
-    assert config["gpus"] == 2 and config["preset"] == "tiny" and config["steps_per_epoch"] == 2
+    assert config["cpu_replicas"] == 2 and config["replicas"] == 2 and config["preset"] == "tiny"
+    assert config["steps_per_epoch"] == 2 and config["mixed_precision"] == "off" and config["jit_compile"] == "off"
     rows = _history(out)
     assert [r["epoch"] for r in rows] == [0, 1] and math.isfinite(rows[1]["loss"])
+    ran_on = {"kind": "CPU", "count": 2, "names": ["/cpu:0", "/cpu:1"], "models": [], "compute_capability": None,
+              "cuda_build": False, "dtype_policy": "float32", "jit_compile": False}
+    assert all(r["devices"] == ran_on for r in rows)
 
     export = out / contract.EXPORT_DIR
     info = json.loads((export / contract.EXPORT_INFO).read_text())
     assert info == {"embedding_dim": 16, "image_size": 64, "backbone": "mobilenet", "weights": "none",
-                    "epochs_trained": 1}
+                    "epochs_trained": 1, "trained_on": ran_on}
     serve = tf.saved_model.load(str(export / contract.SAVED_MODEL_DIR)).signatures[contract.SIGNATURE]
     jpegs = _val_jpegs(small_shards, 5)
     emb = serve(**{contract.INPUT_KEY: tf.stack(jpegs)})[contract.OUTPUT_KEY].numpy()
@@ -60,7 +65,7 @@ def test_records_of_the_older_layout_train_with_counts_read_and_a_warning(tmp_pa
     # Round-robin shards without shard_index.json, as an older `make preprocess` left them.
     data = make_shards(tmp_path / "data", "--classes=6", "--per_class=6", "--layout=hashed")
     out = tmp_path / "out"
-    done = run_train(data, out, "--gpus=2", "--epochs=1", "--steps_per_epoch=0", "--image_size=0")
+    done = run_train(data, out, "--cpu_replicas=2", "--epochs=1", "--steps_per_epoch=0", "--image_size=0")
     assert "counting by reading every shard" in done.stdout and "4 steps/epoch" in done.stdout  # 36 // (4 x 2)
     assert "positives will be weak" in done.stdout and "Re-run `make preprocess`" in done.stdout
     assert json.loads((out / "config.json").read_text())["image_size"] == 64  # the first record's shorter side
@@ -72,6 +77,23 @@ def test_zero_epochs_exports_the_untrained_network(tmp_path, small_shards):
     assert json.loads((out / contract.EXPORT_DIR / contract.EXPORT_INFO).read_text())["epochs_trained"] == 0
     assert [r["epoch"] for r in _history(out)] == [0]
     assert not list((out / "checkpoints").glob("ckpt-*"))
+
+
+def test_records_without_val_train_and_export_with_validation_skipped(tmp_path):
+    # As `make preprocess --val_fraction=0` leaves them: train shards and shard_index.json, no val-*.
+    data = make_shards(tmp_path / "data", "--classes=6", "--per_class=6", "--val_per_class=0")
+    assert not list(data.glob("val-*")) and list(data.glob("train-*"))
+    for epochs in (1, 0):  # a trained export and the pretrained-only one
+        out = tmp_path / f"out{epochs}"
+        done = run_train(data, out, f"--epochs={epochs}", "--steps_per_epoch=2")
+        assert done.stdout.count("validation skipped") == 1, done.stdout[-2000:]
+        info = json.loads((out / contract.EXPORT_DIR / contract.EXPORT_INFO).read_text())
+        assert info["epochs_trained"] == epochs
+        rows = _history(out)
+        assert [r["epoch"] for r in rows] == list(range(epochs + 1))
+        assert not any("top1" in r for r in rows)
+    trained = _history(tmp_path / "out1")[1]
+    assert math.isfinite(trained["loss"]) and trained["loss"] > 0 and "learning_rate" in trained
 
 
 def _wait_for_checkpoint(proc: subprocess.Popen, state_file, timeout: float = 240) -> None:

@@ -28,11 +28,14 @@ def test_preset_values_yield_to_explicit_flags():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (("--batch=5,4", "--gpus=2"), "P must split evenly"),
+    (("--batch=5,4", "--cpu_replicas=2"), "P must split evenly"),
     (("--batch=8",), "expected P,K"),
     (("--batch=8,1",), "K needs 2"),
     (("--backbone=resnet50", "--alpha=0.5"), "only MobileNet"),
     (("--freeze=1.5",), "within \\[0, 1\\]"),
+    (("--arcface_margin=wide",), "expected radians"),
+    (("--arcface_margin=nan",), "finite number"),
+    (("--arcface_margin=2",), "within \\[0, 1.5\\)"),
 ])
 def test_bad_values_are_clear_errors(argv, message):
     with pytest.raises(config.ConfigError, match=message):

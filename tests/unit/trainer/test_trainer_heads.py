@@ -22,15 +22,20 @@ def test_sparse_landmark_ids_map_to_contiguous_classes():
 
 def test_landmark_ids_from_stats_json_else_from_the_labels(tmp_path, small_shards):
     assert heads.train_landmark_ids(str(small_shards)).tolist() == [0, 1, 2, 3, 4, 5]  # labels-only pass
+    ids, counts = heads.train_landmark_counts(str(small_shards))
+    assert ids.tolist() == [0, 1, 2, 3, 4, 5] and counts.tolist() == [6] * 6
     (tmp_path / "stats.json").write_text(json.dumps({"images_per_landmark": {"42": 3, "7": 1, "-1": 4}}))
     assert heads.train_landmark_ids(str(tmp_path)).tolist() == [7, 42]
+    assert heads.train_landmark_counts(str(tmp_path))[1].tolist() == [1, 3]
 
 
 def test_arcface_trains_on_two_replicas_resumes_and_exports_the_plain_embedding(tmp_path, small_shards):
     out = tmp_path / "out"
-    flags = ("--loss=arcface", "--arcface_subcenters=2", "--gpus=2", "--steps_per_epoch=2")
+    flags = ("--loss=arcface", "--arcface_subcenters=2", "--arcface_margin=dynamic", "--cpu_replicas=2",
+             "--steps_per_epoch=2")
     done = run_train(small_shards, out, *flags, "--epochs=1")
     assert "2 replica(s)" in done.stdout
+    assert json.loads((out / "config.json").read_text())["arcface_margin"] == "dynamic"
     reader = tf.train.load_checkpoint(str(out / "checkpoints"))
     centers = [k for k in reader.get_variable_to_shape_map() if k.startswith("head/") and "OPTIMIZER" not in k]
     assert [reader.get_variable_to_shape_map()[k] for k in centers] == [[12, 16]]  # 6 classes x 2, dim 16

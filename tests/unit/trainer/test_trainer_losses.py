@@ -116,12 +116,13 @@ def ref_arcface(labels, e, centers, scale, margin, subcenters):
     for row, label in enumerate(labels):
         if label < 0:
             continue
+        m = float(margin[label]) if np.ndim(margin) else margin
         logits = []
         for c in range(len(w) // subcenters):
             cos = min(max(max(float(e[row] @ w[c * subcenters + j]) for j in range(subcenters)), -1 + 1e-6), 1 - 1e-6)
             if c == label:
                 theta = math.acos(cos)
-                cos = math.cos(theta + margin) if theta + margin < math.pi else cos - margin * math.sin(margin)
+                cos = math.cos(theta + m) if theta + m < math.pi else cos - m * math.sin(m)
             logits.append(scale * cos)
         top = max(logits)
         out.append(top + math.log(sum(math.exp(x - top) for x in logits)) - logits[label])
@@ -157,3 +158,26 @@ def test_arcface_margin_raises_the_loss_and_gradients_stay_finite():
     assert np.all(np.isfinite(tape.gradient(loss, e).numpy()))
     plain = float(losses.arcface_loss(tf.constant([0, 1]), e, centers, 10.0, 0.0))
     assert float(loss) > plain > 0.0
+
+
+@pytest.mark.parametrize("subcenters", [1, 2])
+def test_arcface_with_a_margin_per_class_matches_numpy_reference(subcenters):
+    rng = np.random.default_rng(5)
+    centers = _unit(rng, 4 * subcenters, 6)
+    margins = losses.dynamic_margins([1000, 40, 3, 1])
+    for labels, e in ((np.repeat(np.arange(4), 2), _unit(rng, 8, 6)), (np.array([3, -1, 0]), _unit(rng, 3, 6)),
+                      (np.array([3, 0]), -np.stack([centers[3 * subcenters], centers[0]]))):
+        got = float(losses.arcface_loss(tf.constant(labels), tf.constant(e, tf.float32),
+                                        tf.constant(centers, tf.float32), 20.0, tf.constant(margins), subcenters))
+        assert got == pytest.approx(ref_arcface(labels, e, centers, 20.0, margins, subcenters), rel=1e-4, abs=1e-4)
+
+
+def test_dynamic_margins_fall_with_frequency_within_the_winners_range():
+    counts = np.array([1, 3, 16, 100, 5000])
+    m = losses.dynamic_margins(counts)
+    f = counts ** -0.25
+    np.testing.assert_allclose(m, 0.05 + 0.45 * (f - f.min()) / (f.max() - f.min()), rtol=1e-6)
+    assert m[0] == pytest.approx(0.5) and m[-1] == pytest.approx(0.05) and np.all(np.diff(m) < 0)
+    np.testing.assert_allclose(losses.dynamic_margins([7, 7, 7]), 0.5)
+    with pytest.raises(ValueError):
+        losses.dynamic_margins([3, 0])

@@ -69,3 +69,29 @@ def test_bn_momentum_flag_reaches_every_batchnorm_layer():
     backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model))
     momenta = {layer.momentum for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)}
     assert momenta == {0.9}
+
+
+# What each newer family's own preprocessing layer (include_preprocessing=True) makes of the model's
+# [0, 255] input: EfficientNetV2 S/M rescale to [-1, 1]; ConvNeXt normalises by the ImageNet mean/std.
+_IMAGENET_MEAN, _IMAGENET_STD = np.array([0.485, 0.456, 0.406]) * 255, np.array([0.229, 0.224, 0.225]) * 255
+_FIRST_LAYER_OF_255 = {"efficientnet_v2": np.full(3, 255 / 128 - 1), "convnext": (255 - _IMAGENET_MEAN) / _IMAGENET_STD}
+
+
+@pytest.mark.parametrize("backbone", ["efficientnet_v2_s", "efficientnet_v2_m", "convnext_tiny", "convnext_small"])
+def test_newer_backbones_build_and_scale_their_own_input(backbone):
+    model = model_lib.build_embedding_model(dataclasses.replace(TINY, backbone=backbone, image_size=32, alpha=1.0,
+                                                                freeze="auto"))
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    out = model(images).numpy()
+    assert out.shape == (2, 16)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    # The images reach the backbone unscaled (no scaling of ours on top of the backbone's own) ...
+    backbone_model = model.layers[1]
+    assert isinstance(backbone_model, keras.Model) and len(model.layers) == 5  # input, backbone, pool, dense, norm
+    # ... whose first layer maps [0, 255] to the range that family was trained on.
+    first = backbone_model.layers[1]
+    white = np.full((1, 1, 1, 3), 255.0, np.float32)
+    expected = _FIRST_LAYER_OF_255[backbone.rsplit("_", 1)[0]]
+    np.testing.assert_allclose(np.asarray(first(white)).reshape(3), expected, rtol=1e-4)
+    frozen = sum(not layer.trainable for layer in backbone_model.layers)
+    assert frozen == round(0.8 * len(backbone_model.layers))  # --freeze=auto

@@ -98,7 +98,7 @@ def _train_batches(tmp_path, *shard_args: str, gpus: int = 2, batches: int = 25)
     shards = make_shards(tmp_path / "data", f"--classes={len(LONG_TAIL)}",
                          f"--per_class={','.join(map(str, LONG_TAIL))}", "--size=48", *shard_args)
     # 2 replicas of a global 6 x 2 batch: each replica's batch is 3 whole landmarks x 2 images
-    cfg = Config(data_dir=str(shards), output_dir=str(tmp_path / "out"), preset="tiny", gpus=gpus, batch_p=6,
+    cfg = Config(data_dir=str(shards), output_dir=str(tmp_path / "out"), preset="tiny", replicas=gpus, batch_p=6,
                  batch_k=2, image_size=40, pool_shards=2, backbone="mobilenet", alpha=0.25)
     out = []
     for crops, labels, sizes, params in data.train_dataset(cfg).take(batches):
@@ -141,7 +141,7 @@ def test_multi_worker_pipelines_read_their_own_whole_shards(tmp_path):
 
     shards = make_shards(tmp_path / "data", f"--classes={len(LONG_TAIL)}",
                          f"--per_class={','.join(map(str, LONG_TAIL))}", "--size=32", "--shards=4")
-    cfg = Config(data_dir=str(shards), output_dir=str(tmp_path / "out"), preset="tiny", gpus=1, batch_p=2,
+    cfg = Config(data_dir=str(shards), output_dir=str(tmp_path / "out"), preset="tiny", replicas=1, batch_p=2,
                  batch_k=2, image_size=32, pool_shards=2, backbone="mobilenet", alpha=0.25)
     seen = []
     for pipeline in range(2):
