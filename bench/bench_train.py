@@ -169,7 +169,10 @@ def main() -> None:
     from trainer.config import Config
     from trainer.model import build_embedding_model
 
-    strategy = distribute.make_strategy(1)
+    import tensorflow as tf
+
+    # One replica: the first GPU where there is one, else the CPU.
+    strategy = distribute.make_strategy(distribute.select(1 if tf.config.list_physical_devices("GPU") else 0))
     logging.set_verbosity(logging.ERROR)  # the generated shards have no shard_index.json: expected here
     p, k = (int(x) for x in args.batch.split(","))
     with tempfile.TemporaryDirectory() as tmp:
