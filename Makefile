@@ -22,6 +22,7 @@ STAMP := $(VENV)/.installed-$(TF)
 require = $(if $($(1)),,$(error $(1)=... is required: see README.md and docs/))
 
 .PHONY: venv lock-gpu gpu-check test demo preprocess train index predict evaluate report synthetic \
+        data-service-dispatcher data-service-worker \
         bench bench-preprocess bench-train bench-index bench-embed bench-sampler bench-report soak-preprocess \
         soak-preprocess-dask clean
 
@@ -64,6 +65,15 @@ preprocess: $(STAMP)
 train: $(STAMP)
 	$(call require,DATA)
 	$(PY) -m trainer.train --data_dir="$(DATA)" --output_dir="$(OUT)" $(if $(GPUS),--gpus=$(GPUS)) $(ARGS)
+
+# The training input on other machines (docs/train.md): a dispatcher, then workers, then
+# make train ... ARGS=--data_service=grpc://DISPATCHER_HOST:PORT
+data-service-dispatcher: $(STAMP)
+	$(PY) -m trainer.data_service --role=dispatcher $(if $(PORT),--port=$(PORT)) $(ARGS)
+
+data-service-worker: $(STAMP)
+	$(call require,DISPATCHER)
+	$(PY) -m trainer.data_service --role=worker --dispatcher=$(DISPATCHER) $(if $(PORT),--port=$(PORT)) $(ARGS)
 
 index: $(STAMP)
 	$(call require,MODEL)

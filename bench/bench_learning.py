@@ -42,7 +42,7 @@ def old_train_dataset(cfg, context=None, window: int = 0):
 
     from bench.bench_sampler import old_plan_batches
     from pipelines import schema
-    from trainer import data
+    from trainer import augment, data
 
     seed = cfg.seed * 1009
     files = data.list_shards(cfg.data_dir, "train")
@@ -62,7 +62,7 @@ def old_train_dataset(cfg, context=None, window: int = 0):
 
     ds = records.batch(window, drop_remainder=True).map(schema.tf_parse).flat_map(expand)
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
-    ds = tf.data.Dataset.zip(ds, seeds).map(lambda pair, s: (data.train_image(pair[0], cfg.image_size, s), pair[1]),
+    ds = tf.data.Dataset.zip(ds, seeds).map(lambda pair, s: (augment.host_train_image(pair[0], cfg.image_size, s), pair[1]),
                                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(p * k, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 

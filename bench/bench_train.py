@@ -68,40 +68,81 @@ def images_per_second(step, batch_images: int, steps: int, warmup: int = 2) -> f
     return steps * batch_images / (time.perf_counter() - start)
 
 
-def input_rates(batches, batch_images: int, count: int, warmup: int = 3):
-    """(images/s wall, images per CPU-second of this process) over `count` batches of an iterator."""
+def input_rates(cfg, batch_images: int, count: int, warmup: int = 3):
+    """(images/s wall, images per CPU-second of this process) over `count` batches of `train_dataset`.
+
+    The iterator is dropped afterwards, so its prefetching threads stop before the next measurement."""
+    import gc
+
+    from trainer import data
+
+    batches = iter(data.train_dataset(cfg))
     for _ in range(warmup):
         next(batches)
     start, cpu = time.perf_counter(), time.process_time()
     for _ in range(count):
         next(batches)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    del batches
+    gc.collect()
     images = count * batch_images
-    return images / (time.perf_counter() - start), images / (time.process_time() - cpu)
+    return images / wall, images / cpu
+
+
+def device_augment_cost(size: int, batch: int, count: int) -> float:
+    """CPU-seconds per image of `augment.on_device` (resize of the 341x256 crops, flip, brightness,
+    contrast, saturation) on uint8 batches, traced once; on a GPU it costs a small fraction of this."""
+    import tensorflow as tf
+
+    from trainer import augment
+
+    crops = tf.cast(tf.random.uniform([batch, 256, 341, 3], 0, 256, tf.int32), tf.uint8)
+    sizes = tf.random.uniform([batch, 2], 128, 256, tf.int32)
+    params = augment.batch_params(tf.constant([0, 1], tf.int64), batch)
+    step = tf.function(lambda x, s, p: tf.reduce_sum(augment.on_device(x, s, p, size)))
+    step(crops, sizes, params).numpy()
+    cpu = time.process_time()
+    for _ in range(count):
+        step(crops, sizes, params).numpy()
+    return (time.process_time() - cpu) / (count * batch)
 
 
 def input_at_gpu_rates(args, p: int, k: int, cores: int) -> None:
-    """The input pipeline alone at GPU image sizes, and the cores one GPU at `--gpu_rate` needs."""
-    from trainer import data
+    """The input pipeline alone at GPU image sizes, the former host path (all augmentation on the CPU)
+    against the new one (crop + uint8 resize; jitter on the device), and the cores one GPU needs."""
     from trainer.config import Config
 
     cases = [(size, 256) for size in (int(s) for s in args.input_sizes.split(",") if s)]
     if args.record_side_299:
         cases.append((299, args.record_side_299))
-    print(f"input pipeline alone (trainer.data.train_dataset), {cores} cores; one GPU needs "
+    print(f"input pipeline alone (trainer.data.train_dataset, {args.input_batches} batches of {p}x{k} per "
+          f"measurement, old and new alternating {args.rounds}x), {cores} cores; one GPU needs "
           f"{args.gpu_rate:.0f} images/s (InceptionV3 299 px, H200 bf16):", flush=True)
+    print(f"{'size':>4}  {'records':>7}  {'old img/CPU-s':>13}  {'new img/CPU-s':>13}  {'new/old':>7}  "
+          f"{'old cores/GPU':>13}  {'new cores/GPU':>13}  {'new img/s wall':>14}", flush=True)
     for side in sorted({side for _, side in cases}):
         with tempfile.TemporaryDirectory() as tmp:
             write_shards(tmp, args.records, shards=4, side=side)
             for size in [size for size, s in cases if s == side]:
-                cfg = Config(data_dir=tmp, output_dir=tmp, backbone="mobilenet", alpha=0.25, weights="none",
-                             image_size=size, embedding_dim=64, freeze="none", batch_p=p, batch_k=k,
-                             sampling_window=512, shuffle_buffer=1024, epochs=1, steps_per_epoch=1,
-                             learning_rate=1e-4, warmup_steps=0)
-                wall, per_cpu = input_rates(iter(data.train_dataset(cfg)), p * k, args.input_batches)
-                print(f"{size:>4} px from {round(side * 4 / 3)}x{side} records: {wall:7.1f} images/s = "
-                      f"{wall / cores:6.1f}/core (wall), {per_cpu:6.1f} per CPU-second -> "
-                      f"{args.gpu_rate / per_cpu:5.1f} cores per GPU (by CPU-seconds; "
-                      f"{args.gpu_rate / (wall / cores):5.1f} by wall)", flush=True)
+                totals = {"host": [0.0, 0.0, 0.0], "device": [0.0, 0.0, 0.0]}  # images, CPU-s, wall s
+                for _ in range(args.rounds):
+                    for path in ("host", "device"):
+                        cfg = Config(data_dir=tmp, output_dir=tmp, backbone="mobilenet", alpha=0.25,
+                                     weights="none", image_size=size, embedding_dim=64, freeze="none", batch_p=p,
+                                     batch_k=k, pool_shards=4, epochs=1, steps_per_epoch=1, learning_rate=1e-4,
+                                     warmup_steps=0, augment=path)
+                        wall, per_cpu = input_rates(cfg, p * k, args.input_batches)
+                        images = args.input_batches * p * k
+                        for i, value in enumerate((images, images / per_cpu, images / wall)):
+                            totals[path][i] += value
+                old, new = (totals[x][0] / totals[x][1] for x in ("host", "device"))
+                wall = totals["device"][0] / totals["device"][2]
+                print(f"{size:>4}  {round(side * 4 / 3)}x{side:<3}  {old:13.1f}  {new:13.1f}  {new / old:6.2f}x  "
+                      f"{args.gpu_rate / old:13.1f}  {args.gpu_rate / new:13.1f}  {wall:14.1f}", flush=True)
+    for size in sorted({size for size, _ in cases}):
+        cost = device_augment_cost(size, p * k, max(2, args.input_batches // 4))
+        print(f"on-device augmentation, timed on this CPU (not a GPU): {size} px {cost * 1e3:.3f} ms per image "
+              f"({1 / cost:,.0f} images per CPU-second)", flush=True)
 
 
 def main() -> None:
@@ -114,28 +155,37 @@ def main() -> None:
     ap.add_argument("--input_sizes", default="224,299", help="input-only sizes on 256-px records ('' to skip)")
     ap.add_argument("--record_side_299", type=int, default=320, help="also 299 px from records this tall (0: skip)")
     ap.add_argument("--gpu_rate", type=float, default=2432.0, help="images/s one GPU trains at")
+    ap.add_argument("--rounds", type=int, default=2, help="old/new alternations per input size")
+    ap.add_argument("--smoke", action="store_true", help="seconds: tiny sizes and counts (what the test runs)")
     args = ap.parse_args()
+    if args.smoke:
+        args.sizes, args.batch, args.steps, args.input_batches, args.records = "64", "4,2", 1, 2, 64
+        args.record_side_299, args.rounds = 0, 1
 
     import keras
+    from absl import logging
 
     from trainer import data, distribute, loop
     from trainer.config import Config
     from trainer.model import build_embedding_model
 
-    strategy = distribute.make_strategy(1)
+    import tensorflow as tf
+
+    # One replica: the first GPU where there is one, else the CPU.
+    strategy = distribute.make_strategy(distribute.select(1 if tf.config.list_physical_devices("GPU") else 0))
+    logging.set_verbosity(logging.ERROR)  # the generated shards have no shard_index.json: expected here
     p, k = (int(x) for x in args.batch.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         write_shards(tmp, args.records, shards=4)
         print(f"{args.records} records of 341x256 JPEG; batch {p}x{k}={p * k}; {os.cpu_count()} CPU cores; "
               f"MobileNet alpha 0.25, all layers trainable", flush=True)
         rows = []
-        for size in (int(s) for s in args.sizes.split(",")):
+        for size in (int(s) for s in args.sizes.split(",") if s):
             cfg = Config(data_dir=tmp, output_dir=tmp, backbone="mobilenet", alpha=0.25, weights="none",
                          image_size=size, embedding_dim=64, freeze="none", batch_p=p, batch_k=k,
                          pool_shards=4, epochs=1, steps_per_epoch=args.steps,
                          learning_rate=1e-4, warmup_steps=0)
-            batches = iter(data.train_dataset(cfg))
-            input_rate = images_per_second(lambda: next(batches), p * k, args.input_batches)
+            input_rate, _ = input_rates(cfg, p * k, args.input_batches)
 
             with strategy.scope():
                 model = build_embedding_model(cfg)
@@ -148,9 +198,10 @@ def main() -> None:
             rows.append((size, train_rate, input_rate))
             print(f"{size:>4} px  train {train_rate:8.1f} img/s   input {input_rate:8.1f} img/s   "
                   f"input/train {input_rate / train_rate:5.1f}x", flush=True)
-        worst = min(inp / tr for _, tr, inp in rows)
-        verdict = "OK" if worst >= 2 else "INPUT-BOUND"
-        print(f"lowest input/train ratio {worst:.1f}x (needs >= 2x): {verdict}")
+        if rows:
+            worst = min(inp / tr for _, tr, inp in rows)
+            verdict = "OK" if worst >= 2 else "INPUT-BOUND"
+            print(f"lowest input/train ratio {worst:.1f}x (needs >= 2x): {verdict}")
     if args.input_sizes or args.record_side_299:
         input_at_gpu_rates(args, p, k, len(os.sched_getaffinity(0)))
 

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from typing import Any, Dict, Optional, Tuple, Union
 
 from absl import flags
@@ -22,6 +23,7 @@ BACKBONES = ("inception_v3", "resnet50", "mobilenet", "mobilenet_v2", "efficient
              "efficientnet_v2_m", "convnext_tiny", "convnext_small")
 LOSSES = ("semihard", "batch_hard", "batch_all", "arcface")
 POOLINGS = ("avg", "gem")
+AUGMENT = ("device", "host")
 SWITCHES = ("auto", "on", "off")
 DYNAMIC = "dynamic"  # --arcface_margin=dynamic
 LANDMARK_SAMPLING = POLICIES
@@ -73,6 +75,8 @@ class Config:
     seed: int = 0
     deterministic: bool = False  # TensorFlow op determinism: the same run twice gives the same weights
     skip_corrupt_records: bool = False  # damaged shards: skip the rest of the shard (counted) instead of stopping
+    augment: str = "device"  # device: resize, flip and colour jitter batched in the training step; host: all on the CPU
+    data_service: str = ""  # grpc://HOST:PORT of a tf.data service dispatcher (trainer/data_service.py)
     classes: int = 0  # --loss=arcface: the train landmarks (the head's classes), found at start (heads.py); not a flag
 
     def __post_init__(self) -> None:
@@ -119,6 +123,9 @@ class Config:
         _check(self.checkpoints_to_keep >= 2, "--checkpoints_to_keep: need 2+ to fall back from a bad one")
         _check(self.gem_p > 0, f"--gem_p={self.gem_p}: must be positive")
         _check(0.0 <= self.bn_momentum < 1.0, f"--bn_momentum={self.bn_momentum}: must be within [0, 1)")
+        _check(self.augment in AUGMENT, f"--augment={self.augment}: expected one of {AUGMENT}")
+        _check(not self.data_service or re.fullmatch(r"grpc://[^:/\s]+:\d+", self.data_service) is not None,
+               f"--data_service={self.data_service}: expected grpc://HOST:PORT (a tf.data service dispatcher)")
         freeze_fraction(self.freeze)  # validates a numeric value
 
     @property
@@ -227,6 +234,11 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_bool("skip_corrupt_records", d.skip_corrupt_records, "Damaged train/val shards: skip from the first "
                       "damaged record to the end of that shard (counted in the log and history.json) instead of "
                       "stopping with an error naming the file.", **on)
+    flags.DEFINE_enum("augment", d.augment, list(AUGMENT), "device: the host only decodes the crop window (uint8); "
+                      "resize, flip and colour jitter run batched in the training step. host: all augmentation on the CPU (the "
+                      "former path).", **on)
+    flags.DEFINE_string("data_service", d.data_service, "grpc://HOST:PORT of a tf.data service dispatcher whose "
+                        "workers run the training input (docs/train.md); empty: this process reads it.", **on)
 
 
 def from_flags(values: flags.FlagValues) -> Config:

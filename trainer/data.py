@@ -14,7 +14,7 @@ from typing import List, Optional
 import tensorflow as tf
 
 from pipelines import schema
-from trainer import pool_input, records_info, sampling, shard_check
+from trainer import augment, data_service, pool_input, records_info, sampling, shard_check
 from trainer.config import Config
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -39,30 +39,6 @@ def eval_image(encoded: tf.Tensor, size: int) -> tf.Tensor:
     return image
 
 
-def train_image(encoded: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
-    """Encoded JPEG -> augmented float32 [size, size, 3]: random resized crop, flip, light colour jitter.
-
-    Only the crop window is decoded (`decode_and_crop_jpeg`); the records are JPEG by contract.
-    """
-    seeds = tf.random.experimental.stateless_split(seed, 6)
-    shape = tf.io.extract_jpeg_shape(encoded)
-    begin, crop, _ = tf.image.stateless_sample_distorted_bounding_box(
-        shape, tf.zeros([1, 0, 4]), seed=seeds[0], min_object_covered=0.0,
-        aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.25, 1.0), max_attempts=10,
-        use_image_if_no_bounding_boxes=True,
-    )
-    window = tf.stack([begin[0], begin[1], crop[0], crop[1]])
-    image = tf.io.decode_and_crop_jpeg(encoded, window, channels=3)
-    image = tf.image.resize(image, [size, size])
-    image = tf.image.stateless_random_flip_left_right(image, seeds[1])
-    image = tf.image.stateless_random_brightness(image, 0.1 * 255.0, seeds[2])
-    image = tf.image.stateless_random_contrast(image, 0.85, 1.15, seeds[3])
-    image = tf.image.stateless_random_saturation(image, 0.85, 1.15, seeds[4])
-    image = tf.clip_by_value(image, 0.0, 255.0)
-    image.set_shape([size, size, 3])
-    return image
-
-
 def _records(files: List[str], skip_corrupt: bool = False) -> tf.data.Dataset:
     """Serialized records of `files`, in file order (evaluation); `skip_corrupt`: each shard ends
     at its first damaged record (shard_check.py)."""
@@ -72,11 +48,15 @@ def _records(files: List[str], skip_corrupt: bool = False) -> tf.data.Dataset:
 
 
 def train_dataset(cfg: Config, context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
-    """Endless (images [P*K, S, S, 3], labels [P*K]) batches for one replica, P = cfg.replica_p.
+    """Endless P x K batches for one replica, P = cfg.replica_p. `--augment=device`: (uint8 crops padded
+    into [P*K, H, W, 3], labels [P*K], crop sizes [P*K, 2], jitter parameters [P*K, 4]) for
+    `training_images` in the training step; `--augment=host`: (float32 augmented images
+    [P*K, S, S, 3], labels).
 
     Pools of whole shards, planned class-balanced (pool_input.py, sampling.py). Under multi-worker
     input each pipeline takes its own files when there are at least as many as pipelines, else
-    every pipeline reads the same pools and keeps its share of each pool's records.
+    every pipeline reads the same pools and keeps its share of each pool's records. With
+    `--data_service`, tf.data service workers run all of it and send whole batches (data_service.py).
     """
     pipelines = context.num_input_pipelines if context is not None else 1
     pipeline = context.input_pipeline_id if context is not None else 0
@@ -94,14 +74,30 @@ def train_dataset(cfg: Config, context: Optional[tf.distribute.InputContext] = N
     split = index.splits["train"] if index else None
     planner = sampling.PoolPlanner(cfg.replica_p, cfg.batch_k, cfg.landmark_sampling, seed,
                                    split.label_totals() if split else None, split.records if split else 0)
-    ds = pool_input.pk_records(files, planner, cfg.pool_shards, seed, share, cfg.skip_corrupt_records)
-    # One stateless seed per element keeps augmentation deterministic under a parallel map.
-    seeds = tf.data.Dataset.random(seed=seed).batch(2)
-    ds = tf.data.Dataset.zip(ds, seeds).map(
-        lambda pair, s: (train_image(pair[0], cfg.image_size, s), pair[1]),
-        num_parallel_calls=AUTOTUNE, deterministic=True,  # keep P x K groups together
-    )
-    return ds.batch(cfg.replica_p * cfg.batch_k, drop_remainder=True).prefetch(AUTOTUNE)
+    ds = pool_input.pk_records(files, planner, cfg.pool_shards, seed, share, cfg.skip_corrupt_records,
+                               salt=bool(cfg.data_service))
+    size, batch = cfg.image_size, cfg.replica_p * cfg.batch_k
+    if cfg.augment == "host":
+        ds = ds.map(lambda encoded, label, s: (augment.host_train_image(encoded, size, s), label),
+                    num_parallel_calls=AUTOTUNE, deterministic=True)  # deterministic: keeps P x K groups together
+        ds = ds.batch(batch, drop_remainder=True)
+    else:
+        def crop(encoded, label, s):
+            image = augment.host_crop(encoded, s)
+            return image, label, tf.shape(image)[:2], s
+
+        ds = ds.map(crop, num_parallel_calls=AUTOTUNE, deterministic=True)
+        ds = ds.padded_batch(batch, padded_shapes=([None, None, 3], [], [2], [2]), drop_remainder=True)
+        ds = ds.map(lambda images, labels, sizes, seeds: (images, labels, sizes, augment.batch_params(seeds[0], batch)))
+    if cfg.data_service:
+        ds = data_service.distribute(ds, cfg.data_service)
+    return ds.prefetch(AUTOTUNE)
+
+
+def training_images(batch, size: int) -> tf.Tensor:
+    """The model's float32 input from one `train_dataset` batch: with `--augment=device` its crops
+    resized to `size`, flipped and jittered, batched (augment.on_device)."""
+    return augment.on_device(batch[0], batch[2], batch[3], size) if len(batch) == 4 else batch[0]
 
 
 def eval_dataset(data_dir: str, split: str, size: int, limit: int, batch_size: int,

@@ -64,15 +64,16 @@ def train_step_fn(strategy: tf.distribute.Strategy, model: keras.Model, optimize
 
     compute = tf.function(loss_and_gradients, jit_compile=True) if jit else loss_and_gradients
 
-    def replica_step(images, labels):
-        loss, grads = compute(images, labels)
+    def replica_step(batch):
+        # --augment=device: resize and jitter the batch here, outside XLA (the crops' shapes vary)
+        loss, grads = compute(data.training_images(batch, cfg.image_size), batch[1])
         optimizer.apply_gradients(zip(grads, variables))
         return loss
 
     @tf.function
     def step(iterator):
-        images, labels = next(iterator)
-        return strategy.reduce("MEAN", strategy.run(replica_step, args=(images, labels)), axis=None)
+        batch = next(iterator)
+        return strategy.reduce("MEAN", strategy.run(replica_step, args=(batch,)), axis=None)
 
     return step
 

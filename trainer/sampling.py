@@ -71,6 +71,7 @@ class PoolPlanner:
         self.p, self.k, self.policy = p, k, policy
         self.rng = np.random.default_rng(seed)
         self.totals: Dict[int, int] = dict(totals or {})
+        self.split_records = split_records
         self.groups_per_weight = 0.0
         if self.totals:
             counts = np.fromiter(self.totals.values(), dtype=np.float64)
@@ -86,10 +87,12 @@ class PoolPlanner:
         weight = policy_weight(in_pool, self.policy)
         return in_pool.sum() / self.k * weight / weight.sum()
 
-    def plan(self, labels: np.ndarray) -> np.ndarray:
+    def plan(self, labels: np.ndarray, rng: Optional[np.random.Generator] = None) -> np.ndarray:
         """int64 [B, P*K]: row b is batch b, P groups of K consecutive indices into `labels`, each
-        group one landmark, the P landmarks distinct. Labels below 0 are never drawn. B may be 0."""
-        p, k, rng = self.p, self.k, self.rng
+        group one landmark, the P landmarks distinct. Labels below 0 are never drawn. B may be 0.
+        `rng`: this plan's generator (default: the planner's own, advanced by every plan)."""
+        p, k = self.p, self.k
+        rng = self.rng if rng is None else rng
         labels = np.asarray(labels).reshape(-1)
         usable = np.flatnonzero(labels >= 0)
         uniq, inverse, in_pool = np.unique(labels[usable], return_inverse=True, return_counts=True)

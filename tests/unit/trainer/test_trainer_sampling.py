@@ -101,7 +101,11 @@ def _train_batches(tmp_path, *shard_args: str, gpus: int = 2, batches: int = 25)
     cfg = Config(data_dir=str(shards), output_dir=str(tmp_path / "out"), preset="tiny", replicas=gpus, batch_p=6,
                  batch_k=2, image_size=40, pool_shards=2, backbone="mobilenet", alpha=0.25)
     out = []
-    for images, labels in data.train_dataset(cfg).take(batches):
+    for crops, labels, sizes, params in data.train_dataset(cfg).take(batches):
+        # Uint8 crops of the stored 48-px images, padded; resize and jitter happen on the device.
+        assert crops.dtype == tf.uint8 and crops.shape[0] == 6 // gpus * 2 and crops.shape[1] <= 48
+        assert sizes.shape == (6 // gpus * 2, 2) and params.shape == (6 // gpus * 2, 4)
+        images = data.training_images((crops, labels, sizes, params), 40)
         assert images.shape == (6 // gpus * 2, 40, 40, 3) and images.dtype == tf.float32
         assert 0.0 <= float(tf.reduce_min(images)) and float(tf.reduce_max(images)) <= 255.0
         out.append(labels.numpy())
@@ -143,7 +147,7 @@ def test_multi_worker_pipelines_read_their_own_whole_shards(tmp_path):
     for pipeline in range(2):
         context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline, num_replicas_in_sync=2)
         labels = set()
-        for _, batch in data.train_dataset(cfg, context).take(30):
+        for _, batch, _, _ in data.train_dataset(cfg, context).take(30):
             _check_batches(batch.numpy(), 2, 2)
             labels.update(batch.numpy().tolist())
         seen.append(labels)
