@@ -15,7 +15,9 @@ the run's whole process tree (Dask workers included), start-up included.
 every core; `dask` a local Dask cluster of one worker process per core (`--runner=dask`).
 
     python -m bench.soak_preprocess [--rows=10000] [--bad_fraction=0.2] [--runners=default]
-                                    [pipeline flags...]
+                                    [--smoke] [pipeline flags...]
+
+`--smoke`: the same checks on 100 rows, one retry, in seconds per runner (`bench.smoke`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Dict, List, Tuple
 
 import psutil
 
+from bench import smoke
 from pipelines import schema
 from tests.pipeline.helpers import FaultServer
 
@@ -177,6 +180,11 @@ def soak(srv: FaultServer, csv_path: str, out: str, flags: List[str], good: Dict
             "peak_mib": peak[0] / 2**20}
 
 
+SMOKE = {"rows": 100}
+STALL_MARGIN_S = 2.0
+SMOKE_PIPELINE = {"--fetch_retries": "1"}  # the pipeline flags --smoke changes (command-line ones still win)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=10_000)
@@ -184,17 +192,25 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--stall_s", type=float, default=5.0, help="how long slow/stalled answers hang")
     ap.add_argument("--runners", default="default", help=f"comma list of {', '.join(RUNNER_FLAGS)}")
-    args, pipeline_flags = ap.parse_known_args()
+    args, pipeline_flags = smoke.parse_args(ap, SMOKE, known=True)
     runners = [r.strip() for r in args.runners.split(",") if r.strip()]
     unknown = [r for r in runners if r not in RUNNER_FLAGS]
     if unknown or not runners:
         ap.error(f"--runners: unknown {unknown}; choose from {', '.join(RUNNER_FLAGS)}")
     # A 2 s timeout leaves the loopback server, busy on a small shared machine, room to answer.
-    flags = {"--fetch_timeout": "2", "--fetch_retries": "2", "--backoff_s": "0.2"}
+    flags = {"--fetch_timeout": "2", "--fetch_retries": "2", "--backoff_s": "0.2", **(SMOKE_PIPELINE if args.smoke else {})}
     for f in pipeline_flags:
         flags[f.split("=")[0]] = f.split("=", 1)[1] if "=" in f else ""
-    backoff = float(flags["--backoff_s"])
-    retries = int(flags["--fetch_retries"])
+    try:  # the soak's checks need these three; the pipeline itself checks the rest
+        timeout, backoff, retries = (float(flags["--fetch_timeout"]), float(flags["--backoff_s"]),
+                                     int(flags["--fetch_retries"]))
+    except ValueError as e:
+        ap.error(f"--fetch_timeout, --backoff_s, --fetch_retries: {e}")
+    # The slow and stalled rows are there to time out, and the pipeline notices a silent server up
+    # to a second after --fetch_timeout (libcurl calls its progress check about once a second).
+    if args.stall_s < timeout + STALL_MARGIN_S:
+        ap.error(f"--stall_s={args.stall_s:g} must be at least --fetch_timeout + {STALL_MARGIN_S:g} s "
+                 f"(--fetch_timeout={timeout:g}): the slow and stalled rows must time out")
 
     work = tempfile.mkdtemp(prefix="soak_preprocess_")
     load_start = " ".join(f"{x:.1f}" for x in os.getloadavg())
