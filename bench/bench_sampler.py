@@ -173,7 +173,7 @@ def main(argv) -> None:
              measure(old_epoch(photo_labels, steps, rng), photo_labels), held_old)]
     default_policy = Config.__dataclass_fields__["landmark_sampling"].default  # the trainer's default
     for policy in POLICIES:
-        name = f"new: pools of {FLAGS.pool_shards} shards, {policy}" + (" (default)" if policy == default_policy else "")
+        name = f"new: pools of {FLAGS.pool_shards} shards, {policy}" + (" (default)" * (policy == default_policy))
         rows.append((name, measure(new_epoch(photo_labels, per_shard, policy, steps, rng), photo_labels), held_new))
     header = ("sampler", "groups 2+ distinct", "mean distinct (4+)", "landmarks w/ pair", "landmarks drawn",
               "records held", "MB held")

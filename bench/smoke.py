@@ -45,4 +45,3 @@ def apply_absl(smoke: Mapping[str, Any]) -> None:
     for name, value in smoke.items():
         flags.FLAGS.set_default(name, value)  # a flag given on the command line keeps its value
     print(BANNER, flush=True)
-

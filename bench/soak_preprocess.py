@@ -198,7 +198,8 @@ def main() -> None:
     if unknown or not runners:
         ap.error(f"--runners: unknown {unknown}; choose from {', '.join(RUNNER_FLAGS)}")
     # A 2 s timeout leaves the loopback server, busy on a small shared machine, room to answer.
-    flags = {"--fetch_timeout": "2", "--fetch_retries": "2", "--backoff_s": "0.2", **(SMOKE_PIPELINE if args.smoke else {})}
+    flags = {"--fetch_timeout": "2", "--fetch_retries": "2", "--backoff_s": "0.2"}
+    flags.update(SMOKE_PIPELINE if args.smoke else {})
     for f in pipeline_flags:
         flags[f.split("=")[0]] = f.split("=", 1)[1] if "=" in f else ""
     try:  # the soak's checks need these three; the pipeline itself checks the rest

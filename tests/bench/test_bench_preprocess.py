@@ -32,7 +32,9 @@ def test_smoke_measures_stages_bare_loop_and_the_pipeline():
     assert "ONLY" not in run  # every row written
     assert all(x >= 0 for x in numbers(run.split("wall", 1)[1].split("[")[0])), run
     assert positive(float(re.search(r"([\d.]+) per CPU-second", run).group(1))), run
-    ratio = re.search(r"per CPU-second ([\d.]+)x \(([\d.]+) vs ([\d.]+)", line_with(out, "vs bare loop, pipeline in_memory"))
-    assert ratio and float(ratio.group(1)) >= 0 and positive(float(ratio.group(2))) and positive(float(ratio.group(3))), out
+    headline = line_with(out, "vs bare loop, pipeline in_memory")
+    ratio = re.search(r"per CPU-second ([\d.]+)x \(([\d.]+) vs ([\d.]+)", headline)
+    assert ratio, headline
+    assert float(ratio.group(1)) >= 0 and positive(float(ratio.group(2))) and positive(float(ratio.group(3))), headline
     assert positive(numbers(line_with(out, "per image, pipeline in_memory, files:").split(":", 1)[1])[0])
     assert "img2dataset" not in out.split("HEADLINE", 1)[1]  # --smoke runs no peer
