@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
 import pathlib
 import re
 import subprocess
 import sys
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from bench.smoke import BANNER
 
@@ -16,11 +17,12 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 _NUMBER = re.compile(r"(?:(?<![\w.])-)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:e[-+]?\d+)?")
 
 
-def run_smoke(module: str, *args: str, timeout: float = 300) -> str:
-    """What `python -m bench.<module> --smoke <args>` prints, after checking that it exited 0 and
-    said on its first line that it ran in smoke mode."""
+def run_smoke(module: str, *args: str, tmpdir: Optional[pathlib.Path] = None, timeout: float = 300) -> str:
+    """What `python -m bench.<module> --smoke <args>` prints (with TMPDIR=`tmpdir` when given),
+    after checking that it exited 0 and said on its first line that it ran in smoke mode."""
+    env = {**os.environ, "TMPDIR": str(tmpdir)} if tmpdir else None
     proc = subprocess.run([sys.executable, "-m", f"bench.{module}", "--smoke", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, env=env)
     assert proc.returncode == 0, (f"bench.{module} --smoke exited {proc.returncode}\n--- stdout:\n"
                                   f"{proc.stdout[-3000:]}\n--- stderr:\n{proc.stderr[-3000:]}")
     assert proc.stdout.splitlines()[0] == BANNER, proc.stdout[:500]

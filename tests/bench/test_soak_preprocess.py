@@ -8,8 +8,9 @@ import re
 from tests.bench.helpers import line_with, number, numbers, positive, run_smoke
 
 
-def test_smoke_soak_passes_every_check_on_each_runner():
-    out = run_smoke("soak_preprocess", "--runners=default,dask")  # exits 1 when a check fails
+def test_smoke_soak_passes_every_check_on_each_runner(tmp_path):
+    out = run_smoke("soak_preprocess", "--runners=default,dask", tmpdir=tmp_path)  # exits 1 when a check fails
+    assert not list(tmp_path.glob("soak_preprocess_*"))  # its folder is deleted when every check passed
     assert line_with(out, "100 rows (80 good, 20 bad)")
     for runner in ("default", "dask"):
         part = out.split(f"--- {runner}\n", 1)[1].split("\n---", 1)[0]
