@@ -48,9 +48,11 @@ gpu-check: $(STAMP)
 	$(PY) -m trainer.gpu_check $(ARGS)
 
 # Two pytest processes: the `tfrecord` package and TensorFlow cannot share one (their protos collide).
+# tests/bench runs each benchmark's --smoke mode; those that import TensorFlow run in the second.
+BENCH_TF_TESTS := tests/bench/test_bench_embed.py tests/bench/test_bench_train.py
 test: $(STAMP)
-	$(PY) -m pytest tests/unit/pipelines tests/pipeline
-	$(PY) -m pytest tests/unit/trainer tests/unit/indexer tests/e2e
+	$(PY) -m pytest tests/unit/pipelines tests/pipeline tests/bench $(addprefix --ignore=,$(BENCH_TF_TESTS))
+	$(PY) -m pytest tests/unit/trainer tests/unit/indexer tests/e2e $(BENCH_TF_TESTS)
 
 demo: $(STAMP)
 	$(PY) -m demo.run --output_dir="$(OUT)/demo" $(if $(DATA),--data_dir="$(DATA)") $(if $(WEIGHTS),--weights="$(WEIGHTS)") $(ARGS)

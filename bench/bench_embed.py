@@ -19,6 +19,8 @@ Each Beam row's embeddings are checked against the local row's (max |difference|
 divides by the machine's cores: every mode here uses all of them. img/CPU-s divides by the CPU
 time this process used (user + system, all threads). It is the per-core rate that a shared,
 overloaded machine still measures, but only for modes that run here (local, direct).
+
+`--smoke`: tiny and mobilenet on 16 records, local and direct, in about ten seconds (`bench.smoke`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from typing import Callable, Dict, List
 
 import numpy as np
 
+from bench import smoke
+
+SMOKE = {"models": "tiny,mobilenet", "records": 16, "shards": 2, "modes": "local,direct", "batch_size": 8}
 DASK_RUNNER = "--runner=apache_beam.runners.dask.dask_runner.DaskRunner"
 
 
@@ -61,7 +66,7 @@ def main() -> None:
     ap.add_argument("--modes", default="local,direct,direct_mp,dask,dask_warm")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch_size", type=int, default=64)
-    args = ap.parse_args()
+    args = smoke.parse_args(ap, SMOKE)
 
     from bench.bench_train import write_shards
     from indexer.beam_embed import embed_with_beam

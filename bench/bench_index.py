@@ -13,6 +13,8 @@ all cores), then queries/second for k=10 at each `--search_k` (the indexer's own
 queries: NumPy/BLAS matrix product + argpartition, one batch per thread, one thread per core).
 The machine is shared, so exact search is timed again on `--exact_sample` queries right before
 every Annoy row and the speed-up uses that adjacent figure.
+
+`--smoke`: the same on 2,000 x 32 vectors, two small forests, in about a second (`bench.smoke`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags
 
+from bench import smoke
 from indexer.annoy_index import sha256_file
 from indexer.sharded import ShardedIndex, build_sharded
 
@@ -46,6 +49,8 @@ flags.DEFINE_list("search_k", ["-1", "1000", "2000", "5000", "10000"], "Annoy se
 flags.DEFINE_integer("k", 10, "neighbours per query")
 flags.DEFINE_integer("seed", 0, "generator seed")
 flags.DEFINE_string("work_dir", None, "where index files go (default: a temp folder, deleted after)")
+smoke.define_absl_flag()
+SMOKE = {"n": 2000, "dim": 32, "queries": 100, "exact_sample": 50, "n_trees": ["5", "10"], "search_k": ["-1", "200"]}
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -88,6 +93,7 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
 
 def main(argv) -> None:
     del argv
+    smoke.apply_absl(SMOKE)
     rng = np.random.default_rng(FLAGS.seed)
     t0 = time.perf_counter()
     centres = unit_rows(rng.standard_normal((max(1, FLAGS.n // FLAGS.cluster_size), FLAGS.dim), dtype=np.float32))

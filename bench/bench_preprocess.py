@@ -42,7 +42,10 @@ over the whole run (wall, start-up included); the last lines print both as the h
     python -m bench.bench_preprocess [--images=300] [--repeat=20] [--modes=in_memory,multi_processing]
                                      [--bare_rows=1500] [--peer=img2dataset|none] [--peer_rounds=2]
                                      [--coschedule=1] [--http_mode=in_memory|multi_processing]
-                                     [--workdir=DIR]
+                                     [--workdir=DIR] [--smoke]
+
+`--smoke`: the same on 8 rows over 4 JPEGs, one core, the in-memory mode only, no img2dataset, in about
+ten seconds (`bench.smoke`).
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ import numpy as np
 import psutil
 from PIL import Image
 
-from bench import img2dataset_peer, loopback, stage_costs
+from bench import img2dataset_peer, loopback, smoke, stage_costs
 from pipelines import preprocess
 
 
@@ -373,6 +376,9 @@ def headline(runs: List[Paired], alone: List[Bare], peer: Optional[PeerRounds], 
     return "\n".join(lines)
 
 
+SMOKE = {"images": 4, "repeat": 2, "bare_rows": 4, "modes": "in_memory", "peer": "none", "cores": 1}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=int, default=300, help="distinct generated 1024x768 JPEGs")
@@ -390,7 +396,7 @@ def main() -> None:
                     help="DirectRunner mode of the HTTP runs (default: the one the pipeline picks itself for them)")
     ap.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--workdir", default="", help="keep inputs (and img2dataset's venv) here (default: a temporary folder)")
-    args = ap.parse_args()
+    args = smoke.parse_args(ap, SMOKE)
     if args.bare_rows < 1 or args.peer_rounds < 1:
         ap.error("--bare_rows and --peer_rounds must be at least 1")
 

@@ -5,7 +5,8 @@ stalled body, truncated body, HTML with status 200) plus duplicate ids and malfo
 good rows include redirects, 500-then-200 and 429-then-200. Checks: the written ids equal the
 good ids exactly, every bad id is in failures.csv exactly once with its expected reason, 4xx
 were asked once, 429/5xx were retried after a backoff, and the job succeeded. Prints the counts,
-the wall time and the peak memory of the pipeline's process tree. Exits 1 when a check fails.
+the wall time and the peak memory of the pipeline's process tree. Exits 1 when a check fails,
+keeping its temporary folder (CSV and outputs) and saying where; deletes it when all pass.
 
 `--runners=multi_processing,dask` soaks the same rows on each runner in turn (the server's
 request counts reset between runs) and prints them side by side: good images written per
@@ -15,7 +16,9 @@ the run's whole process tree (Dask workers included), start-up included.
 every core; `dask` a local Dask cluster of one worker process per core (`--runner=dask`).
 
     python -m bench.soak_preprocess [--rows=10000] [--bad_fraction=0.2] [--runners=default]
-                                    [pipeline flags...]
+                                    [--smoke] [pipeline flags...]
+
+`--smoke`: the same checks on 100 rows, one retry, in seconds per runner (`bench.smoke`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import collections
 import csv
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,6 +38,7 @@ from typing import Dict, List, Tuple
 
 import psutil
 
+from bench import smoke
 from pipelines import schema
 from tests.pipeline.helpers import FaultServer
 
@@ -177,6 +182,11 @@ def soak(srv: FaultServer, csv_path: str, out: str, flags: List[str], good: Dict
             "peak_mib": peak[0] / 2**20}
 
 
+SMOKE = {"rows": 100}
+STALL_MARGIN_S = 2.0
+SMOKE_PIPELINE = {"--fetch_retries": "1"}  # the pipeline flags --smoke changes (command-line ones still win)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=10_000)
@@ -184,17 +194,26 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--stall_s", type=float, default=5.0, help="how long slow/stalled answers hang")
     ap.add_argument("--runners", default="default", help=f"comma list of {', '.join(RUNNER_FLAGS)}")
-    args, pipeline_flags = ap.parse_known_args()
+    args, pipeline_flags = smoke.parse_args(ap, SMOKE, known=True)
     runners = [r.strip() for r in args.runners.split(",") if r.strip()]
     unknown = [r for r in runners if r not in RUNNER_FLAGS]
     if unknown or not runners:
         ap.error(f"--runners: unknown {unknown}; choose from {', '.join(RUNNER_FLAGS)}")
     # A 2 s timeout leaves the loopback server, busy on a small shared machine, room to answer.
     flags = {"--fetch_timeout": "2", "--fetch_retries": "2", "--backoff_s": "0.2"}
+    flags.update(SMOKE_PIPELINE if args.smoke else {})
     for f in pipeline_flags:
         flags[f.split("=")[0]] = f.split("=", 1)[1] if "=" in f else ""
-    backoff = float(flags["--backoff_s"])
-    retries = int(flags["--fetch_retries"])
+    try:  # the soak's checks need these three; the pipeline itself checks the rest
+        timeout, backoff, retries = (float(flags["--fetch_timeout"]), float(flags["--backoff_s"]),
+                                     int(flags["--fetch_retries"]))
+    except ValueError as e:
+        ap.error(f"--fetch_timeout, --backoff_s, --fetch_retries: {e}")
+    # The slow and stalled rows are there to time out, and the pipeline notices a silent server up
+    # to a second after --fetch_timeout (libcurl calls its progress check about once a second).
+    if args.stall_s < timeout + STALL_MARGIN_S:
+        ap.error(f"--stall_s={args.stall_s:g} must be at least --fetch_timeout + {STALL_MARGIN_S:g} s "
+                 f"(--fetch_timeout={timeout:g}): the slow and stalled rows must time out")
 
     work = tempfile.mkdtemp(prefix="soak_preprocess_")
     load_start = " ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -217,7 +236,12 @@ def main() -> None:
         for runner, r in results.items():
             print(f"{runner:<18}{r['wall']:>8.1f}{r['written'] / r['wall']:>8.1f}{r['written'] / r['wall'] / CORES:>12.1f}"
                   f"{r['written'] / max(r['cpu'], 1e-9):>11.1f}{r['peak_mib']:>10.0f}  {'ok' if r['ok'] else 'FAIL'}")
-    sys.exit(0 if all(r["ok"] for r in results.values()) else 1)
+    ok = all(r["ok"] for r in results.values())
+    if ok:  # a 10,000-row soak writes hundreds of MB per runner
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print(f"inputs and outputs kept for a look: {work}")
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":
