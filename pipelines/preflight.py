@@ -20,15 +20,19 @@ DASK_CONNECT_TIMEOUT_S = 5.0
 
 
 
-def check_regular_files(paths: Iterable[str], flag: str) -> None:
+def check_regular_files(paths: Iterable[str], flag: str, missing_ok: bool = False) -> None:
     """Every local path is an existing regular file (following links): a FIFO would block the
-    reader forever, a device (/dev/zero) never ends. gs:// objects are always regular."""
+    reader forever, a device (/dev/zero) never ends. gs:// objects are always regular.
+    `missing_ok`: a path that does not exist passes (a missing tar of `--tars` is a tar that cannot
+    be read: its rows fail as `not_found`, naming it, and the other tars' rows go on)."""
     for path in paths:
         if storage.is_gcs(path):
             continue
         try:
             mode = os.stat(path).st_mode
         except FileNotFoundError:
+            if missing_ok:
+                continue
             raise InputError(f"{path}: does not exist ({flag})") from None
         except OSError as e:
             raise InputError(f"{path}: cannot be read ({flag}): {e.strerror}") from None

@@ -154,7 +154,7 @@ def _check_inputs(cfg: Config) -> int:
     if not cfg.csv:
         raise InputError("--csv names no file")
     preflight.check_regular_files(cfg.csv, "--csv")
-    preflight.check_regular_files(cfg.tars, "--tars")
+    preflight.check_regular_files(cfg.tars, "--tars", missing_ok=True)
     preflight.check_md5_lists(cfg.tar_md5)
     total = 0
     for path in cfg.csv:
