@@ -13,7 +13,7 @@ OUT ?= out
 require = $(if $($(1)),,$(error $(1)=... is required: see README.md and docs/))
 
 .PHONY: venv test demo preprocess train index predict evaluate synthetic \
-        bench bench-preprocess bench-train bench-index bench-embed bench-sampler soak-preprocess soak-preprocess-dask clean
+        bench bench-preprocess bench-train bench-index bench-embed bench-sampler bench-scale soak-preprocess soak-preprocess-dask clean
 
 $(STAMP): requirements.lock setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ venv: $(STAMP)
 
 # Two pytest processes: the `tfrecord` package and TensorFlow cannot share one (their protos collide).
 test: $(STAMP)
-	$(PY) -m pytest tests/unit/pipelines tests/pipeline
+	$(PY) -m pytest tests/unit/pipelines tests/pipeline tests/bench
 	$(PY) -m pytest tests/unit/trainer tests/unit/indexer tests/e2e
 
 demo: $(STAMP)
@@ -73,6 +73,8 @@ bench-embed: $(STAMP)
 	$(PY) -m bench.bench_embed $(ARGS)
 bench-sampler: $(STAMP)
 	$(PY) -m bench.bench_sampler $(ARGS)
+bench-scale: $(STAMP)
+	$(PY) -m bench.bench_scale $(ARGS)
 
 soak-preprocess: $(STAMP)
 	$(PY) -m bench.soak_preprocess $(ARGS)
