@@ -11,7 +11,7 @@ import pytest
 from indexer import confidence, neighbours, rerank
 
 EXACT = neighbours.NeighbourSettings(exact_below=10**9)
-ANNOY = neighbours.NeighbourSettings(exact_below=0, n_trees=8)
+ANNOY = neighbours.NeighbourSettings(exact_below=0)
 
 
 def at(*degrees: float) -> np.ndarray:
@@ -39,10 +39,12 @@ def test_hand_placed_neighbours_in_order_with_exact_cosines(settings):
 
 
 def clustered(n: int, dim: int, per: int, seed: int = 0):
+    """`per` vectors per label; labels in groups of 5 that look alike (as landmarks of one style do)."""
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((n // per, dim)).astype(np.float32)
+    groups = rng.standard_normal((n // per // 5 + 1, dim)).astype(np.float32) * 3
+    centres = groups[np.arange(n // per) // 5] + rng.standard_normal((n // per, dim)).astype(np.float32) * 2
     labels = np.arange(n) % (n // per)
-    x = centres[labels] / np.sqrt(dim) * 3 + rng.standard_normal((n, dim)).astype(np.float32) / np.sqrt(dim)
+    x = centres[labels] + rng.standard_normal((n, dim)).astype(np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True), labels
 
 
@@ -83,14 +85,15 @@ def test_memory_is_bounded_by_the_chunk(monkeypatch, tmp_path):
     monkeypatch.setattr(neighbours, "_BLOCK_FLOATS", 1000)
     chunks, _, _ = collect(x, 2, labels, EXACT)
     assert {len(c[1]) for c in chunks} == {1}
-    # Annoy: chunks of `chunk` rows, the index in a file under scratch_dir (not the heap) while the
-    # chunks are read, gone after
+    # Annoy: chunks of `chunk` rows; the index and the first pass's N x k item numbers (int32) are
+    # files under scratch_dir (not the heap) while the chunks are read, gone after
     settings = neighbours.NeighbourSettings(exact_below=0, n_trees=4, chunk=256, scratch_dir=str(tmp_path))
     stream = neighbours.top_k(x, 2, labels, settings)
     first = next(stream)
     assert first[0] == 0 and first[1].shape == (256, 2)
-    files = [os.path.join(d, f) for d, _, names in os.walk(tmp_path) for f in names]
-    assert len(files) == 1 and os.path.getsize(files[0]) > x.nbytes
+    files = {f: os.path.getsize(os.path.join(d, f)) for d, _, names in os.walk(tmp_path) for f in names}
+    assert set(files) == {"neighbours.ann", "first.npy"} and files["neighbours.ann"] > x.nbytes
+    assert np.load(next(os.path.join(d, "first.npy") for d, _, n in os.walk(tmp_path) if n)).shape == (900, 4)
     rest = list(stream)
     assert [c[0] for c in rest] == [256, 512, 768] and len(rest[-1][1]) == 900 - 768
     assert not os.listdir(tmp_path)
