@@ -70,8 +70,11 @@ def augment(x: np.ndarray, chunks: Iterable[neighbours.Chunk], alpha: float,
     written into `out` (e.g. a memory-mapped file) when given."""
     out = np.empty(x.shape, np.float32) if out is None else out
     for start, items, sims in chunks:
-        w = np.clip(sims, 0.0, 1.0).astype(np.float64) ** alpha * (sims > 0)
-        stop = start + len(items)
-        summed = x[start:stop].astype(np.float64) + np.einsum("nk,nkd->nd", w, x[items].astype(np.float64))
-        out[start:stop] = _normalise(summed)
+        out[start:start + len(items)] = augment_rows(x, np.arange(start, start + len(items)), items, sims, alpha)
     return out
+
+
+def augment_rows(x: np.ndarray, rows: np.ndarray, items: np.ndarray, sims: np.ndarray, alpha: float) -> np.ndarray:
+    """float32 [len(rows), D]: x[rows] plus their neighbours x[items] weighted max(0, s)^alpha, normalised."""
+    w = np.clip(sims, 0.0, 1.0).astype(np.float64) ** alpha * (sims > 0)
+    return _normalise(x[rows].astype(np.float64) + np.einsum("nk,nkd->nd", w, x[items].astype(np.float64)))
