@@ -39,6 +39,7 @@ flags.DEFINE_list("scale_sizes", ["10000", "100000", "1000000"], "reference coun
 flags.DEFINE_integer("scale_exact_max", 100_000, "run the exact path (and agreement) only up to this N")
 flags.DEFINE_integer("scale_exact_rows", 10_000, "the exact path answers at most this many references (a random "
                      "sample when N is larger: agreement over the sample, exact seconds projected to all N)")
+flags.DEFINE_list("scale_steps", ["penalty", "dba"], "which steps to measure")
 flags.DEFINE_integer("scale_dim", 256, "dimension of the generated references")
 flags.DEFINE_integer("scale_dba_k", 10, "DBA's k (itself included: k - 1 neighbours)")
 flags.DEFINE_integer("scale_penalty_k", 5, "the penalty's k (other landmarks' references)")
@@ -166,7 +167,8 @@ def run(smoke: bool) -> None:
     exact_max = SMOKE["exact_max"] if smoke else FLAGS.scale_exact_max
     exact_rows = SMOKE["exact_rows"] if smoke else FLAGS.scale_exact_rows
     dim = SMOKE["dim"] if smoke else FLAGS.scale_dim
-    ks = {"penalty": FLAGS.scale_penalty_k, "dba": FLAGS.scale_dba_k}
+    ks = {step: k for step, k in (("penalty", FLAGS.scale_penalty_k), ("dba", FLAGS.scale_dba_k))
+          if step in FLAGS.scale_steps}
     print(f"{dim}-d generated references, {PER_LANDMARK} per landmark; penalty k={ks['penalty']}, DBA k={ks['dba']}; "
           f"{os.cpu_count()} cores; one process per row (peak RSS includes the memory-mapped input)")
     print("| step | N | input MB | Annoy s | Annoy peak MB | exact s | exact peak MB | same top-k sets | "
@@ -196,7 +198,8 @@ def run(smoke: bool) -> None:
                 os.remove(os.path.join(directory, name))
     for step, seconds in timings.items():
         print(f"{step}: Annoy path seconds ~ N^{fitted_exponent(sizes, seconds):.2f} over N = "
-              f"{', '.join(f'{n:,}' for n in sizes)}")
+              f"{', '.join(f'{n:,}' for n in sizes)}; N^{fitted_exponent(sizes[-2:], seconds[-2:]):.2f} "
+              f"between the last two")
     print("tolerance: penalty |annoy - exact| <= 1e-3; DBA cosine(annoy, exact) >= 0.9999; worst: largest "
           "|difference| (penalty) or 1 - cosine (DBA)")
 
