@@ -169,7 +169,7 @@ def run(smoke: bool) -> None:
     dim = SMOKE["dim"] if smoke else FLAGS.scale_dim
     ks = {step: k for step, k in (("penalty", FLAGS.scale_penalty_k), ("dba", FLAGS.scale_dba_k))
           if step in FLAGS.scale_steps}
-    print(f"{dim}-d generated references, {PER_LANDMARK} per landmark; penalty k={ks['penalty']}, DBA k={ks['dba']}; "
+    print(f"{dim}-d generated references, {PER_LANDMARK} per landmark; {', '.join(f'{step} k={k}' for step, k in ks.items())}; "
           f"{os.cpu_count()} cores; one process per row (peak RSS includes the memory-mapped input)")
     print("| step | N | input MB | Annoy s | Annoy peak MB | exact s | exact peak MB | same top-k sets | "
           "outputs within tolerance | worst |")
