@@ -23,8 +23,8 @@ require = $(if $($(1)),,$(error $(1)=... is required: see README.md and docs/))
 
 .PHONY: venv lock-gpu gpu-check test demo preprocess train index predict evaluate report synthetic \
         data-service-dispatcher data-service-worker \
-        bench bench-preprocess bench-train bench-index bench-embed bench-sampler bench-report soak-preprocess \
-        soak-preprocess-dask clean
+        bench bench-preprocess bench-train bench-index bench-embed bench-sampler bench-report bench-scale \
+        soak-preprocess soak-preprocess-dask clean
 
 $(STAMP): $(LOCK) setup.py
 	@echo "make venv: the $(TF) TensorFlow from $(LOCK) ($(TF_WHY); override with TF=gpu or TF=cpu)"
@@ -113,6 +113,8 @@ bench-embed: $(STAMP)
 	$(PY) -m bench.bench_embed $(ARGS)
 bench-sampler: $(STAMP)
 	$(PY) -m bench.bench_sampler $(ARGS)
+bench-scale: $(STAMP)
+	$(PY) -m bench.bench_scale $(ARGS)
 
 bench-report: $(STAMP)
 	$(PY) -m bench.bench_report $(ARGS)

@@ -16,7 +16,7 @@ from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 from absl import app, flags, logging
 
-from indexer import confidence, embed_job, outputs, rerank, tta
+from indexer import confidence, embed_job, neighbours, outputs, rerank, tta
 from indexer.embed import Embedded, Embedder, expected_records, iter_jpegs, list_shards
 from indexer.index_dir import write_index
 from indexer.api import FALLBACK_IMAGE_SIZE
@@ -56,6 +56,11 @@ def define_flags() -> None:
                       "references instead (no non-landmark set needed; indexer/confidence.py)")
     flags.DEFINE_integer("nonlandmark_k", 5, "penalty = mean similarity to this many most similar non-landmarks "
                          "(or other landmarks' references)")
+    flags.DEFINE_integer("neighbours_exact_below", neighbours.NeighbourSettings.exact_below,
+                         "--dba_k and --other_landmark_penalty: exact O(N^2) neighbour search below this many "
+                         "references, a temporary Annoy index (about N log N) from there up (indexer/neighbours.py)")
+    flags.DEFINE_integer("neighbour_trees", neighbours.NeighbourSettings.n_trees,
+                         "trees of that temporary Annoy index (more: closer to exact, slower)")
     flags.DEFINE_integer("image_size", 0, "--nonlandmark_csv preprocessing size; 0: what the references were "
                          "stored at (their shard_index.json)")
     flags.DEFINE_integer("local_features", 0, "store up to this many SIFT features per reference for spatial "
@@ -84,6 +89,8 @@ class BuildConfig:
     nonlandmark_k: int = 5
     other_landmark_penalty: bool = False
     image_size: int = 0
+    neighbours_exact_below: int = neighbours.NeighbourSettings.exact_below
+    neighbour_trees: int = neighbours.NeighbourSettings.n_trees
     local_features: int = 0  # max SIFT features stored per reference (0: none)
 
     def __post_init__(self) -> None:
@@ -100,6 +107,8 @@ class BuildConfig:
             raise flag_checks.SettingsError(f"--tta={self.tta}: expected one of {tta.MODES}")
         if self.nonlandmark_csv and self.other_landmark_penalty:
             raise InputError("--nonlandmark_csv and --other_landmark_penalty both set a penalty: choose one")
+        flag_checks.integer("--neighbours_exact_below", self.neighbours_exact_below, 0)
+        flag_checks.integer("--neighbour_trees", self.neighbour_trees, 1)
 
 
 def reference_images(files: Sequence[str], embedded: Embedded, skip_corrupt: bool,
@@ -139,9 +148,11 @@ def build(config: BuildConfig) -> None:
                          "references; use at most that many")
     logging.info("embedded %d reference images from %d shards in %.1f s (%.0f img/s)",
                  len(embedded.image_ids), len(files), t1 - t0, len(embedded.image_ids) / (t1 - t0))
+    search = neighbours.NeighbourSettings(exact_below=config.neighbours_exact_below, n_trees=config.neighbour_trees,
+                                          seed=config.seed, scratch_dir=config.output_dir)
     if config.dba_k > 1:
-        embedded = dataclasses.replace(
-            embedded, vectors=rerank.database_augmentation(embedded.vectors, config.dba_k, config.dba_alpha))
+        embedded = dataclasses.replace(embedded, vectors=rerank.database_augmentation(
+            embedded.vectors, config.dba_k, config.dba_alpha, search=search))
     from trainer import records_info  # imports TensorFlow: only after console.setup (quiet start-up)
 
     stored = records_info.load(config.data_dir)  # the stored image size, for predict's test images
@@ -156,7 +167,7 @@ def build(config: BuildConfig) -> None:
     if config.other_landmark_penalty:
         try:
             extras[confidence.PENALTIES] = confidence.other_landmark_penalties(
-                embedded.vectors, embedded.landmark_ids, config.nonlandmark_k)
+                embedded.vectors, embedded.landmark_ids, config.nonlandmark_k, search=search)
         except ValueError as e:
             raise InputError(f"--other_landmark_penalty: {e}") from e
         logging.info("other-landmark penalties of %d references", len(embedded.image_ids))
@@ -198,6 +209,8 @@ def main(argv) -> None:
         nonlandmark_k=FLAGS.nonlandmark_k,
         other_landmark_penalty=FLAGS.other_landmark_penalty,
         image_size=FLAGS.image_size,
+        neighbours_exact_below=FLAGS.neighbours_exact_below,
+        neighbour_trees=FLAGS.neighbour_trees,
         local_features=FLAGS.local_features,
     ))
 

@@ -20,26 +20,24 @@ Two methods, usable together:
 
 from __future__ import annotations
 
-from typing import List, Mapping, Optional, Sequence, Tuple
+import dataclasses
+from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from indexer import neighbours
 from indexer.vote import rank_landmarks
 
 PENALTIES = "penalties"  # the index folder's extra (index_dir.py): penalties.npy
 CONFIDENCES = ("score", "margin")
 
 
-def _mean_top_k(rows: np.ndarray, others: np.ndarray, k: int, chunk: int,
-                labels: Optional[np.ndarray] = None) -> np.ndarray:
+def _mean_top_k(rows: np.ndarray, others: np.ndarray, k: int, chunk: int) -> np.ndarray:
     """float32 [len(rows)]: each row's mean cosine to its `k` most similar `others`, `chunk` rows
-    at a time; with `labels` (rows and others are then the same vectors) same-label pairs are left
-    out."""
+    at a time."""
     out = np.empty(len(rows), np.float32)
     for start in range(0, len(rows), chunk):
         sims = rows[start:start + chunk] @ others.T
-        if labels is not None:
-            sims[labels[start:start + chunk, None] == labels[None, :]] = -np.inf
         out[start:start + chunk] = (-np.partition(-sims, k - 1, axis=1)[:, :k]).mean(axis=1)
     return out
 
@@ -55,10 +53,12 @@ def reference_penalties(references: np.ndarray, nonlandmarks: np.ndarray, k: int
 
 
 def other_landmark_penalties(references: np.ndarray, landmark_ids: np.ndarray, k: int = 5,
-                             chunk: int = 1024) -> np.ndarray:
+                             chunk: int = 1024,
+                             search: neighbours.NeighbourSettings = neighbours.NeighbourSettings()) -> np.ndarray:
     """float32 [N]: each reference's mean cosine to its `k` most similar references of OTHER
-    landmarks (k capped at how many there are). Exact, in chunks of `chunk` rows: O(N^2 D) time,
-    O(chunk N) memory, like the database-side augmentation (indexer/rerank.py)."""
+    landmarks (k capped at how many there are). The neighbours come from `neighbours.top_k`: exact
+    below `search.exact_below` references (O(N^2 D) time, O(chunk N) memory), from a temporary Annoy
+    index from there up (about N log N), `chunk` rows at a time."""
     refs = np.asarray(references, np.float32)
     labels = np.asarray(landmark_ids, np.int64)
     if len(refs) != len(labels):
@@ -66,7 +66,17 @@ def other_landmark_penalties(references: np.ndarray, landmark_ids: np.ndarray, k
     fewest_others = len(labels) - np.unique(labels, return_counts=True)[1].max() if len(labels) else 0
     if fewest_others < 1:
         raise ValueError("every reference shows the same landmark: no other landmark to compare with")
-    return _mean_top_k(refs, refs, max(1, min(k, int(fewest_others))), chunk, labels)
+    k = max(1, min(k, int(fewest_others)))
+    settings = dataclasses.replace(search, chunk=min(chunk, search.chunk))
+    return mean_similarities(neighbours.top_k(refs, k, labels, settings), len(refs))
+
+
+def mean_similarities(chunks: Iterable[neighbours.Chunk], n: int) -> np.ndarray:
+    """float32 [n]: each row's mean neighbour cosine, from `neighbours.top_k`'s chunks."""
+    out = np.empty(n, np.float32)
+    for start, _, sims in chunks:
+        out[start:start + len(sims)] = sims.mean(axis=1)
+    return out
 
 
 def penalise(items: np.ndarray, similarities: np.ndarray, penalties: np.ndarray, weight: float) -> np.ndarray:

@@ -11,15 +11,21 @@ second search finds views the first one missed.
 - `alpha_query_expansion` (`indexer.predict --rerank=aqe --aqe_k --aqe_alpha`): a query is expanded
   with its first `aqe_k` neighbours' reference vectors and searched again.
 - `database_augmentation` (`indexer.build --dba_k`): every reference is replaced by the weighted sum
-  of its `dba_k` nearest references (itself included) before the index is built. Exact search in
-  chunks: O(N^2 D) time, fine for hundreds of thousands of references, not for GLDv2's 4M.
+  of its `dba_k` nearest references (itself included) before the index is built. The neighbours
+  come from indexer/neighbours.py: exact search below `--neighbours_exact_below` references
+  (O(N^2 D)), a temporary Annoy index from there up (about N log N), one chunk of rows at a time.
 
-Pure NumPy: the caller brings the neighbours (Annoy at predict time, exact search at build time).
+NumPy only: the caller brings the neighbours (Annoy at predict time, indexer/neighbours.py at build time).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Iterable, Optional
+
 import numpy as np
+
+from indexer import neighbours
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -46,21 +52,29 @@ def alpha_query_expansion(queries: np.ndarray, neighbour_vectors: np.ndarray, si
     return expand(queries, neighbour_vectors[:, :k], similarities[:, :k], alpha)
 
 
-def database_augmentation(vectors: np.ndarray, k: int, alpha: float, chunk: int = 2048) -> np.ndarray:
+def database_augmentation(vectors: np.ndarray, k: int, alpha: float, chunk: int = 2048,
+                          search: neighbours.NeighbourSettings = neighbours.NeighbourSettings()) -> np.ndarray:
     """Every row replaced by the weighted sum of its `k` nearest rows (by cosine, itself included:
-    it is its own nearest, weight 1). k < 2 returns the rows unchanged (normalised)."""
-    x = _normalise(np.asarray(vectors, np.float64))
+    it is its own nearest, weight 1). k < 2 returns the rows unchanged (normalised). The k - 1 others
+    come from `neighbours.top_k` (exact below `search.exact_below` rows, else Annoy)."""
+    x = _normalise(np.asarray(vectors, np.float32))  # (float32: no N x D float64 copy)
     if k < 2 or len(x) < 2:
         return x
-    k = min(k, len(x))
-    out = np.empty_like(x)
-    for start in range(0, len(x), chunk):
-        block = x[start:start + chunk]
-        sims = block @ x.T
-        sims[np.arange(len(block)), np.arange(start, start + len(block))] = np.inf  # self first
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        top_sims = np.take_along_axis(sims, top, axis=1)
-        top_sims[np.isinf(top_sims)] = 1.0
-        w = np.clip(top_sims, 0.0, 1.0) ** alpha * (top_sims > 0)
-        out[start:start + chunk] = _normalise(np.einsum("nk,nkd->nd", w, x[top].astype(np.float64)))
+    settings = dataclasses.replace(search, chunk=min(chunk, search.chunk))
+    return augment(x, neighbours.top_k(x, min(k, len(x)) - 1, None, settings), alpha)
+
+
+def augment(x: np.ndarray, chunks: Iterable[neighbours.Chunk], alpha: float,
+            out: Optional[np.ndarray] = None) -> np.ndarray:
+    """float32 [N, D]: each unit row plus its chunk's neighbours (weight max(0, s)^alpha), normalised,
+    written into `out` (e.g. a memory-mapped file) when given."""
+    out = np.empty(x.shape, np.float32) if out is None else out
+    for start, items, sims in chunks:
+        out[start:start + len(items)] = augment_rows(x, np.arange(start, start + len(items)), items, sims, alpha)
     return out
+
+
+def augment_rows(x: np.ndarray, rows: np.ndarray, items: np.ndarray, sims: np.ndarray, alpha: float) -> np.ndarray:
+    """float32 [len(rows), D]: x[rows] plus their neighbours x[items] weighted max(0, s)^alpha, normalised."""
+    w = np.clip(sims, 0.0, 1.0).astype(np.float64) ** alpha * (sims > 0)
+    return _normalise(x[rows].astype(np.float64) + np.einsum("nk,nkd->nd", w, x[items].astype(np.float64)))

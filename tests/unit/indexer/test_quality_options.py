@@ -3,16 +3,18 @@ augmentation and non-landmark penalties at build, alpha-query expansion and the 
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
 import pytest
 
-from indexer import confidence, index_dir, nonlandmark, predict, rerank
+from indexer import confidence, index_dir, neighbours, nonlandmark, predict, rerank
 from indexer.annoy_index import IndexIntegrityError, sha256_file
 from indexer.build import build
 from indexer.embed import Embedder, embed_records, list_shards
 from indexer.outputs import read_submission, write_json
+from pipelines.cli_errors import InputError
 from tests.unit.indexer.test_build_predict import (  # noqa: F401 - test_csv is a fixture used here
     build_config, fake_preprocessed, predict_config, test_csv)
 
@@ -73,3 +75,26 @@ def test_predict_with_aqe_margin_and_penalty(quality_index, reference_shards, tm
     # the penalty only ever lowers a confidence, and here it lowers every one (all penalties > 0)
     assert all(confidences["penalised"][k] < confidences["plain"][k] for k in confidences["plain"])
     assert all(0.0 <= c <= 1.0 for c in confidences["aqe_margin"].values())
+
+
+def test_build_takes_dba_and_the_other_landmark_penalty_from_annoy_above_the_threshold(
+        tiny_export, reference_shards, tmp_path, monkeypatch):
+    out = tmp_path / "idx"
+    trees, annoy_chunks = [], neighbours._annoy_chunks
+    monkeypatch.setattr(neighbours, "_annoy_chunks", lambda *a: trees.append(a[3].n_trees) or annoy_chunks(*a))
+    build(build_config(tiny_export, reference_shards, out, dba_k=3, dba_alpha=3.0, other_landmark_penalty=True,
+                       neighbours_exact_below=0, neighbour_trees=4))  # 0: the Annoy path even for 36 references
+    assert trees == [4, 4]  # one temporary Annoy index for DBA, one for the penalty (on the DBA vectors)
+    index = index_dir.open_index(str(out))
+    embedded = embed_records(list_shards(str(reference_shards), ["train"]), Embedder(str(tiny_export)), 16)
+    exact = neighbours.NeighbourSettings(exact_below=10**9)
+    refs = rerank.database_augmentation(embedded.vectors, 3, 3.0, search=exact)
+    np.testing.assert_allclose(index.searcher.item_vectors(np.arange(index.manifest.n_items)), refs, atol=1e-5)
+    np.testing.assert_allclose(index.extras["penalties"],
+                               confidence.other_landmark_penalties(refs, embedded.landmark_ids, 5, search=exact),
+                               atol=1e-5)
+    assert not list(out.glob(".staging-*"))  # the temporary neighbour indexes are gone
+    config = json.loads((out / "config.json").read_text())
+    assert (config["neighbours_exact_below"], config["neighbour_trees"]) == (0, 4)
+    with pytest.raises(InputError, match="--neighbour_trees"):
+        build(build_config(tiny_export, reference_shards, tmp_path / "bad", neighbour_trees=0))
