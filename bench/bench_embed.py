@@ -69,8 +69,8 @@ def main() -> None:
     args = smoke.parse_args(ap, SMOKE)
 
     from bench.bench_train import write_shards
-    from indexer.beam_embed import embed_with_beam
-    from indexer.embed import Embedder, embed_records, list_shards
+    from indexer.embedding.beam_embed import embed_with_beam
+    from indexer.embedding.embed import Embedder, embed_records, list_shards
     from tests.tools.dask_cluster import dask_cluster
 
     cores = os.cpu_count() or 1

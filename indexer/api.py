@@ -20,13 +20,13 @@ from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from indexer.embed import Embedded, Embedder, embed_records, expected_records, read_export_info
-from indexer.image_folder import FolderError, list_images
-from indexer.index_dir import MODEL_DIR, Index, open_index
-from indexer import names as naming
-from indexer import scoring
-from indexer import tta as augment
-from indexer.vote import METHODS
+from indexer.embedding.embed import Embedded, Embedder, embed_records, expected_records, read_export_info
+from indexer.embedding.image_folder import FolderError, list_images
+from indexer.store.index_dir import MODEL_DIR, Index, open_index
+from indexer.evaluation import names as naming
+from indexer.ranking import scoring
+from indexer.embedding import tta as augment
+from indexer.ranking.vote import METHODS
 from pipelines import bounded_read, console, fetch, flag_checks, image
 from pipelines.errors import RowFailure
 
@@ -59,7 +59,7 @@ class Prediction:
     confidence: float
     neighbours: Tuple[Neighbour, ...]
     error: Optional[str] = None
-    name: Optional[str] = None  # the landmark's name, when the recognizer was given names (indexer/names.py)
+    name: Optional[str] = None  # the landmark's name, when the recognizer was given names (indexer/evaluation/names.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +86,7 @@ class Recognizer:
         flag_checks.integer("--image_size", image_size, 1)
         self.index = index
         self.embedder = embedder
-        self.options = options  # k, search_k, vote, re-ranking, confidence (indexer/scoring.py)
+        self.options = options  # k, search_k, vote, re-ranking, confidence (indexer/ranking/scoring.py)
         self.min_confidence = min_confidence
         self.image_config = image.ImageConfig(image_size=image_size)
         self.progress = progress  # report images embedded and queries answered (the CLI does)
@@ -100,9 +100,9 @@ class Recognizer:
         `IndexIntegrityError` on a damaged folder before Annoy maps anything. `image_size=0`:
         photos are stored like the references were (the index's manifest records it).
         `landmark_names`: a `landmark_id,name` (or GLDv2 `landmark_id,category`) CSV that names
-        the answers (`Prediction.name`; indexer/names.py), read before the index. `options`:
+        the answers (`Prediction.name`; indexer/evaluation/names.py), read before the index. `options`:
         re-ranking, confidence and verification (`rerank`, `aqe_k`, `aqe_alpha`, `confidence`,
-        `penalty_weight`, `verify_k`, `verify_weight`, `verify_cap`: indexer/scoring.py)."""
+        `penalty_weight`, `verify_k`, `verify_weight`, `verify_cap`: indexer/ranking/scoring.py)."""
         settings = scoring.Scoring(k, search_k, vote_method, **options)
         names = naming.load(landmark_names)
         model_dim = int(read_export_info(os.path.join(index_dir, MODEL_DIR))["embedding_dim"])
@@ -130,7 +130,7 @@ class Recognizer:
 
     def verify(self, answers: Answers, images: Iterable[Tuple[int, bytes]]) -> Answers:
         """`answers` with each given query (row q, its encoded image as stored) checked against its
-        first verify_k neighbours (indexer/verify.py) and its vote decided again; the neighbours
+        first verify_k neighbours (indexer/ranking/verify.py) and its vote decided again; the neighbours
         and similarities stay as they were."""
         with contextlib.ExitStack() as stack:
             progress = stack.enter_context(console.Progress("queries verified", len(answers.votes), "query")) \

@@ -406,7 +406,7 @@ def plan(seed: int, size: Size) -> Tuple[List[Tuple[int, str]], List[Photo]]:
         for v in range(size.distractor_views):
             iid = image_id(seed, scene, v)
             photos.append(Photo(iid, f"images/other_{k:03d}/{iid}.jpg", scene, v, None, "test"))
-    # A known non-landmark set (nonlandmark.csv) for the penalty of indexer/confidence.py: as many
+    # A known non-landmark set (nonlandmark.csv) for the penalty of indexer/ranking/confidence.py: as many
     # other scenes, absent from train and test alike.
     for k in range(size.distractors):
         scene = f"nonlandmark-{k}"

@@ -156,7 +156,7 @@ def test_only_shape_flags_count_as_another_run(tmp_path):
 
 @pytest.mark.parametrize("how", ["overwritten", "truncated"])
 def test_index_build_names_a_damaged_reference_shard_or_skips_it(export, shards, tmp_path, how):
-    from indexer import index_dir
+    from indexer.store import index_dir
     from indexer.build import BuildConfig, build
     from trainer.shard_check import CorruptShardError
 

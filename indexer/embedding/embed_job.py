@@ -24,7 +24,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from absl import flags, logging
 
-from indexer.embed import Embedded, Embedder, embed_records, expected_records
+from indexer.embedding.embed import Embedded, Embedder, embed_records, expected_records
 from pipelines import console, schema
 from pipelines.cli_errors import SettingsError
 
@@ -71,7 +71,7 @@ def settings_from_flags(argv: Sequence[str]) -> EmbedSettings:
     settings = EmbedSettings(flags.FLAGS.embed_runner, flags.FLAGS.embed_dir, tuple(argv[1:]),
                              flags.FLAGS.dask_address, flags.FLAGS.dask_workers)
     if settings.beam_args or settings.dask_address or settings.dask_workers:
-        from indexer.beam_embed import pipeline_options
+        from indexer.embedding.beam_embed import pipeline_options
 
         choose(settings, [])  # Beam options with --embed_runner=local
         pipeline_options(settings.beam_args, settings.dask_address, settings.dask_workers)
@@ -105,7 +105,7 @@ def embed_shards(files: Sequence[str], export_dir: str, batch_size: int, setting
                  progress: Optional[console.Progress] = None, tta: str = "none") -> Embedded:
     """Embed every record of `files` in file order, the way `settings` chooses, counting images on
     `progress` (the Beam job: per finished shard). `skip_corrupt` (each shard ends at its first
-    damaged record) and `tta` (indexer/tta.py) are for the in-process path."""
+    damaged record) and `tta` (indexer/embedding/tta.py) are for the in-process path."""
     how = choose(settings, files)
     if skip_corrupt and how != "local":
         raise SettingsError("--skip_corrupt_records needs --embed_runner=local: the Beam job stops at a damaged shard")
@@ -114,7 +114,7 @@ def embed_shards(files: Sequence[str], export_dir: str, batch_size: int, setting
     logging.info("embedding %d shard(s) %s", len(files), "in this process" if how == "local" else "as a Beam job")
     if how == "local":
         return embed_records(files, Embedder(export_dir), batch_size, tta, skip_corrupt, progress)
-    from indexer.beam_embed import embed_with_beam  # Beam is imported only when used
+    from indexer.embedding.beam_embed import embed_with_beam  # Beam is imported only when used
 
     return embed_with_beam(files, export_dir, settings.embed_dir or default_dir, batch_size, settings.beam_args,
                            settings.dask_address, settings.dask_workers, progress)

@@ -12,10 +12,10 @@ second search finds views the first one missed.
   with its first `aqe_k` neighbours' reference vectors and searched again.
 - `database_augmentation` (`indexer.build --dba_k`): every reference is replaced by the weighted sum
   of its `dba_k` nearest references (itself included) before the index is built. The neighbours
-  come from indexer/neighbours.py: exact search below `--neighbours_exact_below` references
+  come from indexer/ranking/neighbours.py: exact search below `--neighbours_exact_below` references
   (O(N^2 D)), a temporary Annoy index from there up (about N log N), one chunk of rows at a time.
 
-NumPy only: the caller brings the neighbours (Annoy at predict time, indexer/neighbours.py at build time).
+NumPy only: the caller brings the neighbours (Annoy at predict time, indexer/ranking/neighbours.py at build time).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from indexer import neighbours
+from indexer.ranking import neighbours
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:

@@ -1,5 +1,5 @@
 """Every reference's k most similar other references, for the build-time steps that need them
-(database-side augmentation, indexer/rerank.py; the other-landmark penalty, indexer/confidence.py).
+(database-side augmentation, indexer/ranking/rerank.py; the other-landmark penalty, indexer/ranking/confidence.py).
 
 Two paths give the same answer (as chunks of rows, most similar first):
 

@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from indexer.embed import Embedded
+from indexer.embedding.embed import Embedded
 
 SUFFIX = ".npz"
 TMP_MARK = ".tmp-"  # EMB/<name>.npz.tmp-<random>: a write in progress, or left by a killed worker

@@ -1,6 +1,6 @@
 """Local features of an image (SIFT keypoints and descriptors) and the index folder's store of them.
 
-Spatial verification (indexer/verify.py) needs, for every reference, where its distinctive points
+Spatial verification (indexer/ranking/verify.py) needs, for every reference, where its distinctive points
 are and what they look like. They are extracted once at index build from the stored reference
 JPEGs (the same bytes the embedding saw) and kept in one fixed-stride file, so prediction reads a
 neighbour's features by item number from a memory map, whatever the index size:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Dict, FrozenSet, List, Mapping, Sequence, Tuple
 
-from indexer.vote import rank_landmarks
+from indexer.ranking.vote import rank_landmarks
 
 Solution = Mapping[str, FrozenSet[int]]
 Predictions = Mapping[str, Tuple[int, float]]

@@ -7,9 +7,9 @@
     IDX/model/                     a copy of the export (saved_model/ + export.json) that built it
     IDX/config.json                the build's flags (build.py)
     IDX/penalties.npy              optional per-reference arrays (`extras`, e.g. the non-landmark
-                                   penalty of indexer/confidence.py), float32 [n_items] each
+                                   penalty of indexer/ranking/confidence.py), float32 [n_items] each
     IDX/local_features.npy         optional: each reference's SIFT features for spatial
-                                   verification (indexer/local_features.py), memory-mapped
+                                   verification (indexer/ranking/local_features.py), memory-mapped
 
 A build writes into IDX/.staging-PID/, then removes the old manifest, moves the new files in and
 writes the new manifest. A crash at any point leaves either a complete index or no manifest, and
@@ -29,11 +29,11 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from indexer.annoy_index import METRIC, FileRecord, IndexIntegrityError, sha256_file
-from indexer import local_features
-from indexer.tta import MODES as TTA_MODES
-from indexer.embed import Embedded, model_fingerprint
-from indexer.sharded import ShardedIndex, build_sharded
+from indexer.store.annoy_index import METRIC, FileRecord, IndexIntegrityError, sha256_file
+from indexer.ranking import local_features
+from indexer.embedding.tta import MODES as TTA_MODES
+from indexer.embedding.embed import Embedded, model_fingerprint
+from indexer.store.sharded import ShardedIndex, build_sharded
 from trainer import contract
 
 MANIFEST = "manifest.json"
@@ -57,7 +57,7 @@ class Manifest:
     items: FileRecord
     format_version: int = FORMAT_VERSION
     reference_image_size: int = 0  # shorter side the references were stored at (0: not recorded)
-    extras: Tuple[FileRecord, ...] = ()  # per-item float32 arrays, `NAME.npy` (indexer/confidence.py)
+    extras: Tuple[FileRecord, ...] = ()  # per-item float32 arrays, `NAME.npy` (indexer/ranking/confidence.py)
     tta: str = "none"  # test-time augmentation the references were embedded with; queries use the same
     local_features: Optional[FileRecord] = None  # local_features.STORE, for spatial verification
 
@@ -131,7 +131,7 @@ class Index:
     image_ids: List[str]
     landmark_ids: np.ndarray  # int64 [n_items]
     extras: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # name (no .npy) -> [n_items]
-    local_features: Optional[np.ndarray] = None  # the memory-mapped store (indexer/local_features.py)
+    local_features: Optional[np.ndarray] = None  # the memory-mapped store (indexer/ranking/local_features.py)
 
     @property
     def model_dir(self) -> str:

@@ -6,7 +6,7 @@ landmark confidently onto a known one. Geometric verification asks a different q
 query's local features be mapped onto the reference's by one perspective transform? Photos of the
 same facade can (dozens of consistent matches), photos of a look-alike cannot (a handful at most).
 Every Google Landmark Recognition winner re-ranked its top neighbours this way (DELF + RANSAC in
-2019, 1st place; SIFT/SuperPoint matching later); here with SIFT from `indexer/local_features.py`:
+2019, 1st place; SIFT/SuperPoint matching later); here with SIFT from `indexer/ranking/local_features.py`:
 
   1. RootSIFT (Arandjelovic & Zisserman 2012): L1-normalise each descriptor, take the square root,
      so Euclidean matching compares them by the Hellinger kernel (more matches survive).
@@ -17,7 +17,7 @@ Every Google Landmark Recognition winner re-ranked its top neighbours this way (
      within a few pixels at the stored sizes.
 
 The inlier count of each verified neighbour, capped and scaled to [0, 1], is added to its
-landmark's vote (indexer/confidence.py `decide`): a query whose neighbours verify keeps or gains
+landmark's vote (indexer/ranking/confidence.py `decide`): a query whose neighbours verify keeps or gains
 confidence; one that only resembles its neighbours drops below the answers that verified.
 """
 
@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from indexer.local_features import LocalFeatures
+from indexer.ranking.local_features import LocalFeatures
 
 RATIO = 0.8  # Lowe's ratio test
 THRESHOLD_PX = 4.0  # homography reprojection error of an inlier

@@ -16,7 +16,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from indexer.annoy_index import sha256_file
+from indexer.store.annoy_index import sha256_file
 from pipelines import console, schema
 from trainer import contract, shard_check
 
@@ -125,12 +125,12 @@ def expected_records(directory: str, splits: Sequence[str]) -> Optional[int]:
 def embed_records(files: Sequence[str], embedder: Embedder, batch_size: int = 64, tta: str = "none",
                   skip_corrupt: bool = False, progress: Optional[console.Progress] = None) -> Embedded:
     """Embed every record of `files`, in file order (empty arrays when there are none); `tta`:
-    test-time augmentation (indexer/tta.py); counts the images on `progress` when given. A damaged
+    test-time augmentation (indexer/embedding/tta.py); counts the images on `progress` when given. A damaged
     shard raises `shard_check.CorruptShardError` naming it; with `skip_corrupt` each shard ends at
     its first damaged record instead (see shard_check.scan_all for the count)."""
     import tensorflow as tf
 
-    from indexer import tta as augment
+    from indexer.embedding import tta as augment
 
     ids: List[str] = []
     landmarks: List[np.ndarray] = []

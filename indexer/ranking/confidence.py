@@ -25,8 +25,8 @@ from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from indexer import neighbours
-from indexer.vote import rank_landmarks
+from indexer.ranking import neighbours
+from indexer.ranking.vote import rank_landmarks
 
 PENALTIES = "penalties"  # the index folder's extra (index_dir.py): penalties.npy
 CONFIDENCES = ("score", "margin")
@@ -91,9 +91,9 @@ def decide(landmarks: Sequence[int], similarities: Sequence[float], vote: str = 
            bonus_weight: float = 1.0) -> Optional[Tuple[int, float]]:
     """(landmark, confidence in [0, 1]) of one query's neighbours, or None without neighbours.
 
-    `score`: the vote's own score (indexer/vote.py). `margin`: that score minus the runner-up
+    `score`: the vote's own score (indexer/ranking/vote.py). `margin`: that score minus the runner-up
     landmark's (the whole score when only one landmark is among the neighbours). `bonus`: each
-    landmark's spatial-verification score in [0, 1] (indexer/verify.py); every landmark's score
+    landmark's spatial-verification score in [0, 1] (indexer/ranking/verify.py); every landmark's score
     becomes (vote + bonus_weight x bonus) / (1 + bonus_weight) before the winner is chosen, so a
     landmark whose photo verifies can overtake one that only looks alike.
     """

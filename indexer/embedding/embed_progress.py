@@ -20,7 +20,7 @@ from typing import Dict, Iterator, Optional, Sequence, Set, Tuple
 
 from absl import logging
 
-from indexer import embedding_shards
+from indexer.embedding import embedding_shards
 from pipelines import console
 
 POLL_S = 2.0  # one listing of EMB per poll: cheap on a local disk and on gs:// alike

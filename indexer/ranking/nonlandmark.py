@@ -1,5 +1,5 @@
 """Embed a CSV of photos known to show no landmark (`indexer.build --nonlandmark_csv`), for the
-non-landmark penalty of indexer/confidence.py.
+non-landmark penalty of indexer/ranking/confidence.py.
 
 The CSV has the test layout (`id,url`, GLD style). Its images go through the same preprocessing
 as everything else (`python -m pipelines.preprocess --split=test`, in a subprocess: that stage is
@@ -23,8 +23,8 @@ import sys
 
 import numpy as np
 
-from indexer.annoy_index import sha256_file
-from indexer.embed import Embedder, embed_records, list_shards
+from indexer.store.annoy_index import sha256_file
+from indexer.embedding.embed import Embedder, embed_records, list_shards
 
 RECORDS_DIR = "nonlandmark_records"
 DONE_MARKER = "nonlandmark-input.json"

@@ -3,9 +3,9 @@
 One function for `indexer.predict` (and anyone embedding queries themselves), so every option is
 applied in one order: search top k -> alpha-query expansion and a second search (`rerank="aqe"`)
 -> each neighbour's similarity lowered by its reference's non-landmark penalty (when the index has
-one and `penalty_weight` > 0) -> the vote and its confidence (indexer/confidence.py), with the
+one and `penalty_weight` > 0) -> the vote and its confidence (indexer/ranking/confidence.py), with the
 spatial verification of the first `verify_k` neighbours added when the caller ran it
-(`neighbour_inliers`, indexer/verify.py: it needs the query images, not only their vectors).
+(`neighbour_inliers`, indexer/ranking/verify.py: it needs the query images, not only their vectors).
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from typing import Iterable, List, Optional, Tuple
 
 import numpy as np
 
-from indexer import confidence, rerank, threads, verify
-from indexer.index_dir import Index
-from indexer.local_features import Extractor, max_features_of, unpack
+from indexer import threads
+from indexer.ranking import confidence, rerank, verify
+from indexer.store.index_dir import Index
+from indexer.ranking.local_features import Extractor, max_features_of, unpack
 from pipelines import console, flag_checks
 
 RERANKS = ("none", "aqe")
@@ -27,11 +28,11 @@ RERANKS = ("none", "aqe")
 class Scoring:
     k: int = 10  # neighbours that vote
     search_k: int = 2000  # Annoy nodes inspected per query and shard
-    vote: str = "sum"  # indexer/vote.py
+    vote: str = "sum"  # indexer/ranking/vote.py
     rerank: str = "none"  # none | aqe
     aqe_k: int = 2  # neighbours added to the query
     aqe_alpha: float = 3.0  # their weight: similarity ** alpha
-    confidence: str = "score"  # score | margin (indexer/confidence.py)
+    confidence: str = "score"  # score | margin (indexer/ranking/confidence.py)
     penalty_weight: float = 1.0  # x the reference's non-landmark penalty, when the index has penalties
     verify_k: int = 10  # neighbours spatially verified, when the index has local features (0 = off)
     verify_weight: float = 1.0  # the verification's weight in a landmark's score (vote's: 1)

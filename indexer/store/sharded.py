@@ -16,7 +16,7 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
-from indexer.annoy_index import METRIC, FileRecord, build_annoy, open_annoy
+from indexer.store.annoy_index import METRIC, FileRecord, build_annoy, open_annoy
 
 
 def shard_file_name(index: int, count: int) -> str:

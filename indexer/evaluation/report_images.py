@@ -7,7 +7,7 @@ PRED/test_records, references from the shards the index was built from (its mani
 `data_dir`); an image that is not there gets no thumbnail (the page draws a blank).
 
 Matches: for a query whose neighbours were spatially verified (PRED/verification.csv), the
-neighbour with the most inliers is verified again with the same code (`indexer/verify.py`,
+neighbour with the most inliers is verified again with the same code (`indexer/ranking/verify.py`,
 the query's stored JPEG against the reference's stored features) and its inlier pairs are kept,
 scaled to the two thumbnails, for the page to draw as lines.
 """
@@ -69,7 +69,7 @@ def thumbnails(images: Iterable[Tuple[str, bytes]], folder: str, size: int = THU
 
 def shard_images(files: Sequence[str], wanted: Optional[set] = None) -> Iterator[Tuple[str, bytes]]:
     """(id, stored JPEG) of the records in `files` (those of `wanted` ids only, when given)."""
-    from indexer.embed import iter_jpegs
+    from indexer.embedding.embed import iter_jpegs
 
     if not files or (wanted is not None and not wanted):
         return
@@ -86,8 +86,8 @@ def shard_images(files: Sequence[str], wanted: Optional[set] = None) -> Iterator
 def match_lines(pairs: Iterable[Tuple[str, bytes, int]], store: np.ndarray) -> Dict[str, np.ndarray]:
     """query id -> inlier matches float32 [n, 4] (query x, y, reference x, y in stored pixels) for
     each (query id, its stored JPEG, the reference's item in the local-feature store)."""
-    from indexer import verify
-    from indexer.local_features import Extractor, max_features_of, unpack
+    from indexer.ranking import verify
+    from indexer.ranking.local_features import Extractor, max_features_of, unpack
 
     extract, verifier = Extractor(max_features_of(store)), verify.Verifier()
     return {image_id: verifier.matches(extract(jpeg), unpack(store[item])) for image_id, jpeg, item in pairs}

@@ -27,8 +27,8 @@ import apache_beam as beam
 from absl import logging
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from indexer import embed_progress, embedding_shards
-from indexer.embed import Embedded, Embedder, check_export, embed_records, model_fingerprint
+from indexer.embedding import embed_progress, embedding_shards
+from indexer.embedding.embed import Embedded, Embedder, check_export, embed_records, model_fingerprint
 from pipelines import cli_errors, console, dask_setup
 from pipelines.cli_errors import InputError, SettingsError
 

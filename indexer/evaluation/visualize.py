@@ -15,7 +15,7 @@ from typing import FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from indexer.names import label
+from indexer.evaluation.names import label
 
 RIGHT, WRONG, UNKNOWN = "green", "red", "black"
 
@@ -47,7 +47,7 @@ def query_row(
     names: Optional[Mapping[int, str]] = None,
 ) -> List[Tile]:
     """Tiles for one query: itself (with its answer) then each (jpeg, landmark, similarity);
-    landmarks named from `names` when given (indexer/names.py)."""
+    landmarks named from `names` when given (indexer/evaluation/names.py)."""
     names = names or {}
     said = "no landmark" if answer is None else f"-> {_short(label(answer[0], names))} ({answer[1]:.2f})"
     if truth is None:
