@@ -7,7 +7,7 @@ P x K = 32 x 4 batches (train records // 128 steps) for each sampler:
 - old: what the trainer did before whole-landmark shards (kept here only for this comparison):
   the shuffled record stream (an ideal shuffle here, which flatters it) cut into windows of
   4,096 records, each landmark's photos in a window grouped by K and topped up with repeats;
-- new: `make preprocess`'s shard plan (`pipelines.shards.plan_landmarks`, 2,000 rows per shard),
+- new: `make preprocess`'s shard plan (`pipelines.graph.shards.plan_landmarks`, 2,000 rows per shard),
   pools of `--pool_shards` whole shards, `trainer.sampling.PoolPlanner` under each policy.
 
 It prints, per sampler, the issue's three targets: share of K-groups with 2+ distinct photos
@@ -28,7 +28,7 @@ import numpy as np
 from absl import app, flags
 
 from bench import smoke
-from pipelines import shards
+from pipelines.graph import shards
 from trainer.config import Config
 from trainer.sampling import POLICIES, PoolPlanner
 

@@ -7,7 +7,7 @@
         print(p.image_id, p.landmark, p.confidence, p.neighbours[0])
 
 An image goes through the same decode/resize/encode as the preprocessing stage
-(`pipelines.image.process_image`), so a photo gets the same embedding here as it would through
+(`pipelines.images.image.process_image`), so a photo gets the same embedding here as it would through
 `indexer.predict`, which uses this class for everything after its Beam preprocessing step.
 """
 
@@ -27,8 +27,10 @@ from indexer.evaluation import names as naming
 from indexer.ranking import scoring
 from indexer.embedding import tta as augment
 from indexer.ranking.vote import METHODS
-from pipelines import bounded_read, console, fetch, flag_checks, image
-from pipelines.errors import RowFailure
+from pipelines.cli import console, flag_checks
+from pipelines.images import image
+from pipelines.sources import bounded_read, fetch
+from pipelines.images.errors import RowFailure
 
 # bench/bench_index.py, 1M x 256: with 50 trees, recall@10 0.98 at 2000 against 0.85 at Annoy's
 # default (n_trees * k = 500), still far faster than exact search (docs/index.md).
@@ -52,7 +54,7 @@ class Neighbour:
 class Prediction:
     """The answer for one image. `landmark` is None for "no landmark": no neighbour, a confidence
     below `min_confidence`, or an image that could not be read (`error` then holds the reason,
-    one of `pipelines.errors.REASONS`)."""
+    one of `pipelines.images.errors.REASONS`)."""
 
     image_id: str
     landmark: Optional[int]

@@ -23,8 +23,8 @@ from indexer.embedding.embed import Embedded, Embedder, expected_records, iter_j
 from indexer.store.index_dir import write_index
 from indexer.api import FALLBACK_IMAGE_SIZE
 from indexer.ranking.nonlandmark import embed_nonlandmarks
-from pipelines import console, flag_checks
-from pipelines.cli_errors import InputError, absl_main
+from pipelines.cli import console, flag_checks
+from pipelines.cli.cli_errors import InputError, absl_main
 from trainer import shard_check
 
 # Defaults from bench/bench_index.py (docs/index.md): 1M x 256 clustered vectors.
@@ -96,7 +96,7 @@ class BuildConfig:
     local_features: int = 0  # max SIFT features stored per reference (0: none)
 
     def __post_init__(self) -> None:
-        """Every number checked once, before any work (pipelines/flag_checks.py)."""
+        """Every number checked once, before any work (pipelines/cli/flag_checks.py)."""
         flag_checks.integer("--n_trees", self.n_trees, 1)
         flag_checks.integer("--num_shards", self.num_shards, 1)
         flag_checks.integer("--batch_size", self.batch_size, 1)

@@ -18,8 +18,8 @@ from absl import app, flags
 from indexer import outputs
 from indexer.evaluation import metrics, solutions
 from indexer.ranking.vote import METHODS
-from pipelines import console, flag_checks
-from pipelines.cli_errors import InputError, absl_main
+from pipelines.cli import console, flag_checks
+from pipelines.cli.cli_errors import InputError, absl_main
 
 FLAGS = flags.FLAGS
 

@@ -41,9 +41,10 @@ from indexer.embedding.embed import Embedded, iter_jpegs, list_shards, read_jpeg
 from indexer.ranking.confidence import CONFIDENCES
 from indexer.store.index_dir import Index
 from indexer.ranking.vote import METHODS
-from pipelines import console, csv_input, flag_checks
-from pipelines.cli_errors import InputError, absl_main
-from pipelines.report import FAILURES_CSV
+from pipelines.cli import console, flag_checks
+from pipelines.sources import csv_input
+from pipelines.cli.cli_errors import InputError, absl_main
+from pipelines.graph.report import FAILURES_CSV
 
 FOLDER_CSV = "images.csv"  # in PRED: the --images folder as a test CSV
 RECORDS_DIR = "test_records"
@@ -136,7 +137,7 @@ def check_settings(config: PredictConfig) -> None:
     """Refuse settings that would silently answer nothing (InputError naming the flag)."""
     scoring.Scoring(config.k, config.search_k, config.vote, config.rerank, config.aqe_k, config.aqe_alpha,
                     config.confidence, config.penalty_weight, config.verify_k, config.verify_weight,
-                    config.verify_cap)  # its checks (pipelines/flag_checks.py), as the API's
+                    config.verify_cap)  # its checks (pipelines/cli/flag_checks.py), as the API's
     flag_checks.number("--min_confidence", config.min_confidence)
     flag_checks.integer("--batch_size", config.batch_size, 1)
     flag_checks.integer("--image_size", config.image_size, 0)

@@ -28,8 +28,8 @@ from absl import app, flags, logging
 from indexer import outputs
 from indexer.evaluation import metrics, names as naming, report_images, report_page, solutions
 from indexer.ranking.vote import METHODS
-from pipelines import console
-from pipelines.cli_errors import InputError, absl_main
+from pipelines.cli import console
+from pipelines.cli.cli_errors import InputError, absl_main
 
 REPORT_HTML = "report.html"
 VERIFICATION_CSV = "verification.csv"  # in PRED: id,rank,inliers of each verified neighbour

@@ -42,9 +42,9 @@ import numpy as np
 from absl import app, flags
 from PIL import Image, ImageDraw, ImageFilter
 
-from pipelines import console, preflight
-from pipelines.cli_errors import SettingsError, absl_main
-from pipelines.report import csv_bytes
+from pipelines.cli import console, preflight
+from pipelines.cli.cli_errors import SettingsError, absl_main
+from pipelines.graph.report import csv_bytes
 
 WORLD_W, WORLD_H = 768, 480
 HORIZON = 330  # y of the ground line in the world image

@@ -16,7 +16,7 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from pipelines.cli_errors import InputError
+from pipelines.cli.cli_errors import InputError
 
 
 class UnreadableRunError(InputError):

@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 from absl import flags
 
-from pipelines import flag_checks
+from pipelines.cli import flag_checks
 from trainer.sampling import POLICIES
 
 BACKBONES = ("inception_v3", "resnet50", "mobilenet", "mobilenet_v2", "efficientnet_b0", "efficientnet_v2_s",

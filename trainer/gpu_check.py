@@ -21,7 +21,7 @@ from typing import Dict, Sequence, Tuple
 
 from absl import app, flags
 
-from pipelines import cli_errors, console
+from pipelines.cli import cli_errors, console
 
 flags.DEFINE_integer("steps", 40, "Timed training steps (after --warmup compile/warm-up steps).")
 flags.DEFINE_integer("warmup", 5, "Steps run before timing (tracing, XLA compilation, autotuning).")

@@ -1,7 +1,7 @@
 """Class-balanced P x K batches from a pool of whole shards: labels in, record indices out.
 
 The preprocessing keeps each landmark's photos in one shard (or consecutive shards for a landmark
-larger than a shard; pipelines/shards.py), so a pool of a few whole shards holds every photo of
+larger than a shard; pipelines/graph/shards.py), so a pool of a few whole shards holds every photo of
 its landmarks. Within a pool, `PoolPlanner`:
 
 1. gives each landmark a number of K-groups drawn from its expected share of the epoch under the

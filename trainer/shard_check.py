@@ -4,7 +4,7 @@ tf.data reports a damaged shard as `DataLossError: corrupted record at 1265943`,
 (its readers see only the interleaved stream), and `ignore_errors()` would skip silently. So:
 
 * `locate` turns such an error into `CorruptShardError` ("FILE: corrupted record at byte N ...",
-  one line through `pipelines/cli_errors.py`) by checking the TFRecord framing and CRCs of the
+  one line through `pipelines/cli/cli_errors.py`) by checking the TFRecord framing and CRCs of the
   shards that reach that byte, in Python, on the error path only;
 * with `--skip_corrupt_records`, `scan_all` checks every shard up front (one streaming read) and
   reports what will be skipped, and `reader(skip=True)` reads each shard up to its first damaged
@@ -21,7 +21,7 @@ import re
 import struct
 from typing import Callable, Optional, Sequence, Tuple
 
-from pipelines.cli_errors import InputError
+from pipelines.cli.cli_errors import InputError
 from pipelines.schema import masked_crc
 
 _HEADER = 12  # uint64 length + masked CRC32C of the length

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from absl import app, flags, logging
 
-from pipelines import cli_errors, console, flag_checks
+from pipelines.cli import cli_errors, console, flag_checks
 from trainer import config
 
 config.define_flags()

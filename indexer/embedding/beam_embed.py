@@ -29,8 +29,9 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from indexer.embedding import embed_progress, embedding_shards
 from indexer.embedding.embed import Embedded, Embedder, check_export, embed_records, model_fingerprint
-from pipelines import cli_errors, console, dask_setup
-from pipelines.cli_errors import InputError, SettingsError
+from pipelines.cli import cli_errors, console
+from pipelines.graph import dask_setup
+from pipelines.cli.cli_errors import InputError, SettingsError
 
 _LOCK = threading.Lock()
 _MODELS: Dict[Tuple[str, str], Embedder] = {}  # (export_dir, fingerprint) -> model, one per process

@@ -17,7 +17,8 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from indexer.store.annoy_index import sha256_file
-from pipelines import console, schema
+from pipelines import schema
+from pipelines.cli import console
 from trainer import contract, shard_check
 
 

@@ -10,7 +10,7 @@ Flags (both commands):
                                   (default: <output_dir>/embeddings); gs:// for remote workers.
   --runner=dask [--dask_address=tcp://HOST:PORT | --dask_workers=N]
                                   the Beam job on a Dask cluster, or on a local one started for
-                                  the run, as `pipelines.preprocess` (pipelines/dask_setup.py).
+                                  the run, as `pipelines.preprocess` (pipelines/graph/dask_setup.py).
 Any other flag the command does not know is a Beam pipeline option, passed through as
 `pipelines.preprocess` does (--runner, --direct_num_workers, --dask_client_address, ...).
 """
@@ -25,8 +25,9 @@ from typing import List, Optional, Sequence, Tuple
 from absl import flags, logging
 
 from indexer.embedding.embed import Embedded, Embedder, embed_records, expected_records
-from pipelines import console, schema
-from pipelines.cli_errors import SettingsError
+from pipelines import schema
+from pipelines.cli import console
+from pipelines.cli.cli_errors import SettingsError
 
 RUNNERS = ("auto", "local", "beam")
 # From this many records on, a one-process run takes long enough (20k InceptionV3 embeddings: about

@@ -21,7 +21,7 @@ from typing import Dict, Iterator, Optional, Sequence, Set, Tuple
 from absl import logging
 
 from indexer.embedding import embedding_shards
-from pipelines import console
+from pipelines.cli import console
 
 POLL_S = 2.0  # one listing of EMB per poll: cheap on a local disk and on gs:// alike
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 from typing import List, Tuple
 
-from pipelines import report, storage
-from pipelines.cli_errors import InputError
+from pipelines.graph import report
+from pipelines.sources import storage
+from pipelines.cli.cli_errors import InputError
 
 class FolderError(InputError, ValueError):
     """A photo folder that cannot be listed as prediction input; the message names the path."""

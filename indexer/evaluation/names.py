@@ -18,7 +18,7 @@ import csv
 import urllib.parse
 from typing import Dict, Mapping, Optional
 
-from pipelines.cli_errors import InputError
+from pipelines.cli.cli_errors import InputError
 
 NAME_COLUMNS = ("name", "category")  # the first one the header has is read
 CATEGORY_PREFIX = "Category:"

@@ -19,7 +19,7 @@ from indexer import threads
 from indexer.ranking import confidence, rerank, verify
 from indexer.store.index_dir import Index
 from indexer.ranking.local_features import Extractor, max_features_of, unpack
-from pipelines import console, flag_checks
+from pipelines.cli import console, flag_checks
 
 RERANKS = ("none", "aqe")
 

@@ -23,7 +23,7 @@ from typing import Optional
 
 import numpy as np
 
-from pipelines.cli_errors import InputError
+from pipelines.cli.cli_errors import InputError
 
 METRIC = "angular"  # the only metric the indexer builds: embeddings are L2-normalised
 

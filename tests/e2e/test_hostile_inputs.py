@@ -225,7 +225,7 @@ def test_predict_refuses_a_truncated_index_in_one_line_and_accepts_fetch_flags(i
 def test_predict_reports_a_bad_test_csv_or_failed_preprocessing_in_one_line(index, tmp_path, repo_root,
                                                                            monkeypatch):
     from indexer import predict
-    from pipelines.cli_errors import InputError, one_line
+    from pipelines.cli.cli_errors import InputError, one_line
 
     csv_path = write(tmp_path / "test.csv", "id,link\nq,q.jpg\n")
     done = cli(repo_root, "indexer.predict", f"--index_dir={index}", f"--test_csv={csv_path}",

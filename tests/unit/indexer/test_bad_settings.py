@@ -22,7 +22,7 @@ from indexer.api import Recognizer
 from indexer.build import BuildConfig, build
 from indexer.evaluate import EvaluateConfig, evaluate
 from indexer.embedding.image_folder import FolderError, list_images, write_folder_csv
-from pipelines.cli_errors import InputError, SettingsError
+from pipelines.cli.cli_errors import InputError, SettingsError
 from tests.e2e.test_hostile_inputs import cli, one_error_line
 from tests.unit.indexer.test_build_predict import build_config, predict_config
 
@@ -36,7 +36,7 @@ def built(tiny_export, reference_shards, tmp_path_factory):
     return out
 
 
-# --- 25.7 / 25.11: numbers, checked once (pipelines/flag_checks.py) -----------------------------
+# --- 25.7 / 25.11: numbers, checked once (pipelines/cli/flag_checks.py) -----------------------------
 
 @pytest.mark.parametrize("option, value, message", [
     ("penalty_weight", NAN, r"--penalty_weight=nan: must be a finite number >= 0"),

@@ -14,7 +14,7 @@ from indexer.embedding import beam_embed, embedding_shards
 from indexer.embedding.beam_embed import embed_with_beam, pipeline_options, shared_embedder
 from indexer.embedding.embed import Embedded, Embedder, embed_records, list_shards, model_fingerprint
 from indexer.embedding.embed_job import AUTO_BEAM_MIN_RECORDS, EmbedSettings, choose, embed_shards
-from pipelines import console
+from pipelines.cli import console
 from tests.unit.indexer.indexer_helpers import EMBEDDING_DIM, make_export
 
 DASK_RUNNER = "--runner=apache_beam.runners.dask.dask_runner.DaskRunner"

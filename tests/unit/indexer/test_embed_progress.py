@@ -11,7 +11,7 @@ import numpy as np
 from indexer.embedding import embedding_shards
 from indexer.embedding.embed import Embedded, list_shards
 from indexer.embedding.embed_progress import ShardWatcher
-from pipelines import console
+from pipelines.cli import console
 
 FINGERPRINT = "a" * 64
 

@@ -16,7 +16,7 @@ from indexer.store.annoy_index import IndexIntegrityError, sha256_file
 from indexer.build import build
 from indexer.embedding.embed import Embedder, embed_records, list_shards
 from indexer.outputs import read_submission, write_json
-from pipelines.cli_errors import InputError
+from pipelines.cli.cli_errors import InputError
 from tests.unit.indexer.test_build_predict import (  # noqa: F401 - test_csv is a fixture used here
     build_config, fake_preprocessed, predict_config, test_csv)
 

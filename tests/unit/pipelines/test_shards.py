@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from pipelines import schema, shards
+from pipelines import schema
+from pipelines.graph import shards
 
 
 def test_stable_hash_is_the_same_in_another_process_with_another_hash_seed():

@@ -1,6 +1,6 @@
 """Issue 25, the trainer's side: a rerun never trains "from scratch" over a run's checkpoints
 (the ArcFace class count is part of the run's shape; checkpoints that all fail to restore refuse
-the run), numbers are checked once (pipelines/flag_checks.py), a batch that needs more landmarks
+the run), numbers are checked once (pipelines/cli/flag_checks.py), a batch that needs more landmarks
 than the data holds is one line, and so is an output folder that is a file."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from tests.unit.trainer.trainer_helpers import REPO, make_shards, run_train
-from pipelines import flag_checks
+from pipelines.cli import flag_checks
 from trainer import config, run_dir
 
 NAN, INF = float("nan"), float("inf")

@@ -2,7 +2,7 @@
 
 Transient failures (timeouts, connection errors, 429, 5xx, a body cut short) are retried a
 bounded number of times with exponential backoff and jitter; permanent ones (other 4xx, missing
-files) fail at once. Every failure is a `RowFailure` with a reason from `pipelines.errors`, so a
+files) fail at once. Every failure is a `RowFailure` with a reason from `pipelines.images.errors`, so a
 caller never has to catch anything else. TF-free: the indexer and demo may import `fetch`.
 """
 
@@ -22,11 +22,11 @@ import certifi
 import requests
 import urllib3
 
-from pipelines import bounded_read, storage, tar_source
-from pipelines.errors import RowFailure
+from pipelines.sources import bounded_read, storage, tar_source
+from pipelines.images.errors import RowFailure
 
 try:
-    from pipelines import curl_client
+    from pipelines.sources import curl_client
 except ImportError:  # pycurl refuses to load beside an older libcurl already in the process:
     # TensorFlow brings one, so a process that imported TensorFlow first (the indexer, the demo)
     # fetches through requests instead; preprocessing workers never import TensorFlow.
@@ -84,7 +84,7 @@ def _environment_matters() -> bool:
 def _http_client() -> Union["curl_client.pycurl.Curl", requests.Session]:
     """This thread's keep-alive client, made on first use in each thread of each process.
 
-    libcurl (`pipelines.curl_client`): it cost less than half of urllib3's CPU per image and
+    libcurl (`pipelines.sources.curl_client`): it cost less than half of urllib3's CPU per image and
     holds no GIL while it waits and reads. A requests session instead where a proxy variable or a
     netrc file is there, since it honours them (and NO_PROXY, proxy auth, ...) as a user
     expects, and where pycurl could not load (see the import above). Either way the same headers

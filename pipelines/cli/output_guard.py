@@ -23,8 +23,10 @@ import json
 import os
 from typing import Dict, List, Sequence, Set
 
-from pipelines import layouts, schema, shards, storage
-from pipelines.cli_errors import InputError
+from pipelines import schema
+from pipelines.graph import shards
+from pipelines.sources import layouts, storage
+from pipelines.cli.cli_errors import InputError
 
 INPUTS_JSON = "inputs.json"
 _ADVICE = "use another --output_dir, or pass --overwrite to replace them"

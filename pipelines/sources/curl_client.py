@@ -1,4 +1,4 @@
-"""One HTTP(S) GET through libcurl (pycurl): the default client of `pipelines.fetch`.
+"""One HTTP(S) GET through libcurl (pycurl): the default client of `pipelines.sources.fetch`.
 
 Why libcurl: fetching a 300 KB image from 127.0.0.1 cost 931 us of CPU through urllib3 (Python
 work per received chunk, header parsing, several copies of the body) and 399 us through libcurl
@@ -9,7 +9,7 @@ redirects restricted to http(s), gzip/deflate, keep-alive on a reused handle, TL
 against a given CA bundle.
 
 This module knows libcurl, not our failure reasons: `get` returns the final response or raises
-`CurlError` with libcurl's code; `pipelines.fetch` decides what each means (timeout, truncated,
+`CurlError` with libcurl's code; `pipelines.sources.fetch` decides what each means (timeout, truncated,
 too_large, retried or not). A handle is not thread-safe: `fetch` keeps one per thread and process.
 """
 
@@ -21,7 +21,7 @@ from typing import Dict, List, NamedTuple, Optional
 
 import pycurl
 
-# libcurl codes `pipelines.fetch` tells apart (the rest are transient fetch errors there).
+# libcurl codes `pipelines.sources.fetch` tells apart (the rest are transient fetch errors there).
 TIMED_OUT = (pycurl.E_OPERATION_TIMEDOUT, pycurl.E_ABORTED_BY_CALLBACK)  # deadline; our stall check
 UNRESOLVED = pycurl.E_COULDNT_RESOLVE_HOST
 TOO_MANY_REDIRECTS = pycurl.E_TOO_MANY_REDIRECTS

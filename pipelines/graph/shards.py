@@ -25,7 +25,8 @@ import math
 import os
 from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
-from pipelines import schema, storage
+from pipelines import schema
+from pipelines.sources import storage
 
 PARTS_DIR = "_parts"
 # Test hook: exit the process just before publishing the shard after this many published ones

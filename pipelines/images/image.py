@@ -4,7 +4,7 @@ The order matters for robustness and speed:
 1. the format is sniffed from the bytes (never the file name), and only a few decoders are
    allowed, so e.g. a WebP named `.jpg` decodes and an HTML error page is `not_an_image`;
 2. the declared size is checked before anything is decoded (decompression bombs: `too_large`);
-3. a YCbCr or grey JPEG takes the fast path (`pipelines.fast_jpeg`: libjpeg-turbo decodes at the
+3. a YCbCr or grey JPEG takes the fast path (`pipelines.images.fast_jpeg`: libjpeg-turbo decodes at the
    smallest DCT scale still >= the target, OpenCV resizes, EXIF orientation read from the header
    is applied, libjpeg-turbo encodes); anything it does not decode cleanly falls through to 4-6;
 4. otherwise Pillow decodes, a JPEG much larger than the target at a reduced DCT scale (`draft`);
@@ -24,8 +24,8 @@ from typing import Tuple
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pipelines import fast_jpeg
-from pipelines.errors import RowFailure
+from pipelines.images import fast_jpeg
+from pipelines.images.errors import RowFailure
 
 # Decoders we accept; others (e.g. PSD, TIFF, EPS) are refused as not_an_image. The JPEG
 # decoder also opens camera MPO files (format "MPO"), whose first picture is used.

@@ -16,7 +16,7 @@ import os
 import tempfile
 from typing import Optional
 
-from pipelines.cli_errors import InputError, SettingsError
+from pipelines.cli.cli_errors import InputError, SettingsError
 
 
 def _range(minimum: Optional[float], maximum: Optional[float], above: bool) -> str:

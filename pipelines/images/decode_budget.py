@@ -35,7 +35,7 @@ from typing import Deque, Iterator, Optional, Tuple
 import simplejpeg
 from PIL import Image
 
-from pipelines.image import ALLOWED_FORMATS
+from pipelines.images.image import ALLOWED_FORMATS
 
 DEFAULT_MPX = 64.0
 ENV = "PIPELINES_DECODE_BUDGET_MPX"
@@ -95,7 +95,7 @@ def _declared(data: bytes) -> Optional[Tuple[int, int, str]]:
 
     A JPEG's comes from libjpeg-turbo's header parser (~2 us; Pillow's open took ~90 us per image,
     about 1.5% of the whole per-image cost); anything else, or a JPEG header libjpeg-turbo cannot
-    read, from Pillow, restricted to the formats `pipelines.image` accepts.
+    read, from Pillow, restricted to the formats `pipelines.images.image` accepts.
     """
     try:
         height, width, _, _ = simplejpeg.decode_jpeg_header(data)

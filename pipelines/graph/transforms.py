@@ -1,5 +1,5 @@
 """The preprocessing stages as labelled composite PTransforms, in two pipelines joined by the
-shard plan's files (pipelines/shard_plan.py):
+shard plan's files (pipelines/graph/shard_plan.py):
 
     plan:   ReadCsvRows -> DedupById -> PlanShards -> shard_plan.WritePlan
     build:  Create(shard names) -> shard_plan.LoadShardPlans -> BuildShards -> Report
@@ -30,12 +30,16 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipelines import console, decode_budget, image, layouts, schema, shards
-from pipelines import fetch as fetch_lib
-from pipelines import report
-from pipelines.csv_input import Failure, Row
-from pipelines.errors import RowFailure
-from pipelines.routing import GatherAll, SplitByTag, tagged
+from pipelines import schema
+from pipelines.cli import console
+from pipelines.graph import shards
+from pipelines.images import decode_budget, image
+from pipelines.sources import layouts
+from pipelines.sources import fetch as fetch_lib
+from pipelines.graph import report
+from pipelines.sources.csv_input import Failure, Row
+from pipelines.images.errors import RowFailure
+from pipelines.graph.routing import GatherAll, SplitByTag, tagged
 
 NAMESPACE = "preprocess"
 ROWS = "rows"
@@ -81,7 +85,7 @@ def _split_rows(pairs) -> RowsAndFailures:
 
 class ReadCsvRows(beam.PTransform):
     """CSV paths -> `Row`s (`.rows`) and `bad_row` `Failure`s (`.failures`), read in the
-    given `pipelines.layouts.Layout`."""
+    given `pipelines.sources.layouts.Layout`."""
 
     def __init__(self, csv_paths: Sequence[str], mode: str = "auto", val_fraction: float = 0.1,
                  layout: layouts.Layout = layouts.Layout()) -> None:
@@ -388,7 +392,7 @@ class _Finalize(beam.DoFn):
 class Report(beam.PTransform):
     """{"counts", "failures", "rows_in", "written"} -> the stats dict, after every shard is done.
 
-    Writes failures.csv and stats.json (see `pipelines.report`). The inputs are gathered as main
+    Writes failures.csv and stats.json (see `pipelines.graph.report`). The inputs are gathered as main
     inputs (`routing.GatherAll`): that is what makes this run once, after the last shard
     (`written` is there only for that), on every runner. `rows_in` may be empty (no rows: 0).
     """

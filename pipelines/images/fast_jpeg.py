@@ -10,7 +10,7 @@ truncated 8x8 DCT rings on detailed photos and the resize then has nothing left 
 result is turned upright by the EXIF orientation the caller read, and encoded by libjpeg-turbo
 (4:2:0, like Pillow's default). Figures and the libraries compared: docs/preprocess.md.
 
-`pipelines.image` decides what comes here (format, mode, declared size, orientation: it parses
+`pipelines.images.image` decides what comes here (format, mode, declared size, orientation: it parses
 the header with Pillow first), and falls back to Pillow whenever this raises `ValueError`:
 libjpeg-turbo runs in strict mode, so a warning such as "Premature end of JPEG file" is an
 error here, and Pillow's own decode then gives the row its reason (`truncated`, ...).

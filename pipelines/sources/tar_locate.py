@@ -26,10 +26,11 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipelines import shards, storage, tar_source
-from pipelines.csv_input import Failure, Row
-from pipelines.routing import SplitByTag, tagged
-from pipelines.transforms import FAILURES, NAMESPACE, ROWS, RowsAndFailures
+from pipelines.graph import shards
+from pipelines.sources import storage, tar_source
+from pipelines.sources.csv_input import Failure, Row
+from pipelines.graph.routing import SplitByTag, tagged
+from pipelines.graph.transforms import FAILURES, NAMESPACE, ROWS, RowsAndFailures
 
 UNREADABLE = "unreadable"
 MEMBERS = "members"

@@ -1,6 +1,6 @@
 """Input layouts `make preprocess` reads (`--layout`), each turned into the same `Row`s.
 
-  urls         the 2018 Kaggle CSV `id,url[,landmark_id]` (`pipelines.csv_input`)
+  urls         the 2018 Kaggle CSV `id,url[,landmark_id]` (`pipelines.sources.csv_input`)
   kaggle       Kaggle GLR 2020/2021: `train.csv` = `id,landmark_id`, `sample_submission.csv` =
                `id,landmarks` (no label: test); the photo of id `abc...` is
                `IMAGES_ROOT/a/b/c/abc....jpg`. IMAGES_ROOT (`--images_root`) defaults to the
@@ -8,7 +8,7 @@
   gldv2_clean  GLDv2's `train_clean.csv` = `landmark_id,images` (space-separated ids): one row per
                id; photos in the same a/b/c tree (default: the CSV's folder + `train/`)
 With `--tars` the photos come from GLDv2's tar shards instead of a tree, whatever the layout
-(`pipelines.tar_locate`): rows leave this module without a location and are located by id.
+(`pipelines.sources.tar_locate`): rows leave this module without a location and are located by id.
 
 Parsing follows `csv_input`: each physical line on its own, one malformed line is one `bad_row`
 failure naming its line, and nothing else is lost. Ids must be letters, digits, `_` or `-` and at
@@ -23,8 +23,9 @@ import io
 import re
 from typing import Iterator, List, Optional, Tuple, Union
 
-from pipelines import csv_input, schema, storage
-from pipelines.csv_input import Failure, Row
+from pipelines import schema
+from pipelines.sources import csv_input, storage
+from pipelines.sources.csv_input import Failure, Row
 
 LAYOUTS = ("urls", "kaggle", "gldv2_clean")
 _ID = re.compile(r"^[A-Za-z0-9_-]{3,}$")

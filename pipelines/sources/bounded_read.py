@@ -16,7 +16,7 @@ import stat
 import time
 from typing import Optional
 
-from pipelines.errors import RowFailure
+from pipelines.images.errors import RowFailure
 
 _CHUNK = 1 << 20
 _KINDS = (

@@ -1,7 +1,7 @@
 """Refusals before any work: inputs that would hang or fail the run later, flags nobody knows.
 
 Each check raises `InputError` with one line naming the path or flag, so the command line ends
-with `<cli>: error: ...` (pipelines/cli_errors.py) instead of hanging on a FIFO, failing minutes
+with `<cli>: error: ...` (pipelines/cli/cli_errors.py) instead of hanging on a FIFO, failing minutes
 later inside a Beam worker with a traceback, or running with a misspelled flag silently dropped.
 """
 
@@ -12,8 +12,8 @@ import socket
 import urllib.parse
 from typing import Iterable, List, Sequence
 
-from pipelines import bounded_read, storage, tar_source
-from pipelines.cli_errors import InputError
+from pipelines.sources import bounded_read, storage, tar_source
+from pipelines.cli.cli_errors import InputError
 
 # How long to try to reach a Dask scheduler before refusing the run.
 DASK_CONNECT_TIMEOUT_S = 5.0

@@ -6,7 +6,7 @@ tracebacks, a fetch thread or a worker process may go on, and SIGTERM skips ever
 the run's private temp folder (`preprocess-run-*`) stays behind. Instead the handler prints one
 line, ends the child processes (DirectRunner workers, a local Dask cluster), removes the run's
 temp folder and exits with 128 + the signal's number. Nothing else needs saving: every shard is
-published atomically and marked complete only afterwards (pipelines/shards.py), so the next run
+published atomically and marked complete only afterwards (pipelines/graph/shards.py), so the next run
 with the same flags skips the finished shards and redoes the rest.
 """
 

@@ -20,9 +20,10 @@ import dataclasses
 import io
 from typing import Callable, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Union
 
-from pipelines import fetch, schema, storage
-from pipelines.cli_errors import InputError
-from pipelines.shards import stable_fraction
+from pipelines import schema
+from pipelines.sources import fetch, storage
+from pipelines.cli.cli_errors import InputError
+from pipelines.graph.shards import stable_fraction
 
 SPLIT_MODES = ("auto", "train", "test")
 # How many physical lines one record may span (quoted newlines); more is a bad row.
@@ -47,7 +48,7 @@ class Row(NamedTuple):
 
 
 class Failure(NamedTuple):
-    """One input row that is not written; `reason` is one of `pipelines.errors.REASONS`."""
+    """One input row that is not written; `reason` is one of `pipelines.images.errors.REASONS`."""
 
     image_id: str
     url: str

@@ -25,8 +25,8 @@ import re
 import tarfile
 from typing import BinaryIO, Dict, Iterator, List, Optional, Tuple
 
-from pipelines import storage
-from pipelines.errors import RowFailure
+from pipelines.sources import storage
+from pipelines.images.errors import RowFailure
 
 SCHEME = "tar-member:"  # tar-member:<offset>:<size>:<md5 or empty>:<tar path>
 _MD5 = re.compile(r"^[0-9a-fA-F]{32}$")
@@ -140,7 +140,7 @@ class TarChecksumError(Exception):
 
 class TransientRead(Exception):
     """A member read that failed for a reason worth another try (e.g. a gs:// transport error);
-    `pipelines.fetch` retries it with backoff like any other transient fetch failure."""
+    `pipelines.sources.fetch` retries it with backoff like any other transient fetch failure."""
 
 
 def location(member: Member, md5: str = "") -> str:
@@ -169,7 +169,7 @@ def read_member(loc: str, max_bytes: int) -> bytes:
         raise RowFailure("not_found", path) from e
     except (IsADirectoryError, PermissionError) as e:
         raise RowFailure("fetch_error", f"{type(e).__name__}: {path}") from e
-    except Exception as e:  # transport and the like: retried by pipelines.fetch, then fetch_error
+    except Exception as e:  # transport and the like: retried by pipelines.sources.fetch, then fetch_error
         raise TransientRead(f"{type(e).__name__}: {e}") from e
     if len(data) < size:
         raise RowFailure("truncated", f"{path} ends {size - len(data)} bytes into this member")

@@ -22,9 +22,11 @@ from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
 
 import apache_beam as beam
 
-from pipelines import schema, shards, storage
-from pipelines.csv_input import Row
-from pipelines.routing import GatherAll, SplitByTag, tagged
+from pipelines import schema
+from pipelines.graph import shards
+from pipelines.sources import storage
+from pipelines.sources.csv_input import Row
+from pipelines.graph.routing import GatherAll, SplitByTag, tagged
 
 PLAN_DIR = "_plan"
 SUMMARY = "plan.json"

@@ -17,7 +17,9 @@ import json
 import logging
 from typing import Dict, Iterable, List, Sequence
 
-from pipelines import schema, shard_index, shards, storage
+from pipelines import schema, shard_index
+from pipelines.graph import shards
+from pipelines.sources import storage
 
 FAILURES_CSV = "failures.csv"
 STATS_JSON = "stats.json"
