@@ -25,7 +25,7 @@ from indexer.api import FALLBACK_IMAGE_SIZE
 from indexer.ranking.nonlandmark import embed_nonlandmarks
 from pipelines.cli import console, flag_checks
 from pipelines.cli.cli_errors import InputError, absl_main
-from trainer import shard_check
+from trainer.input import shard_check
 
 # Defaults from bench/bench_index.py (docs/index.md): 1M x 256 clustered vectors.
 DEFAULT_N_TREES = 50

@@ -33,7 +33,9 @@ def main(argv) -> None:
     import keras
     import tensorflow as tf
 
-    from trainer import data, distribute, export, heads, loop, records_info, run_dir, shard_check
+    from trainer.input import data, records_info, shard_check
+    from trainer.network import heads
+    from trainer.run import distribute, export, loop, run_dir
 
     # Val is optional (records preprocessed with --val_fraction=0): the loop then skips validation.
     shards = data.list_shards(cfg.data_dir, "train") + data.list_shards(cfg.data_dir, "val", required=False)

@@ -19,7 +19,8 @@ import numpy as np
 from indexer.store.annoy_index import sha256_file
 from pipelines import schema
 from pipelines.cli import console
-from trainer import contract, shard_check
+from trainer import contract
+from trainer.input import shard_check
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,7 @@ Labelled splits (`LANDMARK_SPLITS`) keep each landmark's photos together: `plan_
 whole landmarks into shards balanced in rows, and a landmark larger than a shard spans
 consecutive shards, cut by sorted image id (`place_rows`). So a reader that holds a few whole
 shards holds every photo of their landmarks, which is what lets the trainer draw K distinct photos
-of a landmark (trainer/sampling.py). The plan depends only on the per-landmark row counts, so every
+of a landmark (trainer/input/sampling.py). The plan depends only on the per-landmark row counts, so every
 rerun on the same input makes the same plan. The test split keeps the old layout: a row's shard is
 a stable hash of its id modulo the split's shard count. A shard is written whole under a temporary name (which
 never matches `schema.shard_pattern`), renamed onto its final name, and only then is its

@@ -19,7 +19,7 @@ tf = pytest.importorskip("tensorflow")
 
 @pytest.fixture(scope="module")
 def service():
-    from trainer import pool_input  # noqa: F401 - the workers find the pool planner by name
+    from trainer.input import pool_input  # noqa: F401 - the workers find the pool planner by name
 
     svc = tf.data.experimental.service
     dispatcher = svc.DispatchServer(svc.DispatcherConfig(port=0))
@@ -32,7 +32,7 @@ def service():
 
 
 def _batches(cfg: Config, count: int):
-    from trainer import data
+    from trainer.input import data
 
     return [tuple(t.numpy() for t in batch) for batch in data.train_dataset(cfg).take(count)]
 

@@ -14,7 +14,8 @@ from typing import List, Optional
 import tensorflow as tf
 
 from pipelines import schema
-from trainer import augment, data_service, pool_input, records_info, sampling, shard_check
+from trainer import data_service
+from trainer.input import augment, pool_input, records_info, sampling, shard_check
 from trainer.config import Config
 
 AUTOTUNE = tf.data.AUTOTUNE

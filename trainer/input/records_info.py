@@ -18,7 +18,7 @@ import tensorflow as tf
 from absl import logging
 
 from pipelines import schema, shard_index
-from trainer import shard_check
+from trainer.input import shard_check
 from trainer.config import Config, ConfigError
 
 

@@ -25,8 +25,8 @@ import tensorflow as tf
 from tensorflow.python.ops import gen_script_ops, script_ops
 
 from pipelines import schema
-from trainer import shard_check
-from trainer.sampling import POLICIES, PoolPlanner
+from trainer.input import shard_check
+from trainer.input.sampling import POLICIES, PoolPlanner
 
 # A pool can legitimately yield no batch (fewer than P landmarks, or too few groups drawn); this
 # many whole passes over the files without a single batch means none ever will.

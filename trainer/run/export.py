@@ -17,7 +17,8 @@ from typing import Dict, Optional
 import keras
 import tensorflow as tf
 
-from trainer import contract, data
+from trainer import contract
+from trainer.input import data
 from trainer.config import Config
 
 
@@ -41,7 +42,7 @@ def float32_copy(model: keras.Model, cfg: Config) -> keras.Model:
     """A float32 clone of a (possibly mixed-precision) model, with the same weights."""
     if keras.mixed_precision.global_policy().name == "float32":
         return model
-    from trainer.model import build_embedding_model  # the architecture comes from the config
+    from trainer.network.model import build_embedding_model  # the architecture comes from the config
 
     policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")

@@ -13,7 +13,7 @@ replica whose batch happens to hold one landmark contributes nothing instead of 
 
 `arcface_loss` (Deng et al., ArcFace; sub-centers: Deng et al. 2020) is the classification-style
 alternative the Kaggle landmark winners trained with: it also needs the class centres of a
-training-only head (trainer/heads.py), so it is not in `LOSSES`.
+training-only head (trainer/network/heads.py), so it is not in `LOSSES`.
 """
 
 from __future__ import annotations

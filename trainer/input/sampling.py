@@ -20,7 +20,7 @@ Groups a pool cannot place (a landmark given more groups than the pool has batch
 remainder below one batch) are dropped, and a pool with fewer than P landmarks yields nothing.
 Without totals for the whole split (records without `shard_index.json`) the pool is taken as the
 whole world. NumPy only (no TensorFlow), so `bench/bench_sampler.py` runs it at GLD scale in
-seconds; `trainer/pool_input.py` runs it inside tf.data.
+seconds; `trainer/input/pool_input.py` runs it inside tf.data.
 """
 
 from __future__ import annotations

@@ -23,9 +23,11 @@ import keras
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from trainer import checkpoints, data, distribute, heads, records_info, retrieval
+from trainer.input import data, records_info
+from trainer.network import heads
+from trainer.run import checkpoints, distribute, retrieval
 from trainer.config import Config, ConfigError
-from trainer.model import build_embedding_model
+from trainer.network.model import build_embedding_model
 
 HISTORY_FILE = "history.json"
 CHECKPOINT_DIR = "checkpoints"

@@ -24,9 +24,9 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines import schema
-from trainer import losses
+from trainer.network import losses
 from trainer.config import DYNAMIC, Config, ConfigError
-from trainer.data import list_shards
+from trainer.input.data import list_shards
 
 STATS_FILE = "stats.json"
 # A per-landmark train count in the preprocessing's stats.json, when it records one
@@ -84,7 +84,7 @@ class ArcFaceHead(keras.layers.Layer):
 
 def resolve_classes(cfg: Config) -> Config:
     """`cfg` with `classes` set to the train landmarks for --loss=arcface (part of the run's shape:
-    a rerun on data with another count is refused, trainer/run_dir.py); unchanged for triplet losses."""
+    a rerun on data with another count is refused, trainer/run/run_dir.py); unchanged for triplet losses."""
     if cfg.loss != "arcface":
         return cfg
     ids = train_landmark_ids(cfg.data_dir)
