@@ -155,7 +155,7 @@ def build(config: BuildConfig) -> None:
     if config.dba_k > 1:
         embedded = dataclasses.replace(embedded, vectors=rerank.database_augmentation(
             embedded.vectors, config.dba_k, config.dba_alpha, search=search))
-    from trainer import records_info  # imports TensorFlow: only after console.setup (quiet start-up)
+    from trainer.input import records_info  # imports TensorFlow: only after console.setup (quiet start-up)
 
     stored = records_info.load(config.data_dir)  # the stored image size, for predict's test images
     stored_size = stored.image_size if stored else 0
