@@ -21,8 +21,8 @@ setup(
         "google-cloud-storage>=3.17,<4",
         "pillow>=12,<13",
         "requests>=2.32,<3",
-        "certifi>=2024",  # the CA bundle of the libcurl fetch path (pipelines/fetch.py)
-        "pycurl>=7.45.3,<8",  # libcurl: the HTTP(S) client of pipelines/fetch.py (wheels bundle libcurl)
+        "certifi>=2024",  # the CA bundle of the libcurl fetch path (pipelines/sources/fetch.py)
+        "pycurl>=7.45.3,<8",  # libcurl: the HTTP(S) client of pipelines/sources/fetch.py (wheels bundle libcurl)
         "numpy<2.3",
         "tqdm>=4.67,<5",
         "simplejpeg>=1.9,<2",

@@ -49,8 +49,8 @@ def export_model(name: str, directory: str) -> str:
 
         return str(make_export(pathlib.Path(directory) / "export"))
     from trainer.config import Config
-    from trainer.export import export
-    from trainer.model import build_embedding_model
+    from trainer.run.export import export
+    from trainer.network.model import build_embedding_model
 
     shapes = {"mobilenet": dict(backbone="mobilenet", alpha=0.25, image_size=224),
               "inception_v3": dict(backbone="inception_v3", image_size=299)}
@@ -69,8 +69,8 @@ def main() -> None:
     args = smoke.parse_args(ap, SMOKE)
 
     from bench.bench_train import write_shards
-    from indexer.beam_embed import embed_with_beam
-    from indexer.embed import Embedder, embed_records, list_shards
+    from indexer.embedding.beam_embed import embed_with_beam
+    from indexer.embedding.embed import Embedder, embed_records, list_shards
     from tests.tools.dask_cluster import dask_cluster
 
     cores = os.cpu_count() or 1

@@ -34,8 +34,8 @@ import numpy as np  # noqa: E402
 from absl import app, flags
 
 from bench import smoke
-from indexer.annoy_index import sha256_file
-from indexer.sharded import ShardedIndex, build_sharded
+from indexer.store.annoy_index import sha256_file
+from indexer.store.sharded import ShardedIndex, build_sharded
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("n", 1_000_000, "reference vectors (use e.g. 100000 for a quick try)")

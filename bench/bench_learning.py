@@ -9,7 +9,7 @@ the batches differ:
 - old: the trainer's former input (kept here only for this comparison): shuffled records cut into
   windows, with the window shrunk so that window / train records is GLD's 4,096 / 1.2M (never below
   one batch), groups of K topped up with repeats;
-- new: `trainer.data.train_dataset` (pools of whole shards, K distinct photos, `sqrt` policy).
+- new: `trainer.input.data.train_dataset` (pools of whole shards, K distinct photos, `sqrt` policy).
 
 Each model is then indexed (its train references), asked for the synthetic test set and scored
 (`indexer.build`, `indexer.predict`, `indexer.evaluate`): top-1 of the neighbour vote and GAP.
@@ -42,7 +42,7 @@ def old_train_dataset(cfg, context=None, window: int = 0):
 
     from bench.bench_sampler import old_plan_batches
     from pipelines import schema
-    from trainer import augment, data
+    from trainer.input import augment, data
 
     seed = cfg.seed * 1009
     files = data.list_shards(cfg.data_dir, "train")
@@ -73,7 +73,8 @@ def child(args) -> None:
 
     import keras
 
-    from trainer import data, distribute, export, loop
+    from trainer.input import data
+    from trainer.run import distribute, export, loop
     from trainer.config import Config
 
     strategy = distribute.make_strategy(1)

@@ -7,8 +7,8 @@ P x K = 32 x 4 batches (train records // 128 steps) for each sampler:
 - old: what the trainer did before whole-landmark shards (kept here only for this comparison):
   the shuffled record stream (an ideal shuffle here, which flatters it) cut into windows of
   4,096 records, each landmark's photos in a window grouped by K and topped up with repeats;
-- new: `make preprocess`'s shard plan (`pipelines.shards.plan_landmarks`, 2,000 rows per shard),
-  pools of `--pool_shards` whole shards, `trainer.sampling.PoolPlanner` under each policy.
+- new: `make preprocess`'s shard plan (`pipelines.graph.shards.plan_landmarks`, 2,000 rows per shard),
+  pools of `--pool_shards` whole shards, `trainer.input.sampling.PoolPlanner` under each policy.
 
 It prints, per sampler, the issue's three targets: share of K-groups with 2+ distinct photos
 (over landmarks with 2+ photos; target >= 99%), mean distinct photos per group (landmarks with 4+;
@@ -28,9 +28,9 @@ import numpy as np
 from absl import app, flags
 
 from bench import smoke
-from pipelines import shards
+from pipelines.graph import shards
 from trainer.config import Config
-from trainer.sampling import POLICIES, PoolPlanner
+from trainer.input.sampling import POLICIES, PoolPlanner
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("landmarks", 14951, "landmarks (GLD-2018: 14,951)")
@@ -59,7 +59,7 @@ def gld_sizes(landmarks: int, head: int, median: int, sigma: float) -> np.ndarra
 
 
 def old_plan_batches(labels: np.ndarray, p: int, k: int, rng: np.random.Generator) -> np.ndarray:
-    """The trainer's former window planner (trainer/sampling.py before whole-landmark shards)."""
+    """The trainer's former window planner (trainer/input/sampling.py before whole-landmark shards)."""
     labels = np.asarray(labels).reshape(-1)
     usable = np.flatnonzero(labels >= 0)
     usable = usable[rng.permutation(usable.size)]

@@ -4,12 +4,12 @@
 
 Writes generated JPEG shards shaped like the preprocessing's output (shorter side 256, long-tailed
 landmarks) to a temporary directory, then for each image size measures:
-  input   images/s of `trainer.data.train_dataset` alone (read, group P x K, decode, augment);
+  input   images/s of `trainer.input.data.train_dataset` alone (read, group P x K, decode, augment);
   train   images/s of the training step (MobileNet alpha 0.25, all layers trainable, semi-hard loss)
           fed from a cached batch, so it measures what the model consumes;
 and prints their ratio: the input pipeline must deliver at least 2x what the model consumes.
 
-Then the input side at GPU rates (issue 12): `trainer.data.train_dataset` alone at `--input_sizes`
+Then the input side at GPU rates (issue 12): `trainer.input.data.train_dataset` alone at `--input_sizes`
 (224 and 299 px) on records whose shorter side is 256 (the preprocessing default) and, for 299,
 also `--record_side_299` (320: records stored a little above the crop size), as images/s per core
 (wall / cores) and images per CPU-second (the process's CPU over the timed batches, robust on a
@@ -74,7 +74,7 @@ def input_rates(cfg, batch_images: int, count: int, warmup: int = 3):
     The iterator is dropped afterwards, so its prefetching threads stop before the next measurement."""
     import gc
 
-    from trainer import data
+    from trainer.input import data
 
     batches = iter(data.train_dataset(cfg))
     for _ in range(warmup):
@@ -94,7 +94,7 @@ def device_augment_cost(size: int, batch: int, count: int) -> float:
     contrast, saturation) on uint8 batches, traced once; on a GPU it costs a small fraction of this."""
     import tensorflow as tf
 
-    from trainer import augment
+    from trainer.input import augment
 
     crops = tf.cast(tf.random.uniform([batch, 256, 341, 3], 0, 256, tf.int32), tf.uint8)
     sizes = tf.random.uniform([batch, 2], 128, 256, tf.int32)
@@ -115,7 +115,7 @@ def input_at_gpu_rates(args, p: int, k: int, cores: int) -> None:
     cases = [(size, 256) for size in (int(s) for s in args.input_sizes.split(",") if s)]
     if args.record_side_299:
         cases.append((299, args.record_side_299))
-    print(f"input pipeline alone (trainer.data.train_dataset, {args.input_batches} batches of {p}x{k} per "
+    print(f"input pipeline alone (trainer.input.data.train_dataset, {args.input_batches} batches of {p}x{k} per "
           f"measurement, old and new alternating {args.rounds}x), {cores} cores; one GPU needs "
           f"{args.gpu_rate:.0f} images/s (InceptionV3 299 px, H200 bf16):", flush=True)
     print(f"{'size':>4}  {'records':>7}  {'old img/CPU-s':>13}  {'new img/CPU-s':>13}  {'new/old':>7}  "
@@ -165,9 +165,10 @@ def main() -> None:
     import keras
     from absl import logging
 
-    from trainer import data, distribute, loop
+    from trainer.input import data
+    from trainer.run import distribute, loop
     from trainer.config import Config
-    from trainer.model import build_embedding_model
+    from trainer.network.model import build_embedding_model
 
     import tensorflow as tf
 

@@ -101,7 +101,8 @@ def build_tasks(argv: Sequence[str], stats: dict) -> int:
     """The Dask task count of the build stage, read off the build pipeline as the run made it."""
     import apache_beam as beam
 
-    from pipelines import dask_setup, preprocess, shards
+    from pipelines import preprocess
+    from pipelines.graph import dask_setup, shards
 
     cfg, beam_args = preprocess.parse_args(argv)
     options = preprocess.pipeline_options(cfg, beam_args, csv_bytes=0)
@@ -133,7 +134,7 @@ def warm_up(address: str) -> None:
     from distributed import Client
 
     with Client(address) as client:
-        client.run(importlib.import_module, "pipelines.transforms")
+        client.run(importlib.import_module, "pipelines.graph.transforms")
 
 
 def run_on_dask(workers: int, csv_path: str, root: pathlib.Path, setup: Setup, reference: Dict[str, bytes]) -> Result:

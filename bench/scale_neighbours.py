@@ -1,4 +1,4 @@
-"""bench_scale section `neighbours`: the other-landmark penalty and DBA (indexer/neighbours.py) at
+"""bench_scale section `neighbours`: the other-landmark penalty and DBA (indexer/ranking/neighbours.py) at
 growing N, the Annoy path against the exact one, side by side in one run.
 
 Generated references (`generate`): `--scale_dim`-d unit vectors, 10 per landmark, landmarks in
@@ -77,7 +77,7 @@ def measure(spec: Dict) -> Dict:
     """Run one step (spec: step penalty|dba, path exact|annoy, dir, k, trees, rows) in this process;
     its outputs go to dir as <step>-<path>-{items,values}.npy. Returns seconds and peak RSS. The
     exact path answers `rows` random references when that is fewer than N (`exact-rows.npy`)."""
-    from indexer import confidence, neighbours, rerank
+    from indexer.ranking import confidence, neighbours, rerank
 
     directory, step, path = spec["dir"], spec["step"], spec["path"]
     x = np.load(os.path.join(directory, "vectors.npy"), mmap_mode="r")
@@ -104,7 +104,7 @@ def measure(spec: Dict) -> Dict:
 
 def _measure_sample(x: np.ndarray, labels, k: int, count: int, name: str, step: str) -> Dict:
     """The exact path on `count` random rows (blocks of 256), seconds projected to all rows."""
-    from indexer import neighbours, rerank
+    from indexer.ranking import neighbours, rerank
 
     rows = np.sort(np.random.default_rng(0).choice(len(x), count, replace=False))
     np.save(os.path.join(os.path.dirname(name), "exact-rows.npy"), rows)

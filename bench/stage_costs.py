@@ -1,6 +1,6 @@
 """CPU microseconds per image of each stage of the pipeline's per-row work, on one thread.
 
-The stages are the calls `pipelines.transforms.process_row` and `shards.write_shard` make, timed
+The stages are the calls `pipelines.graph.transforms.process_row` and `shards.write_shard` make, timed
 one at a time over the same images (thread CPU time, so a loopback HTTP server in another thread
 is not counted): fetch (file and HTTP), header+decode (`process_image` less its resize and encode:
 format sniff, declared-size check, EXIF, the decode budget's header read, and the decode), resize,
@@ -19,8 +19,9 @@ from typing import Callable, Dict, Mapping, Sequence, Tuple
 
 import simplejpeg
 
-from pipelines import decode_budget, fast_jpeg, image, schema
-from pipelines import fetch as fetch_lib
+from pipelines import schema
+from pipelines.images import decode_budget, fast_jpeg, image
+from pipelines.sources import fetch as fetch_lib
 
 STAGES = ("fetch (file)", "fetch (HTTP)", "header+decode", "resize", "encode", "serialize", "frame+CRC", "write")
 

@@ -59,7 +59,7 @@ def write(out_dir: str, rows: list[Row], context: dict) -> str:
     """Write `results.md` and `results.json` under `out_dir`; return the table text.
 
     top-1 / top-5 are over the queries that show a known landmark; GAP ranks every answer, so a
-    confident answer on a distractor counts against it (indexer/metrics.py).
+    confident answer on a distractor counts against it (indexer/evaluation/metrics.py).
     """
     table = markdown(rows)
     first = rows[0].metrics if rows else {}

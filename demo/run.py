@@ -38,7 +38,7 @@ from absl import app, flags
 
 from demo import baseline, report
 from demo.stages import Runner, Stage, StageFailed, write_atomic
-from pipelines.cli_errors import InputError, absl_main
+from pipelines.cli.cli_errors import InputError, absl_main
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", None, "Folder for every stage's outputs and the results.")

@@ -7,7 +7,7 @@
         print(p.image_id, p.landmark, p.confidence, p.neighbours[0])
 
 An image goes through the same decode/resize/encode as the preprocessing stage
-(`pipelines.image.process_image`), so a photo gets the same embedding here as it would through
+(`pipelines.images.image.process_image`), so a photo gets the same embedding here as it would through
 `indexer.predict`, which uses this class for everything after its Beam preprocessing step.
 """
 
@@ -20,15 +20,17 @@ from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from indexer.embed import Embedded, Embedder, embed_records, expected_records, read_export_info
-from indexer.image_folder import FolderError, list_images
-from indexer.index_dir import MODEL_DIR, Index, open_index
-from indexer import names as naming
-from indexer import scoring
-from indexer import tta as augment
-from indexer.vote import METHODS
-from pipelines import bounded_read, console, fetch, flag_checks, image
-from pipelines.errors import RowFailure
+from indexer.embedding.embed import Embedded, Embedder, embed_records, expected_records, read_export_info
+from indexer.embedding.image_folder import FolderError, list_images
+from indexer.store.index_dir import MODEL_DIR, Index, open_index
+from indexer.evaluation import names as naming
+from indexer.ranking import scoring
+from indexer.embedding import tta as augment
+from indexer.ranking.vote import METHODS
+from pipelines.cli import console, flag_checks
+from pipelines.images import image
+from pipelines.sources import bounded_read, fetch
+from pipelines.images.errors import RowFailure
 
 # bench/bench_index.py, 1M x 256: with 50 trees, recall@10 0.98 at 2000 against 0.85 at Annoy's
 # default (n_trees * k = 500), still far faster than exact search (docs/index.md).
@@ -52,14 +54,14 @@ class Neighbour:
 class Prediction:
     """The answer for one image. `landmark` is None for "no landmark": no neighbour, a confidence
     below `min_confidence`, or an image that could not be read (`error` then holds the reason,
-    one of `pipelines.errors.REASONS`)."""
+    one of `pipelines.images.errors.REASONS`)."""
 
     image_id: str
     landmark: Optional[int]
     confidence: float
     neighbours: Tuple[Neighbour, ...]
     error: Optional[str] = None
-    name: Optional[str] = None  # the landmark's name, when the recognizer was given names (indexer/names.py)
+    name: Optional[str] = None  # the landmark's name, when the recognizer was given names (indexer/evaluation/names.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +88,7 @@ class Recognizer:
         flag_checks.integer("--image_size", image_size, 1)
         self.index = index
         self.embedder = embedder
-        self.options = options  # k, search_k, vote, re-ranking, confidence (indexer/scoring.py)
+        self.options = options  # k, search_k, vote, re-ranking, confidence (indexer/ranking/scoring.py)
         self.min_confidence = min_confidence
         self.image_config = image.ImageConfig(image_size=image_size)
         self.progress = progress  # report images embedded and queries answered (the CLI does)
@@ -100,9 +102,9 @@ class Recognizer:
         `IndexIntegrityError` on a damaged folder before Annoy maps anything. `image_size=0`:
         photos are stored like the references were (the index's manifest records it).
         `landmark_names`: a `landmark_id,name` (or GLDv2 `landmark_id,category`) CSV that names
-        the answers (`Prediction.name`; indexer/names.py), read before the index. `options`:
+        the answers (`Prediction.name`; indexer/evaluation/names.py), read before the index. `options`:
         re-ranking, confidence and verification (`rerank`, `aqe_k`, `aqe_alpha`, `confidence`,
-        `penalty_weight`, `verify_k`, `verify_weight`, `verify_cap`: indexer/scoring.py)."""
+        `penalty_weight`, `verify_k`, `verify_weight`, `verify_cap`: indexer/ranking/scoring.py)."""
         settings = scoring.Scoring(k, search_k, vote_method, **options)
         names = naming.load(landmark_names)
         model_dim = int(read_export_info(os.path.join(index_dir, MODEL_DIR))["embedding_dim"])
@@ -130,7 +132,7 @@ class Recognizer:
 
     def verify(self, answers: Answers, images: Iterable[Tuple[int, bytes]]) -> Answers:
         """`answers` with each given query (row q, its encoded image as stored) checked against its
-        first verify_k neighbours (indexer/verify.py) and its vote decided again; the neighbours
+        first verify_k neighbours (indexer/ranking/verify.py) and its vote decided again; the neighbours
         and similarities stay as they were."""
         with contextlib.ExitStack() as stack:
             progress = stack.enter_context(console.Progress("queries verified", len(answers.votes), "query")) \

@@ -16,14 +16,16 @@ from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 from absl import app, flags, logging
 
-from indexer import confidence, embed_job, neighbours, outputs, rerank, tta
-from indexer.embed import Embedded, Embedder, expected_records, iter_jpegs, list_shards
-from indexer.index_dir import write_index
+from indexer import outputs
+from indexer.embedding import embed_job, tta
+from indexer.ranking import confidence, neighbours, rerank
+from indexer.embedding.embed import Embedded, Embedder, expected_records, iter_jpegs, list_shards
+from indexer.store.index_dir import write_index
 from indexer.api import FALLBACK_IMAGE_SIZE
-from indexer.nonlandmark import embed_nonlandmarks
-from pipelines import console, flag_checks
-from pipelines.cli_errors import InputError, absl_main
-from trainer import shard_check
+from indexer.ranking.nonlandmark import embed_nonlandmarks
+from pipelines.cli import console, flag_checks
+from pipelines.cli.cli_errors import InputError, absl_main
+from trainer.input import shard_check
 
 # Defaults from bench/bench_index.py (docs/index.md): 1M x 256 clustered vectors.
 DEFAULT_N_TREES = 50
@@ -48,23 +50,23 @@ def define_flags() -> None:
                       "damaged one of each (counted in the log) instead of stopping with an error naming the file")
     flags.DEFINE_enum("tta", "none", tta.MODES, "test-time augmentation of the embedding (prediction follows)")
     flags.DEFINE_integer("dba_k", 0, "database-side augmentation: each reference averaged with its k nearest "
-                         "(itself included; 0 = off; indexer/rerank.py)")
+                         "(itself included; 0 = off; indexer/ranking/rerank.py)")
     flags.DEFINE_float("dba_alpha", 3.0, "--dba_k: neighbour weight = similarity^alpha")
     flags.DEFINE_string("nonlandmark_csv", None, "id,url CSV of photos showing no landmark: stores each reference's "
-                        "non-landmark penalty (indexer/confidence.py)")
+                        "non-landmark penalty (indexer/ranking/confidence.py)")
     flags.DEFINE_bool("other_landmark_penalty", False, "store each reference's penalty against the OTHER landmarks' "
-                      "references instead (no non-landmark set needed; indexer/confidence.py)")
+                      "references instead (no non-landmark set needed; indexer/ranking/confidence.py)")
     flags.DEFINE_integer("nonlandmark_k", 5, "penalty = mean similarity to this many most similar non-landmarks "
                          "(or other landmarks' references)")
     flags.DEFINE_integer("neighbours_exact_below", neighbours.NeighbourSettings.exact_below,
                          "--dba_k and --other_landmark_penalty: exact O(N^2) neighbour search below this many "
-                         "references, a temporary Annoy index (about N log N) from there up (indexer/neighbours.py)")
+                         "references, a temporary Annoy index (about N log N) from there up (indexer/ranking/neighbours.py)")
     flags.DEFINE_integer("neighbour_trees", neighbours.NeighbourSettings.n_trees,
                          "trees of that temporary Annoy index (more: closer to exact, slower)")
     flags.DEFINE_integer("image_size", 0, "--nonlandmark_csv preprocessing size; 0: what the references were "
                          "stored at (their shard_index.json)")
     flags.DEFINE_integer("local_features", 0, "store up to this many SIFT features per reference for spatial "
-                         "verification at prediction (indexer/verify.py; 0 = off; 1000 at 224 px: 136 KB per "
+                         "verification at prediction (indexer/ranking/verify.py; 0 = off; 1000 at 224 px: 136 KB per "
                          "reference)")
     flags.mark_flags_as_required(["model", "data_dir", "output_dir"])
 
@@ -94,7 +96,7 @@ class BuildConfig:
     local_features: int = 0  # max SIFT features stored per reference (0: none)
 
     def __post_init__(self) -> None:
-        """Every number checked once, before any work (pipelines/flag_checks.py)."""
+        """Every number checked once, before any work (pipelines/cli/flag_checks.py)."""
         flag_checks.integer("--n_trees", self.n_trees, 1)
         flag_checks.integer("--num_shards", self.num_shards, 1)
         flag_checks.integer("--batch_size", self.batch_size, 1)
@@ -153,7 +155,7 @@ def build(config: BuildConfig) -> None:
     if config.dba_k > 1:
         embedded = dataclasses.replace(embedded, vectors=rerank.database_augmentation(
             embedded.vectors, config.dba_k, config.dba_alpha, search=search))
-    from trainer import records_info  # imports TensorFlow: only after console.setup (quiet start-up)
+    from trainer.input import records_info  # imports TensorFlow: only after console.setup (quiet start-up)
 
     stored = records_info.load(config.data_dir)  # the stored image size, for predict's test images
     stored_size = stored.image_size if stored else 0

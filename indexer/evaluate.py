@@ -15,10 +15,11 @@ from typing import Dict, List, Optional
 
 from absl import app, flags
 
-from indexer import metrics, outputs, solutions
-from indexer.vote import METHODS
-from pipelines import console, flag_checks
-from pipelines.cli_errors import InputError, absl_main
+from indexer import outputs
+from indexer.evaluation import metrics, solutions
+from indexer.ranking.vote import METHODS
+from pipelines.cli import console, flag_checks
+from pipelines.cli.cli_errors import InputError, absl_main
 
 FLAGS = flags.FLAGS
 

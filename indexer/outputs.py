@@ -16,7 +16,7 @@ import math
 import os
 from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
-from pipelines.cli_errors import InputError
+from pipelines.cli.cli_errors import InputError
 
 SUBMISSION_HEADER = ["id", "landmarks"]
 NEIGHBOURS_HEADER = ["id", "rank", "neighbour_id", "landmark_id", "similarity"]

@@ -31,16 +31,20 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from absl import app, flags, logging
 
-from indexer import embed_job, image_folder, outputs, report, scoring, solutions, visualize
-from indexer.annoy_index import sha256_file
+from indexer import outputs, report
+from indexer.embedding import embed_job, image_folder
+from indexer.evaluation import solutions, visualize
+from indexer.ranking import scoring
+from indexer.store.annoy_index import sha256_file
 from indexer.api import DEFAULT_SEARCH_K, FALLBACK_IMAGE_SIZE, Recognizer
-from indexer.embed import Embedded, iter_jpegs, list_shards, read_jpegs
-from indexer.confidence import CONFIDENCES
-from indexer.index_dir import Index
-from indexer.vote import METHODS
-from pipelines import console, csv_input, flag_checks
-from pipelines.cli_errors import InputError, absl_main
-from pipelines.report import FAILURES_CSV
+from indexer.embedding.embed import Embedded, iter_jpegs, list_shards, read_jpegs
+from indexer.ranking.confidence import CONFIDENCES
+from indexer.store.index_dir import Index
+from indexer.ranking.vote import METHODS
+from pipelines.cli import console, flag_checks
+from pipelines.sources import csv_input
+from pipelines.cli.cli_errors import InputError, absl_main
+from pipelines.graph.report import FAILURES_CSV
 
 FOLDER_CSV = "images.csv"  # in PRED: the --images folder as a test CSV
 RECORDS_DIR = "test_records"
@@ -66,7 +70,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("k", 10, "neighbours per query (they vote)")
     flags.DEFINE_integer("search_k", DEFAULT_SEARCH_K, "Annoy nodes inspected per query and shard (-1: n_trees * k)")
     flags.DEFINE_float("min_confidence", 0.0, "answer 'no landmark' below this confidence")
-    flags.DEFINE_enum("vote", "sum", METHODS, "how neighbours vote (indexer/vote.py)")
+    flags.DEFINE_enum("vote", "sum", METHODS, "how neighbours vote (indexer/ranking/vote.py)")
     flags.DEFINE_integer("visualize", 0, "draw this many queries with their neighbours into neighbours.png")
     flags.DEFINE_string("solution", None, "solution CSV: colours the picture right/wrong, scores the --report")
     flags.DEFINE_string("landmark_names", None, "landmark_id,name CSV (or GLDv2's landmark_id,category): names "
@@ -75,11 +79,11 @@ def define_flags() -> None:
     flags.DEFINE_integer("image_size", 0, "passed to pipelines.preprocess; 0: what the references used (the "
                          f"index's manifest), {FALLBACK_IMAGE_SIZE} for an index that does not record it")
     flags.DEFINE_integer("batch_size", 64, "images per embedding batch")
-    flags.DEFINE_enum("rerank", "none", scoring.RERANKS, "aqe: alpha-query expansion (indexer/rerank.py)")
+    flags.DEFINE_enum("rerank", "none", scoring.RERANKS, "aqe: alpha-query expansion (indexer/ranking/rerank.py)")
     flags.DEFINE_integer("aqe_k", scoring.Scoring.aqe_k, "--rerank=aqe: neighbours added to each query")
     flags.DEFINE_float("aqe_alpha", scoring.Scoring.aqe_alpha, "--rerank=aqe: neighbour weight = similarity^alpha")
     flags.DEFINE_enum("confidence", "score", CONFIDENCES, "score: the vote's; margin: minus the runner-up's "
-                      "(indexer/confidence.py)")
+                      "(indexer/ranking/confidence.py)")
     flags.DEFINE_float("penalty_weight", scoring.Scoring.penalty_weight, "x each neighbour's non-landmark penalty "
                        "(index built with --nonlandmark_csv); 0 = off")
     flags.DEFINE_integer("verify_k", scoring.Scoring.verify_k, "spatially verify this many nearest neighbours "
@@ -122,7 +126,7 @@ class PredictConfig:
     verify_k: int = scoring.Scoring.verify_k
     verify_weight: float = scoring.Scoring.verify_weight
     verify_cap: int = scoring.Scoring.verify_cap
-    landmark_names: Optional[str] = None  # CSV naming the landmarks (indexer/names.py)
+    landmark_names: Optional[str] = None  # CSV naming the landmarks (indexer/evaluation/names.py)
     report: bool = False  # write PRED/report.html at the end (indexer/report.py)
 
     def __post_init__(self) -> None:
@@ -133,7 +137,7 @@ def check_settings(config: PredictConfig) -> None:
     """Refuse settings that would silently answer nothing (InputError naming the flag)."""
     scoring.Scoring(config.k, config.search_k, config.vote, config.rerank, config.aqe_k, config.aqe_alpha,
                     config.confidence, config.penalty_weight, config.verify_k, config.verify_weight,
-                    config.verify_cap)  # its checks (pipelines/flag_checks.py), as the API's
+                    config.verify_cap)  # its checks (pipelines/cli/flag_checks.py), as the API's
     flag_checks.number("--min_confidence", config.min_confidence)
     flag_checks.integer("--batch_size", config.batch_size, 1)
     flag_checks.integer("--image_size", config.image_size, 0)

@@ -3,14 +3,14 @@
 An error-analysis page for one prediction folder (`indexer.predict`'s output): every answer, its
 photo, confidence and nearest references, the matches spatial verification found, filters
 (wrong answers, confident distractors, one landmark), sorting by confidence, and a per-landmark
-table (queries, top-1, GAP contribution). One static HTML file (indexer/report_page.py) with
-its thumbnails in a folder beside it (indexer/report_images.py): it opens offline, from disk.
+table (queries, top-1, GAP contribution). One static HTML file (indexer/evaluation/report_page.py) with
+its thumbnails in a folder beside it (indexer/evaluation/report_images.py): it opens offline, from disk.
 
 Reads PRED/submission.csv (every id, in order), PRED/neighbours.csv, PRED/verification.csv
 (inliers per verified neighbour, when predict verified), PRED/config.json (the index folder, and
 the solution and names predict was given, used unless the flags say otherwise),
 PRED/test_records/ (query photos and failure reasons) and the index's reference shards. Counts
-and GAP come from indexer/metrics.py and indexer/solutions.py, as `indexer.evaluate` computes
+and GAP come from indexer/evaluation/metrics.py and indexer/evaluation/solutions.py, as `indexer.evaluate` computes
 them, so the page's figures are `make evaluate`'s.
 """
 
@@ -25,10 +25,11 @@ from typing import Dict, List, Optional, Tuple
 
 from absl import app, flags, logging
 
-from indexer import metrics, names as naming, outputs, report_images, report_page, solutions
-from indexer.vote import METHODS
-from pipelines import console
-from pipelines.cli_errors import InputError, absl_main
+from indexer import outputs
+from indexer.evaluation import metrics, names as naming, report_images, report_page, solutions
+from indexer.ranking.vote import METHODS
+from pipelines.cli import console
+from pipelines.cli.cli_errors import InputError, absl_main
 
 REPORT_HTML = "report.html"
 VERIFICATION_CSV = "verification.csv"  # in PRED: id,rank,inliers of each verified neighbour
@@ -217,7 +218,7 @@ def landmark_rows(inputs: Inputs, statuses: Dict[str, str], terms: Dict[str, flo
 def build_data(inputs: Inputs, config: ReportConfig, thumbs: Dict[str, report_images.Thumb],
                ref_thumbs: Dict[str, report_images.Thumb], matches: Dict[str, Tuple[int, int, List[float]]],
                thumb_dir: str) -> Dict:
-    """The page's JSON (layout in indexer/report_page.py's script)."""
+    """The page's JSON (layout in indexer/evaluation/report_page.py's script)."""
     summary, terms = scores(inputs, config.vote)
     truth = inputs.solution.truth if inputs.solution else None
     ignored = inputs.solution.ignored if inputs.solution else frozenset()
@@ -268,7 +269,7 @@ def _status_counts(statuses: Dict[str, str]) -> Dict[str, int]:
 def pictures(inputs: Inputs, config: ReportConfig, folder: str):
     """Thumbnails of the queries and the shown references, and the matches to draw (needs
     TensorFlow to read the shards; skipped with a warning for images that are not there)."""
-    from indexer.embed import list_shards
+    from indexer.embedding.embed import list_shards
 
     pred = config.predictions
     query_files = list_shards(os.path.join(pred, "test_records"), ["test"])
@@ -300,7 +301,7 @@ def pictures(inputs: Inputs, config: ReportConfig, folder: str):
 
 
 def _manifest(index_dir: Optional[str]):
-    from indexer.index_dir import IndexIntegrityError, read_manifest
+    from indexer.store.index_dir import IndexIntegrityError, read_manifest
 
     if not index_dir or not os.path.isdir(index_dir):
         logging.warning("index folder %r not found: references shown as blanks, no matches drawn", index_dir)
@@ -329,8 +330,8 @@ def _to_draw(inputs: Inputs, limit: int) -> Dict[str, Tuple[str, int]]:
 def _matches(inputs: Inputs, index_dir: str, verified: Dict[str, Tuple[str, int]], query_jpegs: Dict[str, bytes],
              thumbs, ref_thumbs) -> Dict[str, Tuple[str, int, List[float]]]:
     """Each verified query's inlier lines against its best neighbour, in thumbnail pixels."""
-    from indexer.index_dir import ITEMS
-    from indexer.local_features import STORE, open_store
+    from indexer.store.index_dir import ITEMS
+    from indexer.ranking.local_features import STORE, open_store
 
     store_path = os.path.join(index_dir, STORE)
     drawable = {i: v for i, v in verified.items() if i in query_jpegs and i in thumbs and v[0] in ref_thumbs}

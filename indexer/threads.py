@@ -1,7 +1,7 @@
 """Ordered, bounded-memory map over threads, each with its own worker object.
 
 OpenCV releases the GIL inside SIFT extraction, descriptor matching and model fitting, so threads
-use every core for local features (indexer/local_features.py, indexer/verify.py) without copying
+use every core for local features (indexer/ranking/local_features.py, indexer/ranking/verify.py) without copying
 the memory-mapped feature store into worker processes. OpenCV's objects are not thread-safe: each
 thread builds its own worker with `make_worker`.
 """

@@ -27,11 +27,13 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
-from pipelines import (console, csv_input, dask_setup, fetch, image, interrupt, layouts, output_guard, preflight, report,
-                       run_tempdir, shard_plan, storage, tar_source)
-from pipelines.cli_errors import InputError, run_argv
-from pipelines.tar_locate import LocateInTars
-from pipelines.transforms import NAMESPACE, BuildShards, DedupById, PlanShards, ReadCsvRows, Report
+from pipelines.cli import console, interrupt, output_guard, preflight, run_tempdir
+from pipelines.graph import dask_setup, report, shard_plan
+from pipelines.images import image
+from pipelines.sources import csv_input, fetch, layouts, storage, tar_source
+from pipelines.cli.cli_errors import InputError, run_argv
+from pipelines.sources.tar_locate import LocateInTars
+from pipelines.graph.transforms import NAMESPACE, BuildShards, DedupById, PlanShards, ReadCsvRows, Report
 
 _LOG = logging.getLogger("pipelines.preprocess")
 _REPO_SETUP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
@@ -234,7 +236,7 @@ def pipeline_options(cfg: Config, beam_args: List[str], csv_bytes: int) -> Pipel
 
 
 def plan(p: beam.Pipeline, cfg: Config) -> beam.pvalue.PCollection:
-    """The plan phase's graph (pipelines/shard_plan.py): rows -> each shard's rows under
+    """The plan phase's graph (pipelines/graph/shard_plan.py): rows -> each shard's rows under
     OUTPUT/_plan/; returns the single-element PCollection of plan.json's path."""
     parsed = p | "ReadCsv" >> ReadCsvRows(cfg.csv, cfg.split, cfg.val_fraction, cfg.input_layout())
     unique = parsed.rows | "Dedup" >> DedupById()

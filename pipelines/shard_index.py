@@ -1,7 +1,7 @@
 """`shard_index.json`: what each shard holds, so the trainer can plan without reading images.
 
-Written by the preprocessing (`pipelines.report.finalize`, atomically, beside stats.json) and read
-by the trainer (`trainer.records_info`) and the indexer: one module owns the keys, so writer and
+Written by the preprocessing (`pipelines.graph.report.finalize`, atomically, beside stats.json) and read
+by the trainer (`trainer.input.records_info`) and the indexer: one module owns the keys, so writer and
 readers cannot drift. Pure JSON: importable with or without TensorFlow.
 
     {"version": 1,

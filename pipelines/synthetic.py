@@ -42,9 +42,9 @@ import numpy as np
 from absl import app, flags
 from PIL import Image, ImageDraw, ImageFilter
 
-from pipelines import console, preflight
-from pipelines.cli_errors import SettingsError, absl_main
-from pipelines.report import csv_bytes
+from pipelines.cli import console, preflight
+from pipelines.cli.cli_errors import SettingsError, absl_main
+from pipelines.graph.report import csv_bytes
 
 WORLD_W, WORLD_H = 768, 480
 HORIZON = 330  # y of the ground line in the world image
@@ -406,7 +406,7 @@ def plan(seed: int, size: Size) -> Tuple[List[Tuple[int, str]], List[Photo]]:
         for v in range(size.distractor_views):
             iid = image_id(seed, scene, v)
             photos.append(Photo(iid, f"images/other_{k:03d}/{iid}.jpg", scene, v, None, "test"))
-    # A known non-landmark set (nonlandmark.csv) for the penalty of indexer/confidence.py: as many
+    # A known non-landmark set (nonlandmark.csv) for the penalty of indexer/ranking/confidence.py: as many
     # other scenes, absent from train and test alike.
     for k in range(size.distractors):
         scene = f"nonlandmark-{k}"

@@ -16,8 +16,8 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 from absl import flags
 
-from pipelines import flag_checks
-from trainer.sampling import POLICIES
+from pipelines.cli import flag_checks
+from trainer.input.sampling import POLICIES
 
 BACKBONES = ("inception_v3", "resnet50", "mobilenet", "mobilenet_v2", "efficientnet_b0", "efficientnet_v2_s",
              "efficientnet_v2_m", "convnext_tiny", "convnext_small")
@@ -208,7 +208,7 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_float("arcface_scale", d.arcface_scale, "--loss=arcface: logit scale s.", **on)
     flags.DEFINE_string("arcface_margin", str(d.arcface_margin), "--loss=arcface: additive angular margin (radians), "
                         "or `dynamic`: per class, from 0.5 (rarest) down to 0.05 (most frequent) as n^-1/4 "
-                        "(trainer/losses.py:dynamic_margins).", **on)
+                        "(trainer/network/losses.py:dynamic_margins).", **on)
     flags.DEFINE_integer("arcface_subcenters", d.arcface_subcenters, "--loss=arcface: centres per class.", **on)
     flags.DEFINE_float("margin", d.margin, "Triplet margin (Euclidean distance between unit vectors).", **on)
     flags.DEFINE_string("batch", f"{d.batch_p},{d.batch_k}", "P,K: P landmarks x K images per global batch.", **on)

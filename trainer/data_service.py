@@ -4,10 +4,10 @@
 `python -m trainer.data_service --role=worker --dispatcher=HOST:5050` on each input machine
 (`make data-service-dispatcher`, `make data-service-worker DISPATCHER=HOST:5050`), then
 `make train ... ARGS=--data_service=grpc://HOST:5050`: the trainer registers its whole input
-pipeline (trainer/data.py: read, P x K grouping, crop-window decode to uint8, jitter parameters) with the
+pipeline (trainer/input/data.py: read, P x K grouping, crop-window decode to uint8, jitter parameters) with the
 dispatcher, and the workers run it and send whole batches, so every batch still holds P whole
 landmark groups of K. Workers need this package installed (the pool planner is a Python function
-they must find by name: trainer/pool_input.py) and read access to `--data_dir` (e.g. gs://).
+they must find by name: trainer/input/pool_input.py) and read access to `--data_dir` (e.g. gs://).
 
 Each worker runs the whole pipeline (`parallel_epochs`); its stream seed gets a runtime salt, so
 workers send different batches. The order in which the trainer receives them depends on the
@@ -39,7 +39,7 @@ class ServerConfig:
 
 def serve(cfg: ServerConfig) -> None:
     """Start a dispatcher or a worker and block."""
-    from trainer import pool_input  # noqa: F401 - registers the pool planner a worker must run
+    from trainer.input import pool_input  # noqa: F401 - registers the pool planner a worker must run
 
     service = tf.data.experimental.service
     if cfg.role == "dispatcher":

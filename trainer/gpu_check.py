@@ -21,7 +21,7 @@ from typing import Dict, Sequence, Tuple
 
 from absl import app, flags
 
-from pipelines import cli_errors, console
+from pipelines.cli import cli_errors, console
 
 flags.DEFINE_integer("steps", 40, "Timed training steps (after --warmup compile/warm-up steps).")
 flags.DEFINE_integer("warmup", 5, "Steps run before timing (tracing, XLA compilation, autotuning).")
@@ -73,7 +73,7 @@ def off_gpu(device_names: Sequence[str]) -> Tuple[str, ...]:
 
 def input_rate(cfg, batches: int) -> float:
     """Images/s of one host input pipeline (data.train_dataset), after its first batch."""
-    from trainer import data
+    from trainer.input import data
 
     it = iter(data.train_dataset(cfg))
     next(it)
@@ -88,8 +88,10 @@ def train_rate(cfg, strategy, steps: int, warmup: int) -> Dict:
     import keras
     import tensorflow as tf
 
-    from trainer import data, heads, loop
-    from trainer.model import build_embedding_model
+    from trainer.input import data
+    from trainer.network import heads
+    from trainer.run import loop
+    from trainer.network.model import build_embedding_model
 
     with strategy.scope():
         model = build_embedding_model(cfg)
@@ -123,7 +125,8 @@ def main(argv) -> int:
     import keras
     import tensorflow as tf
 
-    from trainer import config, distribute
+    from trainer import config
+    from trainer.run import distribute
 
     seen = tf.config.list_physical_devices("GPU")
     if not seen:

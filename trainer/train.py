@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from absl import app, flags, logging
 
-from pipelines import cli_errors, console, flag_checks
+from pipelines.cli import cli_errors, console, flag_checks
 from trainer import config
 
 config.define_flags()
@@ -33,7 +33,9 @@ def main(argv) -> None:
     import keras
     import tensorflow as tf
 
-    from trainer import data, distribute, export, heads, loop, records_info, run_dir, shard_check
+    from trainer.input import data, records_info, shard_check
+    from trainer.network import heads
+    from trainer.run import distribute, export, loop, run_dir
 
     # Val is optional (records preprocessed with --val_fraction=0): the loop then skips validation.
     shards = data.list_shards(cfg.data_dir, "train") + data.list_shards(cfg.data_dir, "val", required=False)

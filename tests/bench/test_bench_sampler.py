@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.bench.helpers import line_with, number, run_smoke, table
-from trainer.sampling import POLICIES
+from trainer.input.sampling import POLICIES
 
 
 def test_smoke_compares_the_old_sampler_with_every_policy():

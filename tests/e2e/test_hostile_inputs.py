@@ -85,7 +85,7 @@ def index(export, shards, tmp_path_factory) -> pathlib.Path:
 def test_shard_check_names_the_damage_and_agrees_with_the_skipping_reader(shards, tmp_path, how):
     import tensorflow as tf
 
-    from trainer import shard_check
+    from trainer.input import shard_check
 
     data = damaged_copy(shards, tmp_path / "data", how)
     files = sorted(str(p) for p in data.glob("train-*"))
@@ -131,7 +131,8 @@ def test_damaged_shard_skipped_and_counted_or_named_in_one_line_and_a_changed_sh
 
 
 def test_only_shape_flags_count_as_another_run(tmp_path):
-    from trainer import config, run_dir
+    from trainer import config
+    from trainer.run import run_dir
 
     base = config.Config(data_dir="d", output_dir=str(tmp_path), **config.PRESETS["tiny"])
     base.save(str(tmp_path))
@@ -156,9 +157,9 @@ def test_only_shape_flags_count_as_another_run(tmp_path):
 
 @pytest.mark.parametrize("how", ["overwritten", "truncated"])
 def test_index_build_names_a_damaged_reference_shard_or_skips_it(export, shards, tmp_path, how):
-    from indexer import index_dir
+    from indexer.store import index_dir
     from indexer.build import BuildConfig, build
-    from trainer.shard_check import CorruptShardError
+    from trainer.input.shard_check import CorruptShardError
 
     data = damaged_copy(shards, tmp_path / "data", how)
     config = BuildConfig(str(export), str(data), str(tmp_path / "idx"), n_trees=3, num_shards=1, splits=("train",),
@@ -166,7 +167,7 @@ def test_index_build_names_a_damaged_reference_shard_or_skips_it(export, shards,
     with pytest.raises(CorruptShardError, match=f"^{data / SHARD}: {'corrupted' if how == 'overwritten' else 'trunc'}"):
         build(config)
     build(BuildConfig(**{**config.__dict__, "skip_corrupt_records": True}))
-    from trainer.shard_check import scan
+    from trainer.input.shard_check import scan
 
     assert index_dir.open_index(str(tmp_path / "idx")).manifest.n_items == scan(str(data / SHARD))[0] + 8
 
@@ -225,7 +226,7 @@ def test_predict_refuses_a_truncated_index_in_one_line_and_accepts_fetch_flags(i
 def test_predict_reports_a_bad_test_csv_or_failed_preprocessing_in_one_line(index, tmp_path, repo_root,
                                                                            monkeypatch):
     from indexer import predict
-    from pipelines.cli_errors import InputError, one_line
+    from pipelines.cli.cli_errors import InputError, one_line
 
     csv_path = write(tmp_path / "test.csv", "id,link\nq,q.jpg\n")
     done = cli(repo_root, "indexer.predict", f"--index_dir={index}", f"--test_csv={csv_path}",

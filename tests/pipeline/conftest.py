@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from pipelines import storage
+from pipelines.sources import storage
 
 
 @pytest.fixture

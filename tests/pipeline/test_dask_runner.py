@@ -13,7 +13,7 @@ import shutil
 import pytest
 
 from pipelines import preprocess
-from pipelines.dask_setup import DASK_RUNNER
+from pipelines.graph.dask_setup import DASK_RUNNER
 from tests.pipeline import helpers
 
 pytest.importorskip("distributed", reason="apache-beam[dask] is not installed")

@@ -16,7 +16,8 @@ import threading
 
 import pytest
 
-from pipelines import preprocess, tar_source
+from pipelines import preprocess
+from pipelines.sources import tar_source
 from tests.pipeline import helpers
 from tests.pipeline.test_dask_runner import outputs
 from tests.pipeline.test_layouts import make_tar

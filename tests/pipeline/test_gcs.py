@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 
-from pipelines import preprocess, schema, storage
+from pipelines import preprocess, schema
+from pipelines.sources import storage
 from tests.pipeline import helpers
 
 
@@ -44,7 +45,7 @@ def test_gs_tar_headers_and_member_ranges(gcs):
     import io
     import tarfile
 
-    from pipelines import tar_source
+    from pipelines.sources import tar_source
 
     buf = io.BytesIO()
     photos = {f"{c}{c}{c}00{i}": helpers.jpeg(64, 48, seed=f"{c}{i}") for c in "ab" for i in range(3)}

@@ -24,10 +24,11 @@ import time
 import pytest
 from PIL import Image
 
-from pipelines import csv_input, fetch, preprocess, schema
-from pipelines.cli_errors import InputError
-from pipelines.csv_input import Failure, Row
-from pipelines.errors import RowFailure
+from pipelines import preprocess, schema
+from pipelines.sources import csv_input, fetch
+from pipelines.cli.cli_errors import InputError
+from pipelines.sources.csv_input import Failure, Row
+from pipelines.images.errors import RowFailure
 from tests.pipeline import helpers
 
 FAST = ["--fetch_timeout=2", "--fetch_retries=0", "--backoff_s=0.01", "--direct_running_mode=in_memory"]
@@ -258,7 +259,7 @@ def test_hostile_csv_through_the_pipeline_loses_and_invents_no_id(tmp_path):
     assert set(failures) == {"x\\xe9", "x\\xe8", "badurl", "q1", "long"}
     assert {r for r, _ in failures.values()} == {"bad_row"}
     assert stats["rows_in"] == 9 and stats["accounted_for"] is True
-    # What predict reads as the test ids (pipelines.csv_input) is exactly what the run accounted for.
+    # What predict reads as the test ids (pipelines.sources.csv_input) is exactly what the run accounted for.
     parsed = [i.image_id for i in csv_input.iter_csv(0, str(tmp_path / "in.csv"), "test", 0.0)]
     assert sorted(parsed) == sorted(written + list(failures))
 
@@ -273,9 +274,10 @@ def test_concurrent_large_decodes_share_one_memory_budget(tmp_path):
     peak = run_limited(
         f"""
         import concurrent.futures, json, resource, psutil
-        from pipelines import fetch, image
-        from pipelines.csv_input import Row
-        from pipelines.transforms import process_row
+        from pipelines.images import image
+        from pipelines.sources import fetch
+        from pipelines.sources.csv_input import Row
+        from pipelines.graph.transforms import process_row
         rows = [Row(f"r{{i}}", "big.png", {str(png)!r}, -1, "test", (0, i)) for i in range({threads})]
         base = psutil.Process().memory_info().rss
         with concurrent.futures.ThreadPoolExecutor({threads}) as pool:
@@ -294,7 +296,7 @@ def test_concurrent_large_decodes_share_one_memory_budget(tmp_path):
 
 
 def test_gs_reads_are_capped_in_size_and_time(gcs):
-    from pipelines import storage
+    from pipelines.sources import storage
 
     storage.write_atomic("gs://bkt/big.jpg", b"y" * 3000)
     storage.write_atomic("gs://bkt/empty.jpg", b"")

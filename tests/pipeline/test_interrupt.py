@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from pipelines import run_tempdir
+from pipelines.cli import run_tempdir
 from tests.pipeline import helpers
 
 WAIT_S = 120  # liveness bounds only: the run is stopped long before

@@ -11,8 +11,10 @@ import threading
 
 import pytest
 
-from pipelines import csv_input, output_guard, preprocess
-from pipelines.cli_errors import InputError
+from pipelines import preprocess
+from pipelines.cli import output_guard
+from pipelines.sources import csv_input
+from pipelines.cli.cli_errors import InputError
 from tests.pipeline import helpers
 from tests.pipeline.test_hostile_inputs import FAST, failures_of, record_ids
 

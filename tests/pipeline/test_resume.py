@@ -7,7 +7,8 @@ import os
 import subprocess
 import sys
 
-from pipelines import schema, shard_index, shards
+from pipelines import schema, shard_index
+from pipelines.graph import shards
 from tests.pipeline import helpers
 
 

@@ -19,7 +19,8 @@ import sys
 import numpy as np
 from PIL import Image
 
-from pipelines import schema, shard_index, shards
+from pipelines import schema, shard_index
+from pipelines.graph import shards
 
 
 def class_image(label: int, rng: np.random.Generator, size: int) -> np.ndarray:

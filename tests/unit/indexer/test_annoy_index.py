@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from indexer.annoy_index import IndexIntegrityError, build_annoy, check_annoy, open_annoy
+from indexer.store.annoy_index import IndexIntegrityError, build_annoy, check_annoy, open_annoy
 
 
 def unit(*xs):
@@ -137,7 +137,7 @@ def test_bad_vectors_are_refused_before_building(tmp_path):
 
 
 def test_failed_rename_leaves_the_previous_file_intact_and_no_temp(hand_index, monkeypatch):
-    import indexer.annoy_index as annoy_index
+    import indexer.store.annoy_index as annoy_index
 
     path, record = hand_index
 
@@ -157,7 +157,7 @@ def test_killed_build_leaves_no_file_under_the_final_name(tmp_path):
     final = tmp_path / "big.ann"
     script = textwrap.dedent(f"""
         import numpy as np
-        from indexer.annoy_index import build_annoy
+        from indexer.store.annoy_index import build_annoy
         print("start", flush=True)
         build_annoy(np.random.default_rng(0).standard_normal((300000, 64)), {str(final)!r}, n_trees=30, n_jobs=1)
         print("done", flush=True)
@@ -186,7 +186,7 @@ def crafted(tmp_path, edit):
     words = np.fromfile(path, np.int32).reshape(-1, WORDS)
     edit(words, WORDS - 1)
     words.tofile(path)
-    from indexer.annoy_index import sha256_file
+    from indexer.store.annoy_index import sha256_file
 
     return path, dataclasses.replace(record, size=os.path.getsize(path), sha256=sha256_file(path))
 
@@ -240,7 +240,7 @@ def test_crafted_node_pointers_are_refused_before_annoy_maps_the_file(tmp_path, 
 
 
 def test_pointer_check_walks_the_file_in_chunks(tmp_path, monkeypatch):
-    from indexer import annoy_index
+    from indexer.store import annoy_index
 
     monkeypatch.setattr(annoy_index, "CHECK_CHUNK_BYTES", 4 * WORDS * 7)  # 7 nodes per numpy pass
     path, record = crafted(tmp_path, lambda words, k: None)

@@ -12,7 +12,7 @@ import pytest
 from indexer import predict
 from indexer.api import Recognizer
 from indexer.build import BuildConfig, build
-from indexer.embed import list_shards, read_jpegs
+from indexer.embedding.embed import list_shards, read_jpegs
 from tests.unit.indexer.indexer_helpers import IMAGE_SIZE
 
 

@@ -14,13 +14,15 @@ import shutil
 import numpy as np
 import pytest
 
-from indexer import index_dir, predict, scoring
-from indexer.annoy_index import IndexIntegrityError, sha256_file
+from indexer import predict
+from indexer.ranking import scoring
+from indexer.store import index_dir
+from indexer.store.annoy_index import IndexIntegrityError, sha256_file
 from indexer.api import Recognizer
 from indexer.build import BuildConfig, build
 from indexer.evaluate import EvaluateConfig, evaluate
-from indexer.image_folder import FolderError, list_images, write_folder_csv
-from pipelines.cli_errors import InputError, SettingsError
+from indexer.embedding.image_folder import FolderError, list_images, write_folder_csv
+from pipelines.cli.cli_errors import InputError, SettingsError
 from tests.e2e.test_hostile_inputs import cli, one_error_line
 from tests.unit.indexer.test_build_predict import build_config, predict_config
 
@@ -34,7 +36,7 @@ def built(tiny_export, reference_shards, tmp_path_factory):
     return out
 
 
-# --- 25.7 / 25.11: numbers, checked once (pipelines/flag_checks.py) -----------------------------
+# --- 25.7 / 25.11: numbers, checked once (pipelines/cli/flag_checks.py) -----------------------------
 
 @pytest.mark.parametrize("option, value, message", [
     ("penalty_weight", NAN, r"--penalty_weight=nan: must be a finite number >= 0"),
@@ -223,8 +225,8 @@ def test_dask_scheduler_that_cannot_be_reached_is_one_error(tiny_export, referen
     import dask
     import distributed  # noqa: F401 - its defaults first: set() would drop the whole section on exit
 
-    from indexer.beam_embed import embed_with_beam
-    from indexer.embed import list_shards
+    from indexer.embedding.beam_embed import embed_with_beam
+    from indexer.embedding.embed import list_shards
 
     with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
         with pytest.raises(InputError, match="the Dask scheduler cannot be reached"):

@@ -1,4 +1,4 @@
-"""Embedding as a Beam job (indexer/beam_embed.py, embedding_shards.py, embed_job.py): the same
+"""Embedding as a Beam job (indexer/embedding/beam_embed.py, embedding_shards.py, embed_job.py): the same
 embeddings as the single-process path on the DirectRunner and on a real local Dask cluster,
 resume per shard, and how the runner is chosen."""
 
@@ -10,11 +10,11 @@ import os
 import numpy as np
 import pytest
 
-from indexer import beam_embed, embedding_shards
-from indexer.beam_embed import embed_with_beam, pipeline_options, shared_embedder
-from indexer.embed import Embedded, Embedder, embed_records, list_shards, model_fingerprint
-from indexer.embed_job import AUTO_BEAM_MIN_RECORDS, EmbedSettings, choose, embed_shards
-from pipelines import console
+from indexer.embedding import beam_embed, embedding_shards
+from indexer.embedding.beam_embed import embed_with_beam, pipeline_options, shared_embedder
+from indexer.embedding.embed import Embedded, Embedder, embed_records, list_shards, model_fingerprint
+from indexer.embedding.embed_job import AUTO_BEAM_MIN_RECORDS, EmbedSettings, choose, embed_shards
+from pipelines.cli import console
 from tests.unit.indexer.indexer_helpers import EMBEDDING_DIM, make_export
 
 DASK_RUNNER = "--runner=apache_beam.runners.dask.dask_runner.DaskRunner"

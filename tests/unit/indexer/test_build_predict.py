@@ -18,8 +18,9 @@ import sys
 import numpy as np
 import pytest
 
-from indexer import index_dir, predict
-from indexer.annoy_index import IndexIntegrityError
+from indexer import predict
+from indexer.store import index_dir
+from indexer.store.annoy_index import IndexIntegrityError
 from indexer.build import BuildConfig, build
 from indexer.evaluate import EvaluateConfig, evaluate
 from indexer.outputs import read_neighbours, read_submission, write_json
@@ -55,7 +56,7 @@ def test_build_writes_a_complete_self_contained_folder(built):
 
 
 def test_the_index_folder_works_without_the_original_export(tiny_export, reference_shards, tmp_path):
-    from indexer.embed import Embedder, embed_records, list_shards
+    from indexer.embedding.embed import Embedder, embed_records, list_shards
 
     export = tmp_path / "export"
     shutil.copytree(tiny_export, export)
@@ -69,7 +70,7 @@ def test_the_index_folder_works_without_the_original_export(tiny_export, referen
 
 def test_each_reference_is_its_own_nearest_neighbour(built):
     index = index_dir.open_index(str(built))
-    from indexer.embed import Embedder, embed_records, list_shards
+    from indexer.embedding.embed import Embedder, embed_records, list_shards
 
     embedded = embed_records(list_shards(index.manifest.data_dir, ["train"]), Embedder(index.model_dir))
     items, sims = index.searcher.query(embedded.vectors, k=1, search_k=1000)
@@ -306,7 +307,7 @@ def test_failed_preprocessing_is_reported_with_its_log(built, reference_shards, 
 
 
 def test_predict_embeds_queries_with_a_beam_job_like_in_process(built, reference_shards, tmp_path, test_csv):
-    from indexer.embed_job import EmbedSettings
+    from indexer.embedding.embed_job import EmbedSettings
 
     csv_path, _ = test_csv
     answers = []

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexer import confidence
-from indexer.metrics import gap
+from indexer.ranking import confidence
+from indexer.evaluation.metrics import gap
 
 
 def test_reference_penalty_is_the_mean_of_the_top_k_similarities():

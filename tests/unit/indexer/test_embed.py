@@ -1,4 +1,4 @@
-"""Embedding TFRecord shards with an export (indexer/embed.py)."""
+"""Embedding TFRecord shards with an export (indexer/embedding/embed.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from indexer.embed import Embedder, embed_records, list_shards, model_fingerprint, read_jpegs
+from indexer.embedding.embed import Embedder, embed_records, list_shards, model_fingerprint, read_jpegs
 from tests.unit.indexer.indexer_helpers import EMBEDDING_DIM, make_export
 
 

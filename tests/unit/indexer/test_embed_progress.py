@@ -1,4 +1,4 @@
-"""The Beam embedding job's progress (indexer/embed_progress.py): the driver counts each finished
+"""The Beam embedding job's progress (indexer/embedding/embed_progress.py): the driver counts each finished
 shard file of this model onto the bar, resumed ones apart; no timing involved (polls are called
 directly, or the thread's interval is longer than the test)."""
 
@@ -8,10 +8,10 @@ import os
 
 import numpy as np
 
-from indexer import embedding_shards
-from indexer.embed import Embedded, list_shards
-from indexer.embed_progress import ShardWatcher
-from pipelines import console
+from indexer.embedding import embedding_shards
+from indexer.embedding.embed import Embedded, list_shards
+from indexer.embedding.embed_progress import ShardWatcher
+from pipelines.cli import console
 
 FINGERPRINT = "a" * 64
 

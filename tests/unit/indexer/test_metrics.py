@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from indexer.metrics import accuracy, accuracy_vs_neighbours, gap, topk_accuracy
+from indexer.evaluation.metrics import accuracy, accuracy_vs_neighbours, gap, topk_accuracy
 
 # d shows no landmark; e has one but gets no prediction.
 SOLUTION = {"a": frozenset({1}), "b": frozenset({2}), "c": frozenset({3}), "d": frozenset(), "e": frozenset({5})}

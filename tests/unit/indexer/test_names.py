@@ -1,11 +1,11 @@
-"""Landmark names (indexer/names.py) in both layouts, bad files refused with one line, and the names
+"""Landmark names (indexer/evaluation/names.py) in both layouts, bad files refused with one line, and the names
 where they show: the Python API's `Prediction.name` and the captions of neighbours.png."""
 
 from __future__ import annotations
 
 import pytest
 
-from indexer import names, visualize
+from indexer.evaluation import names, visualize
 from indexer.api import Recognizer
 
 
@@ -51,7 +51,7 @@ def test_png_captions_carry_names_and_keep_ids():
 
 def test_the_api_names_its_answers(tiny_export, reference_shards, tmp_path):
     from indexer.build import BuildConfig, build
-    from indexer.embed import iter_jpegs, list_shards
+    from indexer.embedding.embed import iter_jpegs, list_shards
 
     build(BuildConfig(str(tiny_export), str(reference_shards), str(tmp_path / "idx"), 5, 1, ("train",), 16, 0))
     table = tmp_path / "names.csv"

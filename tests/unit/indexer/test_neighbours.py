@@ -1,4 +1,4 @@
-"""indexer/neighbours.py: the exact and Annoy paths on hand-placed vectors, their agreement on
+"""indexer/ranking/neighbours.py: the exact and Annoy paths on hand-placed vectors, their agreement on
 clustered data, and what they hold in memory."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from indexer import confidence, neighbours, rerank
+from indexer.ranking import confidence, neighbours, rerank
 
 EXACT = neighbours.NeighbourSettings(exact_below=10**9)
 ANNOY = neighbours.NeighbourSettings(exact_below=0)

@@ -9,12 +9,14 @@ import shutil
 import numpy as np
 import pytest
 
-from indexer import confidence, index_dir, neighbours, nonlandmark, predict, rerank
-from indexer.annoy_index import IndexIntegrityError, sha256_file
+from indexer import predict
+from indexer.ranking import confidence, neighbours, nonlandmark, rerank
+from indexer.store import index_dir
+from indexer.store.annoy_index import IndexIntegrityError, sha256_file
 from indexer.build import build
-from indexer.embed import Embedder, embed_records, list_shards
+from indexer.embedding.embed import Embedder, embed_records, list_shards
 from indexer.outputs import read_submission, write_json
-from pipelines.cli_errors import InputError
+from pipelines.cli.cli_errors import InputError
 from tests.unit.indexer.test_build_predict import (  # noqa: F401 - test_csv is a fixture used here
     build_config, fake_preprocessed, predict_config, test_csv)
 

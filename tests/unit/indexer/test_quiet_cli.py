@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 
-from pipelines.console import STARTUP_NOTICES
+from pipelines.cli.console import STARTUP_NOTICES
 
 ABSL_PREFIX = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]", re.M)
 

@@ -12,7 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from indexer import metrics, predict, report, report_images, report_page
+from indexer import predict, report
+from indexer.evaluation import metrics, report_images, report_page
 from indexer.build import build
 from indexer.evaluate import EvaluateConfig, evaluate
 from indexer.outputs import read_submission
@@ -101,7 +102,7 @@ def test_a_large_page_keeps_one_json_row_per_answer_and_no_row_markup(tmp_path):
 
 
 def test_matches_are_the_verifiers_inliers_scaled_to_the_thumbnails(tmp_path):
-    from indexer import local_features
+    from indexer.ranking import local_features
 
     reference, query = jpeg(scene(1)), jpeg(another_view(scene(1)))
     store_path = str(tmp_path / local_features.STORE)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexer import rerank
+from indexer.ranking import rerank
 
 
 def at(*degrees: float) -> np.ndarray:

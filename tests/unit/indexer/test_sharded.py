@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexer.sharded import ShardedIndex, build_sharded, shard_bounds
+from indexer.store.sharded import ShardedIndex, build_sharded, shard_bounds
 
 
 def ring(n: int) -> np.ndarray:

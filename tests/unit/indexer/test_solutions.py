@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from indexer import solutions
+from indexer.evaluation import solutions
 from indexer.evaluate import EvaluateConfig, evaluate
 
 SOLUTION = """id,landmarks,Usage

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from indexer import tta
+from indexer.embedding import tta
 
 
 def _png(pixels: np.ndarray) -> bytes:

@@ -9,11 +9,13 @@ import cv2
 import numpy as np
 import pytest
 
-from indexer import confidence, index_dir, local_features, predict, scoring, verify
-from indexer.annoy_index import IndexIntegrityError
+from indexer import predict
+from indexer.ranking import confidence, local_features, scoring, verify
+from indexer.store import index_dir
+from indexer.store.annoy_index import IndexIntegrityError
 from indexer.build import build
-from indexer.embed import iter_jpegs, list_shards
-from indexer.metrics import gap
+from indexer.embedding.embed import iter_jpegs, list_shards
+from indexer.evaluation.metrics import gap
 from indexer.outputs import read_submission
 from tests.unit.indexer.test_build_predict import (  # noqa: F401 - test_csv is a fixture used here
     build_config, fake_preprocessed, predict_config, test_csv)

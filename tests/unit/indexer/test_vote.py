@@ -1,11 +1,11 @@
-"""Voting neighbours into one landmark and a confidence (indexer/vote.py), by hand."""
+"""Voting neighbours into one landmark and a confidence (indexer/ranking/vote.py), by hand."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from indexer.vote import METHODS, rank_landmarks, vote
+from indexer.ranking.vote import METHODS, rank_landmarks, vote
 
 
 def test_sum_adds_similarities_per_landmark_over_k():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
-from pipelines import console
+from pipelines.cli import console
 
 
 def test_progress_logs_rate_and_eta_off_a_terminal(caplog):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines import csv_input
-from pipelines.csv_input import Failure, Row
+from pipelines.sources import csv_input
+from pipelines.sources.csv_input import Failure, Row
 
 
 def rows_of(tmp_path, text: str, mode: str = "auto", val_fraction: float = 0.0, name: str = "a.csv"):

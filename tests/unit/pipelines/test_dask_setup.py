@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from apache_beam.options.pipeline_options import StandardOptions
 
-from pipelines import dask_setup, preprocess
+from pipelines import preprocess
+from pipelines.graph import dask_setup
 
 DaskOptions = pytest.importorskip("apache_beam.runners.dask.dask_runner").DaskOptions
 

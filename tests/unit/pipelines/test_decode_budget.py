@@ -8,7 +8,7 @@ import threading
 
 from PIL import Image
 
-from pipelines.decode_budget import DecodeBudget, _declared, decoded_pixels
+from pipelines.images.decode_budget import DecodeBudget, _declared, decoded_pixels
 from tests.pipeline import helpers
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines import fast_jpeg, image
-from pipelines.errors import RowFailure
-from pipelines.image import ImageConfig, process_image
+from pipelines.images import fast_jpeg, image
+from pipelines.images.errors import RowFailure
+from pipelines.images.image import ImageConfig, process_image
 from tests.pipeline import helpers
 
 

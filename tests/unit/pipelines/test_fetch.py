@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines import fetch
-from pipelines.errors import RowFailure
+from pipelines.sources import fetch
+from pipelines.images.errors import RowFailure
 from tests.pipeline.helpers import FaultServer
 
 # Generous timeout: the loopback server shares a small, busy machine; slow-path tests set their own.

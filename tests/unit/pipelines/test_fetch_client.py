@@ -13,8 +13,8 @@ import pycurl
 import pytest
 import requests
 
-from pipelines import fetch
-from pipelines.errors import RowFailure
+from pipelines.sources import fetch
+from pipelines.images.errors import RowFailure
 
 FAST = fetch.FetchConfig(timeout_s=2.0, retries=1, backoff_s=0.01)
 BODY = b"\xff\xd8 image bytes " * 400

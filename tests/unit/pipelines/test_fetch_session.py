@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines import fetch
+from pipelines.sources import fetch
 
 _VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
          "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NETRC")

@@ -1,4 +1,4 @@
-"""pipelines/flag_checks.py: the one place numbers and output folders are checked."""
+"""pipelines/cli/flag_checks.py: the one place numbers and output folders are checked."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from pipelines import flag_checks
-from pipelines.cli_errors import InputError
+from pipelines.cli import flag_checks
+from pipelines.cli.cli_errors import InputError
 
 
 @pytest.mark.parametrize("value, low, high, above, message", [

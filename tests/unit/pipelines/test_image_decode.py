@@ -7,8 +7,8 @@ import io
 import pytest
 from PIL import Image
 
-from pipelines.errors import RowFailure
-from pipelines.image import ImageConfig, process_image, target_size
+from pipelines.images.errors import RowFailure
+from pipelines.images.image import ImageConfig, process_image, target_size
 from tests.pipeline import helpers
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipelines import layouts
-from pipelines.csv_input import Failure, Row
+from pipelines.sources import layouts
+from pipelines.sources.csv_input import Failure, Row
 
 
 def test_kaggle_row_with_bytes_that_are_not_utf8_fails_with_the_byte(tmp_path):

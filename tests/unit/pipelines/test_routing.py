@@ -6,7 +6,7 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.routing import SplitByTag, tagged
+from pipelines.graph.routing import SplitByTag, tagged
 
 
 def test_split_by_tag_routes_each_value_to_its_tag_only():

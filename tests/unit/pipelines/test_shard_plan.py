@@ -1,4 +1,4 @@
-"""The shard plan between the plan and build phases (pipelines/shard_plan.py), and the build
+"""The shard plan between the plan and build phases (pipelines/graph/shard_plan.py), and the build
 phase's parallelism on Beam's DaskRunner, read off its translated graph (no cluster needed)."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import dask_setup, preprocess, shard_plan
-from pipelines.csv_input import Failure, Row
+from pipelines import preprocess
+from pipelines.graph import dask_setup, shard_plan
+from pipelines.sources.csv_input import Failure, Row
 
 ROWS = [Row("b", "b.jpg", "/x/b.jpg", 3, "train", (0, 2)), Row("a", "http://h/a", "http://h/a", -1, "train", (1, 7))]
 

@@ -9,13 +9,14 @@ import sys
 
 import pytest
 
-from pipelines import schema, shards
+from pipelines import schema
+from pipelines.graph import shards
 
 
 def test_stable_hash_is_the_same_in_another_process_with_another_hash_seed():
     ids = [f"id{i}" for i in range(50)]
     here = [shards.shard_index(i, 7) for i in ids]
-    code = "import sys; from pipelines import shards; print([shards.shard_index(f'id{i}', 7) for i in range(50)])"
+    code = "import sys; from pipelines.graph import shards; print([shards.shard_index(f'id{i}', 7) for i in range(50)])"
     env = dict(os.environ, PYTHONHASHSEED="12345")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(here)

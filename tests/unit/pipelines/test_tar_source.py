@@ -1,4 +1,4 @@
-"""GLDv2 tar members read by byte range (pipelines.tar_source) and the layouts' row parsing."""
+"""GLDv2 tar members read by byte range (pipelines.sources.tar_source) and the layouts' row parsing."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import tarfile
 
 import pytest
 
-from pipelines import layouts, tar_source
-from pipelines.csv_input import Row
-from pipelines.errors import RowFailure
+from pipelines.sources import layouts, tar_source
+from pipelines.sources.csv_input import Row
+from pipelines.images.errors import RowFailure
 
 
 def make_tar(path, members):
@@ -63,7 +63,7 @@ def test_member_reads_fail_per_row_with_a_reason(tar, tmp_path):
 
 
 def test_a_transport_error_on_a_member_is_retried_then_reported(tar, monkeypatch):
-    from pipelines import fetch, storage
+    from pipelines.sources import fetch, storage
 
     path, members = tar
     loc = tar_source.location(next(tar_source.index_tar(str(path))))

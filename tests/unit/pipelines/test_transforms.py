@@ -11,9 +11,12 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import fetch, image, report, schema, shards
-from pipelines.csv_input import Failure, Row
-from pipelines.transforms import BuildShards, DedupById, PlanShards, ReadCsvRows, Report
+from pipelines import schema
+from pipelines.graph import report, shards
+from pipelines.images import image
+from pipelines.sources import fetch
+from pipelines.sources.csv_input import Failure, Row
+from pipelines.graph.transforms import BuildShards, DedupById, PlanShards, ReadCsvRows, Report
 from tests.pipeline import helpers
 
 
@@ -122,7 +125,7 @@ def test_report_merges_markers_and_input_failures(tmp_path):
 def test_build_setup_freezes_what_lives_as_long_as_the_worker():
     import gc
 
-    from pipelines.transforms import _Build
+    from pipelines.graph.transforms import _Build
 
     gc.unfreeze()
     assert gc.get_freeze_count() == 0
@@ -144,7 +147,7 @@ def _ok_row(r, fetch_cfg, image_cfg):
 def _bundle(monkeypatch, process_row, write_shard):
     """A set-up `_Build` DoFn inside a started bundle, with `process_row` and `write_shard`
     replaced; torn down on the way out (`finish_bundle` is the test's to call)."""
-    from pipelines import transforms
+    from pipelines.graph import transforms
 
     monkeypatch.setattr(transforms, "process_row", process_row)
     monkeypatch.setattr(transforms.shards, "write_shard", write_shard)

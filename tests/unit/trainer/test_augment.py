@@ -1,4 +1,4 @@
-"""The split augmentation (trainer/augment.py): the device path draws from the former host path's
+"""The split augmentation (trainer/input/augment.py): the device path draws from the former host path's
 distribution, and its batched jitter is TensorFlow's per-image jitter."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from trainer import augment  # noqa: E402
+from trainer.input import augment  # noqa: E402
 
 N = 1000  # elements per path
 SIZE = 40
@@ -40,7 +40,7 @@ def _old_path(encoded: list) -> np.ndarray:
 
 
 def _new_path(encoded: list, jitter: bool = True) -> np.ndarray:
-    """trainer.data's device path: host crops in padded batches, then the batched resize and jitter."""
+    """trainer.input.data's device path: host crops in padded batches, then the batched resize and jitter."""
     ds = tf.data.Dataset.from_tensor_slices(encoded).enumerate().map(
         lambda i, e: augment.host_crop(e, tf.stack([tf.constant(8, tf.int64), i])))
     ds = ds.map(lambda image: (image, tf.shape(image)[:2])).padded_batch(250)

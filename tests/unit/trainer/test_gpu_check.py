@@ -35,7 +35,7 @@ def test_off_gpu_names_every_replica_not_on_a_gpu(names, bad):
 def test_the_measurement_runs_on_generated_records_and_the_cpu_fails_the_replica_check(tmp_path):
     import tensorflow as tf
 
-    from trainer import distribute
+    from trainer.run import distribute
 
     data = gpu_check.write_records(str(tmp_path), classes=4, per_class=4, size=48, shards=2)
     cfg = config.Config(data_dir=data, output_dir=str(tmp_path), **{**config.PRESETS["tiny"], "image_size": 40,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.unit.trainer.trainer_helpers import make_shards
-from trainer import records_info
+from trainer.input import records_info
 from trainer.config import Config
 
 

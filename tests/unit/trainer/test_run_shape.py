@@ -1,6 +1,6 @@
 """Issue 25, the trainer's side: a rerun never trains "from scratch" over a run's checkpoints
 (the ArcFace class count is part of the run's shape; checkpoints that all fail to restore refuse
-the run), numbers are checked once (pipelines/flag_checks.py), a batch that needs more landmarks
+the run), numbers are checked once (pipelines/cli/flag_checks.py), a batch that needs more landmarks
 than the data holds is one line, and so is an output folder that is a file."""
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import sys
 import pytest
 
 from tests.unit.trainer.trainer_helpers import REPO, make_shards, run_train
-from pipelines import flag_checks
-from trainer import config, run_dir
+from pipelines.cli import flag_checks
+from trainer import config
+from trainer.run import run_dir
 
 NAN, INF = float("nan"), float("inf")
 
@@ -46,7 +47,7 @@ def test_the_class_count_and_subcenters_are_part_of_the_run_shape(tmp_path, fiel
 def test_checkpoints_that_all_fail_to_restore_refuse_the_run_and_stay(tmp_path):
     import keras
 
-    from trainer.checkpoints import TrainingState, UnreadableRunError
+    from trainer.run.checkpoints import TrainingState, UnreadableRunError
 
     def state(classes: int) -> TrainingState:
         model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(classes)])
@@ -89,8 +90,8 @@ def test_recall_k_zero_from_the_command_line(tmp_path):
 
 
 def test_a_batch_of_more_landmarks_than_the_data_holds_is_one_line(tmp_path):
-    from trainer import records_info
-    from trainer.loop import _checked_step
+    from trainer.input import records_info
+    from trainer.run.loop import _checked_step
 
     data = make_shards(tmp_path / "data", "--classes=4", "--per_class=4")
     cfg = tiny(tmp_path, data_dir=str(data), batch_p=8, batch_k=2)

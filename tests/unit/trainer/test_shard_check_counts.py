@@ -1,4 +1,4 @@
-"""trainer/shard_check.py's count of what `--skip_corrupt_records` skips: exact when every frame
+"""trainer/input/shard_check.py's count of what `--skip_corrupt_records` skips: exact when every frame
 after the damage could be followed to the end of the shard, "at least" only when a broken frame
 hides the rest (issue 25, LOW). Checked against what the skipping reader actually reads."""
 
@@ -9,7 +9,7 @@ import struct
 import pytest
 
 from tests.unit.trainer.trainer_helpers import make_shards
-from trainer import shard_check
+from trainer.input import shard_check
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,7 @@ def test_two_replicas_train_and_export_embeds_jpeg_bytes(tmp_path, small_shards)
 
     import keras
 
-    from trainer import data
+    from trainer.input import data
 
     keras_model = keras.models.load_model(export / contract.KERAS_FILE)
     images = tf.stack([data.eval_image(j, 64) for j in jpegs])

@@ -1,4 +1,4 @@
-"""Which devices a run trains on (trainer/distribute.py), checked on this CPU-only machine: `--gpus`
+"""Which devices a run trains on (trainer/run/distribute.py), checked on this CPU-only machine: `--gpus`
 means GPUs or a one-line error, CPU replicas only when asked, and the run says what it used."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ import json
 import pytest
 
 from tests.unit.trainer.trainer_helpers import run_train
-from trainer import config, distribute
-from trainer.distribute import Devices
+from trainer import config
+from trainer.run import distribute
+from trainer.run.distribute import Devices
 
 H200 = Devices("GPU", ("/gpu:0", "/gpu:1"), ("NVIDIA H200", "NVIDIA H200"), (9, 0), True)
 T4_AND_P100 = Devices("GPU", ("/gpu:0", "/gpu:1"), ("Tesla T4", "Tesla P100"), (6, 0), True)
@@ -100,7 +101,7 @@ def test_a_step_xla_cannot_compile_falls_back_with_a_log_line(capsys):
     import keras
     import tensorflow as tf
 
-    from trainer import loop
+    from trainer.run import loop
 
     cfg = config.Config(data_dir="d", output_dir="o", preset="tiny", batch_p=2, batch_k=2, loss="batch_hard",
                         jit_compile="on")

@@ -10,7 +10,8 @@ import numpy as np
 import tensorflow as tf
 
 from tests.unit.trainer.trainer_helpers import run_train
-from trainer import contract, heads
+from trainer import contract
+from trainer.network import heads
 
 
 def test_sparse_landmark_ids_map_to_contiguous_classes():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import losses
+from trainer.network import losses
 
 
 def _dist(e: np.ndarray) -> np.ndarray:

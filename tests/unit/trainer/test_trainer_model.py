@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.unit.trainer.trainer_helpers import run_train
-from trainer import model as model_lib
+from trainer.network import model as model_lib
 from trainer.config import Config, ConfigError
 
 TINY = Config(data_dir="unused", output_dir="unused", preset="tiny", backbone="mobilenet", alpha=0.25,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.unit.trainer.trainer_helpers import make_shards
-from trainer import sampling
+from trainer.input import sampling
 from trainer.config import Config
 
 # 3 landmarks with many images, most with fewer than K, 6 with a single one.
@@ -93,7 +93,7 @@ def test_a_pool_with_fewer_than_p_landmarks_yields_no_batch():
 def _train_batches(tmp_path, *shard_args: str, gpus: int = 2, batches: int = 25):
     import tensorflow as tf
 
-    from trainer import data
+    from trainer.input import data
 
     shards = make_shards(tmp_path / "data", f"--classes={len(LONG_TAIL)}",
                          f"--per_class={','.join(map(str, LONG_TAIL))}", "--size=48", *shard_args)
@@ -137,7 +137,7 @@ def test_records_without_a_shard_index_still_train_with_a_warning(tmp_path, capl
 def test_multi_worker_pipelines_read_their_own_whole_shards(tmp_path):
     import tensorflow as tf
 
-    from trainer import data
+    from trainer.input import data
 
     shards = make_shards(tmp_path / "data", f"--classes={len(LONG_TAIL)}",
                          f"--per_class={','.join(map(str, LONG_TAIL))}", "--size=32", "--shards=4")

@@ -1,0 +1,175 @@
+"""Embed TFRecord shards as a Beam job on any runner: one element per shard, resumable per shard.
+
+`EmbedShards` (one labelled composite): Reshuffle (spread the shard paths over the workers) ->
+ParDo(_EmbedShardFn). A worker process loads the exported model once, on the first shard that
+needs it, and keeps it for every shard it gets (a process-wide cache rather than `DoFn.setup`:
+the DaskRunner deserialises and sets up the DoFn once per partition), after checking that the
+model it sees at that path has the driver's fingerprint. Per shard it either skips it (its
+file in EMB already names this shard's bytes and this model) or embeds it with the
+single-process code (`embed.embed_records`) and writes EMB/<shard>.npz atomically
+(embedding_shards.py). Meanwhile the driver counts those files as they appear onto its
+progress bar (embed_progress.py). It then reads the files back in
+shard order, so the result is the single-process result, row for row.
+
+TensorFlow runs inside the workers and shards are read with tf.data: nothing here may import the
+`tfrecord` package (pipelines/schema.py's serialize/deserialize), which cannot share the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging as std_logging
+import threading
+import time
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import apache_beam as beam
+from absl import logging
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from indexer.embedding import embed_progress, embedding_shards
+from indexer.embedding.embed import Embedded, Embedder, check_export, embed_records, model_fingerprint
+from pipelines.cli import cli_errors, console
+from pipelines.graph import dask_setup
+from pipelines.cli.cli_errors import InputError, SettingsError
+
+_LOCK = threading.Lock()
+_MODELS: Dict[Tuple[str, str], Embedder] = {}  # (export_dir, fingerprint) -> model, one per process
+
+
+def shared_embedder(export_dir: str, fingerprint: str) -> Embedder:
+    """This process's copy of the model, loaded on first use; refuses a model at `export_dir`
+    that is not the one the driver fingerprinted (a stale copy on a worker machine)."""
+    key = (export_dir, fingerprint)
+    with _LOCK:
+        if key not in _MODELS:
+            seen = model_fingerprint(export_dir)
+            if seen != fingerprint:
+                raise ValueError(f"{export_dir} on this worker is not the driver's model "
+                                 f"(fingerprint {seen[:12]} vs {fingerprint[:12]})")
+            _MODELS[key] = Embedder(export_dir)
+        return _MODELS[key]
+
+
+class _EmbedShardFn(beam.DoFn):
+    """Shard path -> EMB/<shard>.npz, skipped when already done; yields (shard, 'embedded'|'resumed').
+    The model is loaded on the first shard that needs it, so a fully resumed job loads none."""
+
+    def __init__(self, export_dir: str, fingerprint: str, embed_dir: str, batch_size: int) -> None:
+        self._export_dir = export_dir
+        self._fingerprint = fingerprint
+        self._embed_dir = embed_dir
+        self._batch_size = batch_size
+
+    def process(self, shard: str) -> Iterator[Tuple[str, str]]:
+        path = embedding_shards.output_path(self._embed_dir, shard)
+        meta = embedding_shards.shard_meta(shard, self._fingerprint)
+        if embedding_shards.read_meta(path) == meta:
+            yield shard, "resumed"
+            return
+        t0 = time.perf_counter()
+        embedded = embed_records([shard], shared_embedder(self._export_dir, self._fingerprint), self._batch_size)
+        embedding_shards.write(path, embedded, meta)
+        logging.info("embedded %s: %d images in %.1f s", shard, len(embedded.image_ids), time.perf_counter() - t0)
+        yield shard, "embedded"
+
+
+class EmbedShards(beam.PTransform):
+    """PCollection of shard paths -> one (shard, status) per shard, its embeddings in EMB."""
+
+    def __init__(self, export_dir: str, fingerprint: str, embed_dir: str, batch_size: int) -> None:
+        super().__init__()
+        self._fn = _EmbedShardFn(export_dir, fingerprint, embed_dir, batch_size)
+
+    def expand(self, shards):
+        return (
+            shards
+            | "SpreadShards" >> beam.Reshuffle()  # shards are heavy: never fuse them onto one worker
+            | "EmbedShard" >> beam.ParDo(self._fn)
+        )
+
+
+def unknown_options(beam_args: Sequence[str]) -> List[str]:
+    """The passthrough flags no Beam options class knows (a typo of this command's own flags
+    would otherwise be dropped by Beam with a warning while choosing the Beam path)."""
+    if any(a.startswith("--dask_") for a in beam_args):
+        import apache_beam.runners.dask.dask_runner  # noqa: F401 - defines the --dask_* options
+
+    options = PipelineOptions(list(beam_args))
+    beam_log = std_logging.getLogger("apache_beam.options.pipeline_options")
+    level = beam_log.level
+    beam_log.setLevel(std_logging.ERROR)  # its "Discarding unparseable args" warning: our error says it
+    try:
+        known = options.get_all_options()
+    finally:
+        beam_log.setLevel(level)
+    return sorted(set(options.get_all_options(retain_unknown_options=True)) - set(known))
+
+
+def pipeline_options(beam_args: Sequence[str], dask_address: str = "", dask_workers: int = 0) -> PipelineOptions:
+    """Beam options from the passthrough flags, refusing unknown ones; `--runner=dask` becomes the
+    DaskRunner (on `dask_address` when given). On the DaskRunner a partition is a unit of work,
+    and its default of 128 elements per partition would put every shard on one worker: unless
+    told otherwise, each shard gets its own partition."""
+    unknown = unknown_options(beam_args)
+    if unknown:
+        raise SettingsError(f"unknown flag(s): {', '.join('--' + u for u in unknown)} (neither this command's nor "
+                            f"Beam pipeline options)")
+    args: List[str] = list(beam_args)
+    on_dask = dask_setup.is_dask(PipelineOptions(args).view_as(StandardOptions).runner)
+    if on_dask and not any(a.startswith(("--dask_npartitions", "--dask_partition_size")) for a in args):
+        args.append("--dask_partition_size=1")
+    options = PipelineOptions(args)
+    if on_dask:
+        dask_setup.configure(options, dask_address)
+    elif dask_address or dask_workers:
+        raise SettingsError("--dask_address / --dask_workers need --runner=dask")
+    return options
+
+
+@contextlib.contextmanager
+def _cluster_if_needed(options: PipelineOptions, dask_workers: int) -> Iterator[None]:
+    """On a Dask job without a scheduler, a local cluster for the job's duration."""
+    if not dask_setup.is_dask(options.view_as(StandardOptions).runner) or dask_setup.has_address(options):
+        yield
+        return
+    with dask_setup.local_cluster(dask_workers) as address:
+        dask_setup.configure(options, address)
+        yield
+
+
+def embed_with_beam(files: Sequence[str], export_dir: str, embed_dir: str, batch_size: int,
+                    beam_args: Sequence[str], dask_address: str = "", dask_workers: int = 0,
+                    progress: Optional[console.Progress] = None) -> Embedded:
+    """Run the job over `files` (resuming whatever EMB already holds) and return the embeddings in
+    file order; `progress` counts the shards done and their images as the job goes (embed_progress.py)."""
+    import tensorflow as tf
+
+    dimension = int(check_export(export_dir)["embedding_dim"])
+    fingerprint = model_fingerprint(export_dir)
+    tf.io.gfile.makedirs(embed_dir)
+    embedding_shards.remove_stale_temporaries(embed_dir)
+    options = pipeline_options(beam_args, dask_address, dask_workers)
+    t0 = time.perf_counter()
+    with _cluster_if_needed(options, dask_workers):
+        p = beam.Pipeline(options=options)
+        _ = p | "ShardPaths" >> beam.Create(list(files)) | "EmbedShards" >> EmbedShards(
+            export_dir, fingerprint, embed_dir, batch_size)
+        with embed_progress.watching(embed_dir, files, fingerprint, progress):
+            try:
+                result = p.run()  # the DirectRunner runs the whole job here
+            except OSError as err:  # distributed: "Timed out trying to connect to tcp://..."
+                if not dask_setup.is_dask(options.view_as(StandardOptions).runner):
+                    raise
+                raise InputError(f"the Dask scheduler cannot be reached ({cli_errors.one_line(err)}): is it "
+                                 "running at --dask_address?") from None
+            try:
+                result.wait_until_finish()
+            finally:
+                client = getattr(result, "client", None)  # the DaskRunner leaves its dask Client connected
+                if client is not None:
+                    client.close()
+    embedded = embedding_shards.gather(embed_dir, files, fingerprint, dimension)
+    logging.info("Beam job (%s): %d shards, %d images in %s, %.1f s", options.view_as(StandardOptions).runner
+                 or "DirectRunner", len(files), len(embedded.image_ids), embed_dir, time.perf_counter() - t0)
+    return embedded

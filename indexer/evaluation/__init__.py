@@ -1,0 +1,1 @@
+"""Judging answers: GAP and accuracy, solution files, landmark names, the report page and the pictures."""
