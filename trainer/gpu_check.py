@@ -85,25 +85,11 @@ def input_rate(cfg, batches: int) -> float:
 
 def train_rate(cfg, strategy, steps: int, warmup: int) -> Dict:
     """Training images/s over the strategy's replicas, timed after `warmup` steps; the replica devices."""
-    import keras
-    import tensorflow as tf
-
-    from trainer.input import data
-    from trainer.network import heads
     from trainer.run import loop
-    from trainer.network.model import build_embedding_model
 
     with strategy.scope():
-        model = build_embedding_model(cfg)
-        optimizer = keras.optimizers.Adam(1e-4)
-        if cfg.mixed_precision == "on":
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        head = heads.make_head(cfg)
-        optimizer.build(model.trainable_variables + heads.head_variables(head))
-    dist = strategy.distribute_datasets_from_function(
-        lambda ctx: data.train_dataset(cfg, ctx),
-        options=tf.distribute.InputOptions(experimental_fetch_to_device=True, experimental_per_replica_buffer_size=2))
-    iterator = iter(dist)
+        model, optimizer, head = loop.training_parts(cfg, 1e-4)
+    iterator = loop.distributed_input(strategy, cfg)
     step = loop.FirstStepFallback(strategy, model, optimizer, cfg, head, chief=True)
     for _ in range(warmup):
         float(step(iterator))

@@ -80,6 +80,27 @@ def train_step_fn(strategy: tf.distribute.Strategy, model: keras.Model, optimize
     return step
 
 
+def training_parts(cfg: Config, learning_rate) -> Tuple[keras.Model, keras.optimizers.Optimizer,
+                                                         Optional[heads.ArcFaceHead]]:
+    """The model, its built optimizer (loss-scaled under mixed precision) and the training-only head
+    (ArcFace; None for triplet losses). Call inside the strategy's scope."""
+    model = build_embedding_model(cfg)
+    optimizer = keras.optimizers.Adam(learning_rate)
+    if cfg.mixed_precision == "on":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    head = heads.make_head(cfg)  # training-only (arcface); checkpointed, never exported
+    optimizer.build(model.trainable_variables + heads.head_variables(head))
+    return model, optimizer, head
+
+
+def distributed_input(strategy: tf.distribute.Strategy, cfg: Config):
+    """An iterator over the replicas' train batches; each replica's next batches are copied to its
+    device while the current step runs."""
+    return iter(strategy.distribute_datasets_from_function(
+        lambda ctx: data.train_dataset(cfg, ctx),
+        options=tf.distribute.InputOptions(experimental_fetch_to_device=True, experimental_per_replica_buffer_size=2)))
+
+
 class FirstStepFallback:
     """The train step, XLA-compiled when `--jit_compile` resolved to on. Should the first compiled
     step fail (an op XLA cannot compile), the step is rebuilt without XLA, with a log line; a later
@@ -164,12 +185,7 @@ def train(cfg: Config, strategy: tf.distribute.Strategy, notes: Optional[Dict] =
     steps = cfg.steps_per_epoch or (0 if cfg.epochs == 0 else max(1, records_info.train_records(
         cfg.data_dir, data.list_shards(cfg.data_dir, "train"), cfg.skip_corrupt_records) // (cfg.batch_p * cfg.batch_k)))
     with strategy.scope():
-        model = build_embedding_model(cfg)
-        optimizer = keras.optimizers.Adam(learning_rate_schedule(cfg, cfg.epochs * steps))
-        if cfg.mixed_precision == "on":
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        head = heads.make_head(cfg)  # training-only (arcface); checkpointed, never exported
-        optimizer.build(model.trainable_variables + heads.head_variables(head))
+        model, optimizer, head = training_parts(cfg, learning_rate_schedule(cfg, cfg.epochs * steps))
         shared = os.path.join(cfg.output_dir, CHECKPOINT_DIR)
         state = checkpoints.TrainingState(distribute.task_dir(shared, strategy), model, optimizer,
                                           cfg.checkpoints_to_keep, restore_from=shared, head=head)
@@ -217,11 +233,7 @@ def train(cfg: Config, strategy: tf.distribute.Strategy, notes: Optional[Dict] =
     if done >= cfg.epochs:
         return model, done
 
-    # Each replica's next batches are copied to its device while the current step runs.
-    dist = strategy.distribute_datasets_from_function(
-        lambda ctx: data.train_dataset(cfg, ctx),
-        options=tf.distribute.InputOptions(experimental_fetch_to_device=True, experimental_per_replica_buffer_size=2))
-    iterator = iter(dist)
+    iterator = distributed_input(strategy, cfg)
     step = FirstStepFallback(strategy, model, optimizer, cfg, head, chief)
     for epoch in range(done + 1, cfg.epochs + 1):
         if chief:
