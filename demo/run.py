@@ -387,7 +387,7 @@ def main(argv: list[str]) -> Optional[int]:
         table = report.write_over_seeds(out, runs, {
             "data": first["data"] if not configs[0].generate else f"built-in synthetic ({configs[0].size}), drawn per seed",
             **{k: first[k] for k in ("weights", "trained loss", "training epochs", "deterministic")},
-            "trainer flags (seed 0's; --seed=N per seed)": first["trainer flags"],
+            "trainer flags (the first seed's; --seed=N per seed)": first["trainer flags"],
             "sum of stage seconds": round(sum(c["sum of stage seconds"] for c in contexts.values()), 1),
             "figures": figures})
     wall = time.monotonic() - started
