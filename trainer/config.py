@@ -77,6 +77,7 @@ class Config:
     skip_corrupt_records: bool = False  # damaged shards: skip the rest of the shard (counted) instead of stopping
     augment: str = "device"  # device: resize, flip and colour jitter batched in the training step; host: all on the CPU
     data_service: str = ""  # grpc://HOST:PORT of a tf.data service dispatcher (trainer/data_service.py)
+    data_service_timeout: int = 60  # seconds to wait for the dispatcher to answer before a one-line error
     classes: int = 0  # --loss=arcface: the train landmarks (the head's classes), found at start (heads.py); not a flag
 
     def __post_init__(self) -> None:
@@ -126,6 +127,7 @@ class Config:
         _check(self.augment in AUGMENT, f"--augment={self.augment}: expected one of {AUGMENT}")
         _check(not self.data_service or re.fullmatch(r"grpc://[^:/\s]+:\d+", self.data_service) is not None,
                f"--data_service={self.data_service}: expected grpc://HOST:PORT (a tf.data service dispatcher)")
+        _check(self.data_service_timeout >= 1, f"--data_service_timeout={self.data_service_timeout}: must be >= 1 s")
         freeze_fraction(self.freeze)  # validates a numeric value
 
     @property
@@ -239,6 +241,8 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
                       "former path).", **on)
     flags.DEFINE_string("data_service", d.data_service, "grpc://HOST:PORT of a tf.data service dispatcher whose "
                         "workers run the training input (docs/train.md); empty: this process reads it.", **on)
+    flags.DEFINE_integer("data_service_timeout", d.data_service_timeout, "Seconds to wait for the --data_service "
+                         "dispatcher to answer before stopping with an error.", **on)
 
 
 def from_flags(values: flags.FlagValues) -> Config:

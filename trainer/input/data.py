@@ -59,6 +59,8 @@ def train_dataset(cfg: Config, context: Optional[tf.distribute.InputContext] = N
     every pipeline reads the same pools and keeps its share of each pool's records. With
     `--data_service`, tf.data service workers run all of it and send whole batches (data_service.py).
     """
+    if cfg.data_service:  # a one-line error, not endless retries, when no dispatcher answers
+        data_service.wait_for_dispatcher(cfg.data_service, cfg.data_service_timeout)
     pipelines = context.num_input_pipelines if context is not None else 1
     pipeline = context.input_pipeline_id if context is not None else 0
     seed = cfg.seed * 1009 + pipeline

@@ -9,6 +9,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import os
+import socket
 import subprocess
 import sys
 
@@ -16,7 +18,7 @@ import numpy as np
 import pytest
 
 from tests.unit.trainer.test_trainer_sampling import LONG_TAIL, _check_batches
-from tests.unit.trainer.trainer_helpers import REPO, make_shards
+from tests.unit.trainer.trainer_helpers import REPO, make_shards, run_train
 from trainer.config import Config, ConfigError
 
 tf = pytest.importorskip("tensorflow")
@@ -80,3 +82,33 @@ def test_service_batches_keep_the_local_grouping_and_labels(tmp_path):
 def test_a_malformed_address_is_a_one_line_error(tmp_path):
     with pytest.raises(ConfigError, match="grpc://HOST:PORT"):
         Config(data_dir=str(tmp_path), output_dir=str(tmp_path), data_service="127.0.0.1:5050")
+
+
+def _unused_port() -> int:
+    """A 127.0.0.1 port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_no_dispatcher_is_a_one_line_error_not_endless_retries(tmp_path, small_shards):
+    port = _unused_port()
+    done = run_train(small_shards, tmp_path / "out", f"--data_service=grpc://127.0.0.1:{port}",
+                     "--data_service_timeout=1", "--epochs=1", check=False)
+    assert done.returncode == 1, done.stdout[-3000:]
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"trainer: error: --data_service=grpc://127.0.0.1:{port}: no tf.data service "
+                           "dispatcher answered"), done.stdout[-3000:]
+    assert "Traceback" not in done.stdout
+    assert not (tmp_path / "out" / "export").exists()
+
+
+def test_a_worker_without_its_dispatcher_is_a_one_line_error(tmp_path):
+    port = _unused_port()
+    done = subprocess.run([sys.executable, "-m", "trainer.data_service", "--role=worker",
+                           f"--dispatcher=127.0.0.1:{port}", "--timeout=1"], cwd=REPO, text=True,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        f"trainer.data_service: error: --dispatcher=127.0.0.1:{port}: no tf.data service dispatcher answered")
+    assert "tf.data service worker for dispatcher" not in done.stdout
