@@ -27,8 +27,35 @@ import time
 import numpy as np
 
 
-def write_shards(directory: str, records: int, shards: int, seed: int = 0, side: int = 256) -> None:
-    """Long-tailed JPEG records (4:3, shorter side `side`, 341x256 by default) in `train-*` shards."""
+def photo_jpegs(directory: str, side: int, count: int) -> list:
+    """(jpeg, height, width) of up to `count` photos under `directory`, through the preprocessing's
+    own `process_image` (shorter side `side`, quality 90); photos it refuses, and those smaller
+    than `side` (which it keeps as they are), are left out."""
+    from pipelines.images.image import ImageConfig, process_image
+
+    out = []
+    names = sorted(os.path.join(root, name) for root, _, files in os.walk(directory) for name in files
+                   if name.lower().endswith((".jpg", ".jpeg")))
+    for name in names:
+        if len(out) == count:
+            break
+        with open(name, "rb") as f:
+            try:
+                jpeg, height, width = process_image(f.read(), ImageConfig(image_size=side))
+            except Exception:  # noqa: BLE001 - the preprocessing's failures (WebP named .jpg, ...): skip
+                continue
+        if min(height, width) == side:
+            out.append((jpeg, height, width))
+    if not out:
+        raise FileNotFoundError(f"--photos={directory}: no JPEG photo the preprocessing accepts")
+    return out
+
+
+def write_shards(directory: str, records: int, shards: int, seed: int = 0, side: int = 256,
+                 photos: str = "") -> None:
+    """Long-tailed JPEG records (4:3, shorter side `side`, 341x256 by default) in `train-*` shards.
+    `photos`: a folder of real photos, prepared by the preprocessing's `process_image` and reused
+    in turn, instead of generated images (stripes plus pixel noise)."""
     import tensorflow as tf
 
     from pipelines import schema
@@ -37,14 +64,19 @@ def write_shards(directory: str, records: int, shards: int, seed: int = 0, side:
     labels = np.minimum(rng.zipf(1.6, records), 200)  # most landmarks have a handful of images
     writers = [tf.io.TFRecordWriter(os.path.join(directory, schema.shard_name("train", i, shards)))
                for i in range(shards)]
+    real = photo_jpegs(photos, side, records) if photos else []
     height, width = side, round(side * 4 / 3)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     for n, label in enumerate(labels):
-        base = np.random.default_rng(int(label))
-        colour = base.uniform(0, 255, 3)
-        stripes = np.sin((xx * base.uniform(-1, 1) + yy) / base.uniform(3, 12) + rng.uniform(0, 6))
-        image = np.clip(colour * (0.6 + 0.4 * stripes[..., None]) + rng.normal(0, 20, (height, width, 3)), 0, 255)
-        jpeg = tf.io.encode_jpeg(image.astype(np.uint8), quality=90).numpy()
+        if real:
+            jpeg, height, width = real[n % len(real)]
+        else:
+            base = np.random.default_rng(int(label))
+            colour = base.uniform(0, 255, 3)
+            stripes = np.sin((xx * base.uniform(-1, 1) + yy) / base.uniform(3, 12) + rng.uniform(0, 6))
+            noise = rng.normal(0, 20, (height, width, 3))
+            image = np.clip(colour * (0.6 + 0.4 * stripes[..., None]) + noise, 0, 255)
+            jpeg = tf.io.encode_jpeg(image.astype(np.uint8), quality=90).numpy()
         feature = {
             schema.ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"b{n}".encode()])),
             schema.ENCODED: tf.train.Feature(bytes_list=tf.train.BytesList(value=[jpeg])),
@@ -57,6 +89,10 @@ def write_shards(directory: str, records: int, shards: int, seed: int = 0, side:
         writers[n % shards].write(example.SerializeToString())
     for w in writers:
         w.close()
+
+
+def shard_bytes(directory: str) -> int:
+    return sum(os.path.getsize(os.path.join(directory, name)) for name in os.listdir(directory))
 
 
 def images_per_second(step, batch_images: int, steps: int, warmup: int = 2) -> float:
@@ -116,13 +152,17 @@ def input_at_gpu_rates(args, p: int, k: int, cores: int) -> None:
     if args.record_side_299:
         cases.append((299, args.record_side_299))
     print(f"input pipeline alone (trainer.input.data.train_dataset, {args.input_batches} batches of {p}x{k} per "
-          f"measurement, old and new alternating {args.rounds}x), {cores} cores; one GPU needs "
+          f"measurement, old and new alternating {args.rounds}x), {cores} cores, load average "
+          f"{os.getloadavg()[0]:.2f}; one GPU needs "
           f"{args.gpu_rate:.0f} images/s (InceptionV3 299 px, H200 bf16):", flush=True)
     print(f"{'size':>4}  {'records':>7}  {'old img/CPU-s':>13}  {'new img/CPU-s':>13}  {'new/old':>7}  "
           f"{'old cores/GPU':>13}  {'new cores/GPU':>13}  {'new img/s wall':>14}", flush=True)
     for side in sorted({side for _, side in cases}):
         with tempfile.TemporaryDirectory() as tmp:
-            write_shards(tmp, args.records, shards=4, side=side)
+            write_shards(tmp, args.records, shards=4, side=side, photos=args.photos)
+            shown = f"photo{side}" if args.photos else f"{round(side * 4 / 3)}x{side}"
+            what = f"photos from {args.photos}, shorter side {side}" if args.photos else f"generated, {shown}"
+            print(f"records ({what}): {shard_bytes(tmp) / args.records / 1024:.1f} KiB each", flush=True)
             for size in [size for size, s in cases if s == side]:
                 totals = {"host": [0.0, 0.0, 0.0], "device": [0.0, 0.0, 0.0]}  # images, CPU-s, wall s
                 for _ in range(args.rounds):
@@ -137,8 +177,9 @@ def input_at_gpu_rates(args, p: int, k: int, cores: int) -> None:
                             totals[path][i] += value
                 old, new = (totals[x][0] / totals[x][1] for x in ("host", "device"))
                 wall = totals["device"][0] / totals["device"][2]
-                print(f"{size:>4}  {round(side * 4 / 3)}x{side:<3}  {old:13.1f}  {new:13.1f}  {new / old:6.2f}x  "
+                print(f"{size:>4}  {shown:<7}  {old:13.1f}  {new:13.1f}  {new / old:6.2f}x  "
                       f"{args.gpu_rate / old:13.1f}  {args.gpu_rate / new:13.1f}  {wall:14.1f}", flush=True)
+    print(f"load average after the input measurements: {os.getloadavg()[0]:.2f}", flush=True)
     for size in sorted({size for size, _ in cases}):
         cost = device_augment_cost(size, p * k, max(2, args.input_batches // 4))
         print(f"on-device augmentation, timed on this CPU (not a GPU): {size} px {cost * 1e3:.3f} ms per image "
@@ -156,6 +197,8 @@ def main() -> None:
     ap.add_argument("--record_side_299", type=int, default=320, help="also 299 px from records this tall (0: skip)")
     ap.add_argument("--gpu_rate", type=float, default=2432.0, help="images/s one GPU trains at")
     ap.add_argument("--rounds", type=int, default=2, help="old/new alternations per input size")
+    ap.add_argument("--photos", default="", help="input-at-GPU-rates records from the photos in this folder "
+                    "(e.g. ../shared/data/landmarks-mini/images) instead of generated images")
     ap.add_argument("--smoke", action="store_true", help="seconds: tiny sizes and counts (what the test runs)")
     args = ap.parse_args()
     if args.smoke:
