@@ -135,7 +135,7 @@ def device_augment_cost(size: int, batch: int, count: int) -> float:
     crops = tf.cast(tf.random.uniform([batch, 256, 341, 3], 0, 256, tf.int32), tf.uint8)
     sizes = tf.random.uniform([batch, 2], 128, 256, tf.int32)
     params = augment.batch_params(tf.constant([0, 1], tf.int64), batch)
-    step = tf.function(lambda x, s, p: tf.reduce_sum(augment.on_device(x, s, p, size)))
+    step = tf.function(lambda x, s, p: tf.reduce_sum(augment.on_device(x, s, p, size)), autograph=False)
     step(crops, sizes, params).numpy()
     cpu = time.process_time()
     for _ in range(count):
