@@ -1,6 +1,6 @@
 """Training throughput against input-pipeline throughput, side by side in one run (CPU).
 
-    python -m bench.bench_train [--sizes=128,224] [--batch=16,4] [--steps=8] [--records=768]
+    python -m bench.bench_train [--sizes=128,224] [--batch=16,4] [--steps=8] [--records=768] [--photos=DIR]
 
 Writes generated JPEG shards shaped like the preprocessing's output (shorter side 256, long-tailed
 landmarks) to a temporary directory, then for each image size measures:
@@ -14,7 +14,10 @@ Then the input side at GPU rates (issue 12): `trainer.input.data.train_dataset` 
 also `--record_side_299` (320: records stored a little above the crop size), as images/s per core
 (wall / cores) and images per CPU-second (the process's CPU over the timed batches, robust on a
 shared machine), and how many cores that takes to feed one GPU at `--gpu_rate` images/s
-(2,432: InceptionV3 at 299 px, PyTorch bf16 on an H200, ../shared/FIELD-NOTES.md).
+(2,432: InceptionV3 at 299 px, PyTorch bf16 on an H200, ../shared/FIELD-NOTES.md), with the load
+average before and after. `--photos=DIR` builds those records from real photos (through the
+preprocessing's `process_image`) instead of generated ones, whose pixel noise makes them costlier
+to decode than photos (about 4.6 against 3.2 bits per pixel for landmarks-mini at 256 px).
 """
 
 from __future__ import annotations
