@@ -16,7 +16,7 @@ from indexer.embedding import beam_embed, embedding_shards
 from indexer.embedding.embed import iter_jpegs, list_shards, model_fingerprint
 from indexer.embedding.embed_job import EmbedSettings
 from indexer.ranking import local_features
-from indexer.store import index_dir
+from indexer.store import index_dir, verify_index
 from indexer.store.annoy_index import IndexIntegrityError
 from tests.unit.indexer.test_build_predict import build_config
 
@@ -129,7 +129,7 @@ def test_open_hashes_none_of_the_store_and_the_first_read_checks_one_segment(in_
     assert sum(segment_bytes) == len(index.local_features) * itemsize
 
 
-def test_a_flipped_byte_in_one_segment_fails_that_segment_only(in_process, tmp_path):
+def test_a_flipped_byte_in_one_segment_fails_that_segment_only(in_process, tmp_path, capsys):
     copy = tmp_path / "idx"
     shutil.copytree(in_process, copy)
     store_path = copy / local_features.STORE
@@ -144,6 +144,14 @@ def test_a_flipped_byte_in_one_segment_fails_that_segment_only(in_process, tmp_p
     assert "\n" not in str(err.value)
     with pytest.raises(IndexIntegrityError, match="segment 1"):
         index_dir.open_index(str(copy), verify_features=True)
+    # the check on request: `make verify-index`
+    verify_index.main([str(in_process)])
+    assert "every file matches the manifest (local features:" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        verify_index.main([str(copy)])
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert "segment 1" in err and "\n" not in err and "Traceback" not in err
 
 
 def test_a_truncated_store_is_refused_at_open(in_process, tmp_path):
