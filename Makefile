@@ -86,7 +86,7 @@ index: $(STAMP)
 # Check every file of an index folder against its manifest now, the local-feature store's segments included.
 verify-index: $(STAMP)
 	$(call require,INDEX)
-	$(PY) -m indexer.store.verify_index "$(INDEX)"
+	$(PY) -m indexer.store.verify_index --index_dir="$(INDEX)" $(ARGS)
 
 predict: $(STAMP)
 	$(if $(TEST_CSV)$(IMAGES),,$(error TEST_CSV=... or IMAGES=DIR is required: see docs/index.md))
