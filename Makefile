@@ -21,7 +21,7 @@ STAMP := $(VENV)/.installed-$(TF)
 
 require = $(if $($(1)),,$(error $(1)=... is required: see README.md and docs/))
 
-.PHONY: venv lock-gpu gpu-check test demo preprocess train index predict evaluate report synthetic \
+.PHONY: venv lock-gpu gpu-check test demo preprocess train index verify-index predict evaluate report synthetic \
         data-service-dispatcher data-service-worker \
         bench bench-preprocess bench-train bench-index bench-embed bench-sampler bench-report bench-scale \
         soak-preprocess soak-preprocess-dask clean
@@ -83,6 +83,11 @@ index: $(STAMP)
 	$(PY) -m indexer.build --model="$(MODEL)" --data_dir="$(DATA)" --output_dir="$(OUT)" $(ARGS)
 
 # TEST_CSV=test.csv, or IMAGES=DIR (a folder of photos, id = file stem)
+# Check every file of an index folder against its manifest now, the local-feature store's segments included.
+verify-index: $(STAMP)
+	$(call require,INDEX)
+	$(PY) -m indexer.store.verify_index --index_dir="$(INDEX)" $(ARGS)
+
 predict: $(STAMP)
 	$(if $(TEST_CSV)$(IMAGES),,$(error TEST_CSV=... or IMAGES=DIR is required: see docs/index.md))
 	$(call require,INDEX)

@@ -7,6 +7,9 @@ Sections (each a module with `NAME`, `run(smoke)`; its flags are its own):
   byte-identical to the DirectRunner's, the speedup (`--dask_rows`, `--dask_shards`).
 - `neighbours` (bench/scale_neighbours.py): the other-landmark penalty and DBA at N = 10^4, 10^5,
   10^6 generated references: seconds, peak memory, fitted exponent, agreement with the exact path.
+- `local_features` (bench/scale_local_features.py): the spatial-verification store per reference
+  (bytes, extraction core-seconds) through the embedding job's per-shard steps, projected to 1.2M
+  references, and the hashing an index open no longer does.
 
 `--smoke` runs every section on tiny inputs in seconds (tests/bench keeps it from rotting).
 """
@@ -17,7 +20,7 @@ import sys
 
 from absl import app, flags
 
-from bench import scale_dask, scale_neighbours
+from bench import scale_dask, scale_local_features, scale_neighbours
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("dask_rows", scale_dask.Setup.rows, "dask section: file:// JPEG rows to preprocess")
@@ -35,7 +38,7 @@ class DaskSection:
         print(scale_dask.report(scale_dask.run(setup=setup), setup), flush=True)
 
 
-SECTIONS = (DaskSection, scale_neighbours)
+SECTIONS = (DaskSection, scale_neighbours, scale_local_features)
 
 flags.DEFINE_bool("smoke", False, "tiny inputs: checks that every section runs, in seconds (no figures to quote)")
 flags.DEFINE_list("sections", [s.NAME for s in SECTIONS], "which sections to run, in this order")

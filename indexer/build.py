@@ -12,14 +12,15 @@ import contextlib
 import dataclasses
 import os
 import time
-from typing import Dict, Iterator, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from absl import app, flags, logging
 
 from indexer import outputs
 from indexer.embedding import embed_job, tta
 from indexer.ranking import confidence, neighbours, rerank
-from indexer.embedding.embed import Embedded, Embedder, expected_records, iter_jpegs, list_shards
+from indexer.embedding.embed import (Embedded, Embedder, expected_records, iter_jpegs, list_shards,
+                                     model_fingerprint)
 from indexer.store.index_dir import write_index
 from indexer.api import FALLBACK_IMAGE_SIZE
 from indexer.ranking.nonlandmark import embed_nonlandmarks
@@ -114,15 +115,21 @@ class BuildConfig:
 
 
 def reference_images(files: Sequence[str], embedded: Embedded, skip_corrupt: bool,
-                     progress: console.Progress) -> Iterator[bytes]:
-    """Each item's encoded image, in item order, read again from the shards it was embedded from."""
+                     progress: console.Progress, per_shard: Optional[List[int]] = None) -> Iterator[bytes]:
+    """Each item's encoded image, in item order, read again from the shards it was embedded from;
+    appends each shard's record count to `per_shard` as it goes (the store's segments)."""
     count = 0
-    for count, (image_id, jpeg) in enumerate(iter_jpegs(files, skip_corrupt), start=1):
-        if count > len(embedded.image_ids) or embedded.image_ids[count - 1] != image_id:
-            raise InputError(f"the reference shards in {os.path.dirname(files[0])} changed while the index was "
-                             f"built (record {count} is {image_id!r}): build it again")
-        progress.update(1)
-        yield jpeg
+    for path in files:
+        start = count
+        for image_id, jpeg in iter_jpegs([path], skip_corrupt):
+            count += 1
+            if count > len(embedded.image_ids) or embedded.image_ids[count - 1] != image_id:
+                raise InputError(f"the reference shards in {os.path.dirname(files[0])} changed while the index was "
+                                 f"built (record {count} is {image_id!r}): build it again")
+            progress.update(1)
+            yield jpeg
+        if per_shard is not None:
+            per_shard.append(count - start)
 
 
 def build(config: BuildConfig) -> None:
@@ -138,10 +145,12 @@ def build(config: BuildConfig) -> None:
     if config.skip_corrupt_records:
         shard_check.scan_all(files, log=logging.warning)  # (absl adds the WARNING prefix)
     t0 = time.perf_counter()
-    with console.Progress("references embedded", expected, "img") as progress:
-        embedded = embed_job.embed_shards(files, config.model, config.batch_size, config.embedding,
-                                          os.path.join(config.output_dir, "embeddings"), config.skip_corrupt_records,
-                                          progress, config.tta)
+    embed_dir = config.embedding.embed_dir or os.path.join(config.output_dir, "embeddings")
+    on_beam = embed_job.choose(config.embedding, files) == "beam"
+    with console.Progress("references embedded" + (" (and their local features)" if on_beam and config.local_features
+                                                   else ""), expected, "img") as progress:
+        embedded = embed_job.embed_shards(files, config.model, config.batch_size, config.embedding, embed_dir,
+                                          config.skip_corrupt_records, progress, config.tta, config.local_features)
     t1 = time.perf_counter()
     if not embedded.image_ids:
         raise InputError(f"the {len(files)} reference shard(s) in {config.data_dir} hold no records")
@@ -177,13 +186,17 @@ def build(config: BuildConfig) -> None:
                  config.n_trees, config.num_shards, len(embedded.image_ids))
     t1 = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        images = None
-        if config.local_features:
+        images, per_shard, parts = None, [], None
+        if config.local_features and on_beam:  # extracted by the embedding job, per shard: merged here
+            from indexer.embedding.beam_embed import feature_parts
+
+            parts = feature_parts(embed_dir, files, model_fingerprint(config.model), config.local_features)
+        elif config.local_features:
             progress = stack.enter_context(console.Progress("local features extracted", len(embedded.image_ids), "img"))
-            images = reference_images(files, embedded, config.skip_corrupt_records, progress)
+            images = reference_images(files, embedded, config.skip_corrupt_records, progress, per_shard)
         manifest = write_index(config.output_dir, embedded, config.model, config.n_trees, config.num_shards,
                                config.data_dir, config.splits, config.seed, stored_size, extras, config.tta,
-                               images, config.local_features, config.deterministic)
+                               images, config.local_features, config.deterministic, per_shard, parts)
     outputs.write_json(os.path.join(config.output_dir, "config.json"), dataclasses.asdict(config))
     logging.info("index of %d items, dimension %d, %d shard(s) x %d trees written to %s in %.1f s",
                  manifest.n_items, manifest.dimension, len(manifest.shards), manifest.n_trees,

@@ -12,7 +12,7 @@ import glob
 import hashlib
 import json
 import os
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -125,9 +125,12 @@ def expected_records(directory: str, splits: Sequence[str]) -> Optional[int]:
 
 
 def embed_records(files: Sequence[str], embedder: Embedder, batch_size: int = 64, tta: str = "none",
-                  skip_corrupt: bool = False, progress: Optional[console.Progress] = None) -> Embedded:
+                  skip_corrupt: bool = False, progress: Optional[console.Progress] = None,
+                  on_images: Optional[Callable[[Sequence[bytes]], None]] = None) -> Embedded:
     """Embed every record of `files`, in file order (empty arrays when there are none); `tta`:
-    test-time augmentation (indexer/embedding/tta.py); counts the images on `progress` when given. A damaged
+    test-time augmentation (indexer/embedding/tta.py); counts the images on `progress` when given;
+    `on_images` gets each batch's encoded images, in order, the bytes just embedded (the Beam job
+    extracts their local features in the same pass). A damaged
     shard raises `shard_check.CorruptShardError` naming it; with `skip_corrupt` each shard ends at
     its first damaged record instead (see shard_check.scan_all for the count)."""
     import tensorflow as tf
@@ -140,6 +143,8 @@ def embed_records(files: Sequence[str], embedder: Embedder, batch_size: int = 64
     try:
         for batch in _batches(files, batch_size, skip_corrupt):
             vectors.append(augment.embed(embedder, batch[schema.ENCODED], tta))
+            if on_images is not None:
+                on_images(batch[schema.ENCODED].numpy().tolist())
             ids.extend(x.decode("utf-8") for x in batch[schema.ID].numpy())
             landmarks.append(batch[schema.LANDMARK_ID].numpy().astype(np.int64))
             if progress is not None:

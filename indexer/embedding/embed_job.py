@@ -103,10 +103,13 @@ def choose(settings: EmbedSettings, files: Sequence[str]) -> str:
 
 def embed_shards(files: Sequence[str], export_dir: str, batch_size: int, settings: EmbedSettings,
                  default_dir: str, skip_corrupt: bool = False,
-                 progress: Optional[console.Progress] = None, tta: str = "none") -> Embedded:
+                 progress: Optional[console.Progress] = None, tta: str = "none", local_features: int = 0) -> Embedded:
     """Embed every record of `files` in file order, the way `settings` chooses, counting images on
     `progress` (the Beam job: per finished shard). `skip_corrupt` (each shard ends at its first
-    damaged record) and `tta` (indexer/embedding/tta.py) are for the in-process path."""
+    damaged record) and `tta` (indexer/embedding/tta.py) are for the in-process path.
+    `local_features`: the Beam job also extracts up to that many SIFT features per image, per
+    shard, in the same pass (beam_embed.feature_parts); the in-process path leaves them to the
+    caller (indexer/build.py extracts them while it writes the index)."""
     how = choose(settings, files)
     if skip_corrupt and how != "local":
         raise SettingsError("--skip_corrupt_records needs --embed_runner=local: the Beam job stops at a damaged shard")
@@ -118,4 +121,4 @@ def embed_shards(files: Sequence[str], export_dir: str, batch_size: int, setting
     from indexer.embedding.beam_embed import embed_with_beam  # Beam is imported only when used
 
     return embed_with_beam(files, export_dir, settings.embed_dir or default_dir, batch_size, settings.beam_args,
-                           settings.dask_address, settings.dask_workers, progress)
+                           settings.dask_address, settings.dask_workers, progress, local_features)

@@ -9,12 +9,19 @@
     IDX/penalties.npy              optional per-reference arrays (`extras`, e.g. the non-landmark
                                    penalty of indexer/ranking/confidence.py), float32 [n_items] each
     IDX/local_features.npy         optional: each reference's SIFT features for spatial
-                                   verification (indexer/ranking/local_features.py), memory-mapped
+                                   verification (indexer/ranking/local_features.py), memory-mapped;
+                                   the manifest also records the sha256 of each segment (the
+                                   references of one input shard)
 
 A build writes into IDX/.staging-PID/, then removes the old manifest, moves the new files in and
 writes the new manifest. A crash at any point leaves either a complete index or no manifest, and
 `open_index` refuses a folder without one (or with any file that does not match it) with
 `IndexIntegrityError`, before Annoy maps anything.
+
+Every file is checked against its size and sha256 at open, except the local-feature store (42 GB
+at 1.2M references and 256 features): its size and header at open, each segment's sha256 the first
+time a record of it is read (a damaged segment then raises `IndexIntegrityError`), and all of them
+at open with `open_index(..., verify_features=True)` (`python -m indexer.store.verify_index IDX`).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import glob
 import json
 import os
 import shutil
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -34,6 +41,7 @@ from indexer.ranking import local_features
 from indexer.embedding.tta import MODES as TTA_MODES
 from indexer.embedding.embed import Embedded, model_fingerprint
 from indexer.store.sharded import ShardedIndex, build_sharded
+from pipelines.cli import cli_errors
 from trainer import contract
 
 MANIFEST = "manifest.json"
@@ -60,6 +68,7 @@ class Manifest:
     extras: Tuple[FileRecord, ...] = ()  # per-item float32 arrays, `NAME.npy` (indexer/ranking/confidence.py)
     tta: str = "none"  # test-time augmentation the references were embedded with; queries use the same
     local_features: Optional[FileRecord] = None  # local_features.STORE, for spatial verification
+    local_feature_segments: Tuple["Segment", ...] = ()  # its records in order, one entry per input shard
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -81,6 +90,10 @@ class Manifest:
         raw["extras"] = tuple(_file_record(e) for e in _typed(raw, "extras", list, []))
         if raw.get("local_features") is not None:
             raw["local_features"] = _file_record(raw["local_features"])
+        raw["local_feature_segments"] = tuple(_segment(x) for x in _typed(raw, "local_feature_segments", list, []))
+        if raw["local_feature_segments"] and (raw.get("local_features") is None or sum(
+                x.n_items for x in raw["local_feature_segments"]) != raw["local_features"].n_items):
+            raise ValueError("local_feature_segments do not add up to the local-feature store's items")
         raw["splits"] = tuple(_typed(raw, "splits", list))
         for name in ("dimension", "n_items", "n_trees"):
             if _typed(raw, name, int) < 1:
@@ -94,6 +107,25 @@ class Manifest:
         if _typed(raw, "tta", str, "none") not in TTA_MODES:
             raise ValueError(f"tta {raw['tta']!r}: expected one of {TTA_MODES}")
         return cls(**raw)
+
+
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    """A run of consecutive records of the local-feature store and the sha256 of their bytes."""
+
+    n_items: int
+    sha256: str
+
+
+def _segment(raw) -> Segment:
+    if not isinstance(raw, dict):
+        raise ValueError(f"segment entry {raw!r} is not an object")
+    segment = Segment(**raw)
+    if not isinstance(segment.n_items, int) or isinstance(segment.n_items, bool) or segment.n_items < 0:
+        raise ValueError(f"segment n_items {segment.n_items!r} is not a count")
+    if not isinstance(segment.sha256, str):
+        raise ValueError(f"segment sha256 {segment.sha256!r} is not text")
+    return segment
 
 
 def _typed(raw: Dict, name: str, kind: type, default=None):
@@ -131,7 +163,9 @@ class Index:
     image_ids: List[str]
     landmark_ids: np.ndarray  # int64 [n_items]
     extras: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # name (no .npy) -> [n_items]
-    local_features: Optional[np.ndarray] = None  # the memory-mapped store (indexer/ranking/local_features.py)
+    # the memory-mapped store, checked per segment on first read (local_features.FeatureStore; a
+    # plain memory map for an index built before the manifest had segments)
+    local_features: Optional[Union[local_features.FeatureStore, np.ndarray]] = None
 
     @property
     def model_dir(self) -> str:
@@ -180,23 +214,47 @@ def _read_extra(index_dir: str, record: FileRecord) -> np.ndarray:
     return values
 
 
-def _write_local_features(directory: str, images: Iterable[bytes], n_items: int,
-                          max_features: int) -> FileRecord:
+def _write_local_features(directory: str, n_items: int, max_features: int,
+                          images: Optional[Iterable[bytes]] = None, segment_sizes: Optional[Sequence[int]] = None,
+                          parts: Optional[Sequence[local_features.Part]] = None
+                          ) -> Tuple[FileRecord, Tuple[Segment, ...]]:
+    """The store, from `images` (extracted here; one segment per entry of `segment_sizes`, read
+    once the images are consumed, so the iterator may fill it as it goes; one segment when empty
+    or None) or from the Beam job's per-shard `parts` (merged, one segment per part)."""
     path = os.path.join(directory, local_features.STORE)
-    local_features.write_store(path, images, n_items, max_features)
-    return FileRecord(local_features.STORE, n_items, os.path.getsize(path), sha256_file(path))
+    if parts is not None:
+        sizes = [p.n_items for p in parts]
+        if sum(sizes) != n_items:
+            raise ValueError(f"local-feature parts hold {sum(sizes)} records for {n_items} items")
+        digests = local_features.merge_parts(path, parts, max_features)
+    else:
+        local_features.write_store(path, images, n_items, max_features)
+        sizes = list(segment_sizes) if segment_sizes else [n_items]  # filled as `images` were read
+        digests = local_features.segment_digests(path, sizes)
+    record = FileRecord(local_features.STORE, n_items, os.path.getsize(path), sha256_file(path))
+    return record, tuple(Segment(int(n), d) for n, d in zip(sizes, digests))
 
 
-def _read_local_features(index_dir: str, record: FileRecord, verify_checksum: bool) -> np.ndarray:
+def _read_local_features(index_dir: str, record: FileRecord, segments: Sequence[Segment], verify_checksum: bool,
+                         verify_features: bool) -> Union[local_features.FeatureStore, np.ndarray]:
+    """The store. With segments in the manifest: its size and header now, each segment's sha256 on
+    first read (all of them now with `verify_features`); without (an older index): the whole
+    file's sha256 now, as `verify_checksum` says."""
     path = os.path.join(index_dir, record.name)
-    _check_file(path, record, verify_checksum)
+    _check_file(path, record, verify_checksum and not segments)
     try:
         store = local_features.open_store(path)
     except ValueError as e:
-        raise IndexIntegrityError(str(e)) from e
+        raise IndexIntegrityError(cli_errors.one_line(e)) from None
     if store.shape != (record.n_items,):
         raise IndexIntegrityError(f"{path}: {store.shape[0]} records, the manifest says {record.n_items} items")
-    return store
+    if not segments:
+        return store
+    checked = local_features.FeatureStore(path, store, [s.n_items for s in segments], [s.sha256 for s in segments],
+                                          on_corrupt=IndexIntegrityError)
+    if verify_features:
+        checked.verify()
+    return checked
 
 
 def _copy_model(export_dir: str, dest: str) -> str:
@@ -246,13 +304,17 @@ def write_index(
     feature_images: Optional[Iterable[bytes]] = None,
     max_local_features: int = 0,
     deterministic: bool = False,
+    feature_segment_sizes: Optional[Sequence[int]] = None,
+    feature_parts: Optional[Sequence[local_features.Part]] = None,
 ) -> Manifest:
     """Build the Annoy shards over `embedded` and commit a complete index folder to `output_dir`.
     `extras`: per-item arrays stored beside it (name -> float32 [n_items]); `tta`: how the
     references were embedded (prediction embeds queries the same way); `feature_images`: the
     encoded image of every item, in item order, whose local features (at most `max_local_features`
-    each) are stored for spatial verification; `deterministic`: one thread per Annoy shard (the
-    same file bytes on every run)."""
+    each) are stored for spatial verification, one checked segment per `feature_segment_sizes`
+    entry (items per reference shard, read once `feature_images` is consumed); or `feature_parts`: those features already extracted per
+    shard by the Beam embedding job (local_features.Part), merged; `deterministic`: one thread per
+    Annoy shard (the same file bytes on every run)."""
     os.makedirs(output_dir, exist_ok=True)
     for stale in glob.glob(os.path.join(output_dir, ".staging-*")):  # left by a killed build
         shutil.rmtree(stale)
@@ -260,6 +322,9 @@ def write_index(
     os.makedirs(staging)
     try:
         fingerprint = _copy_model(export_dir, os.path.join(staging, MODEL_DIR))
+        features, segments = (None, ()) if feature_images is None and feature_parts is None else _write_local_features(
+            staging, len(embedded.image_ids), max_local_features, feature_images, feature_segment_sizes,
+            feature_parts)
         shards = build_sharded(embedded.vectors, staging, n_trees, num_shards, seed, deterministic)
         manifest = Manifest(
             dimension=int(embedded.vectors.shape[1]),
@@ -275,8 +340,8 @@ def write_index(
             extras=tuple(_write_extra(staging, name, values, len(embedded.image_ids))
                          for name, values in sorted((extras or {}).items())),
             tta=tta,
-            local_features=None if feature_images is None else _write_local_features(
-                staging, feature_images, len(embedded.image_ids), max_local_features),
+            local_features=features,
+            local_feature_segments=segments,
         )
         _commit(staging, output_dir, manifest)
     finally:
@@ -309,9 +374,11 @@ def _read_items(path: str, record: FileRecord) -> Tuple[List[str], np.ndarray]:
         raise IndexIntegrityError(f"{path}: {e}") from None
 
 
-def open_index(index_dir: str, dimension: Optional[int] = None, verify_checksum: bool = True) -> Index:
+def open_index(index_dir: str, dimension: Optional[int] = None, verify_checksum: bool = True,
+               verify_features: bool = False) -> Index:
     """Open and verify an index folder. `dimension`, when given, is what the caller's model
-    produces; a different index dimension is refused here rather than crashing Annoy later."""
+    produces; a different index dimension is refused here rather than crashing Annoy later. The
+    local-feature store's segments are checked on first read, or all now with `verify_features`."""
     manifest = read_manifest(index_dir)
     if manifest.metric != METRIC:
         raise IndexIntegrityError(f"{index_dir}: metric {manifest.metric!r}, this indexer queries {METRIC!r}")
@@ -331,6 +398,6 @@ def open_index(index_dir: str, dimension: Optional[int] = None, verify_checksum:
     image_ids, landmark_ids = _read_items(os.path.join(index_dir, ITEMS), manifest.items)
     extras = {os.path.splitext(e.name)[0]: _read_extra(index_dir, e) for e in manifest.extras}
     store = None if manifest.local_features is None else _read_local_features(
-        index_dir, manifest.local_features, verify_checksum)
+        index_dir, manifest.local_features, manifest.local_feature_segments, verify_checksum, verify_features)
     searcher = ShardedIndex(index_dir, manifest.shards, manifest.dimension, manifest.n_trees, verify_checksum)
     return Index(index_dir, manifest, searcher, image_ids, landmark_ids, extras, store)

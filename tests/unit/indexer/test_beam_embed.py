@@ -12,8 +12,9 @@ import pytest
 
 from indexer.embedding import beam_embed, embedding_shards
 from indexer.embedding.beam_embed import embed_with_beam, pipeline_options, shared_embedder
-from indexer.embedding.embed import Embedded, Embedder, embed_records, list_shards, model_fingerprint
+from indexer.embedding.embed import Embedded, Embedder, embed_records, iter_jpegs, list_shards, model_fingerprint
 from indexer.embedding.embed_job import AUTO_BEAM_MIN_RECORDS, EmbedSettings, choose, embed_shards
+from indexer.ranking import local_features
 from pipelines.cli import console
 from tests.unit.indexer.indexer_helpers import EMBEDDING_DIM, make_export
 
@@ -137,7 +138,8 @@ def test_embed_shards_local_path_writes_nothing(files, tiny_export, in_process, 
     assert not (tmp_path / "e").exists()
 
 
-def test_dask_runner_gives_the_single_process_embeddings(files, tiny_export, in_process, tmp_path):
+def test_dask_runner_gives_the_single_process_embeddings_and_local_features(files, tiny_export, in_process,
+                                                                            tmp_path):
     from tests.tools.dask_cluster import dask_cluster
 
     emb = tmp_path / "emb"
@@ -145,9 +147,17 @@ def test_dask_runner_gives_the_single_process_embeddings(files, tiny_export, in_
     with dask_cluster(workers=2) as address:
         got = embed_shards(files, str(tiny_export), 16,
                            EmbedSettings("auto", str(emb), ("--runner=dask",), dask_address=address),
-                           str(tmp_path / "unused"), progress=bar)
+                           str(tmp_path / "unused"), progress=bar, local_features=100)
     assert_same(in_process, got)
     assert bar.n == len(got.image_ids) and bar.line().endswith(f"{len(files)}/{len(files)} shards]")
     pids = {w["pid"] for w in writers(emb, files)}
     assert os.getpid() not in pids, "the shards were embedded by the Dask workers, not here"
     print(f"\nDask: {len(files)} shards embedded by {len(pids)} worker process(es)")
+    # their local features, merged, are the in-process store's bytes (indexer/build.py's local path)
+    parts = beam_embed.feature_parts(str(emb), files, model_fingerprint(str(tiny_export)), 100)
+    assert [p.n_items for p in parts] == [sum(1 for _ in iter_jpegs([f])) for f in files]
+    merged, local = tmp_path / "merged.npy", tmp_path / "local.npy"
+    assert local_features.merge_parts(str(merged), parts, 100) == [p.sha256 for p in parts]
+    local_features.write_store(str(local), (jpeg for _, jpeg in iter_jpegs(files)), len(got.image_ids), 100)
+    assert merged.read_bytes() == local.read_bytes()
+    assert local_features.segment_digests(str(local), [p.n_items for p in parts]) == [p.sha256 for p in parts]

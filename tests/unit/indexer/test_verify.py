@@ -139,8 +139,11 @@ def test_a_tampered_feature_store_is_refused(verified_index, tmp_path):
     store = np.load(copy / local_features.STORE)
     store["count"][0] ^= 1
     np.save(copy / local_features.STORE, store)
+    index = index_dir.open_index(str(copy))  # sizes match: the segment is checked when first read
     with pytest.raises(IndexIntegrityError, match=local_features.STORE):
-        index_dir.open_index(str(copy))
+        index.local_features[0]
+    with pytest.raises(IndexIntegrityError, match=local_features.STORE):
+        index_dir.open_index(str(copy), verify_features=True)
 
 
 def test_predict_verifies_only_when_asked(verified_index, reference_shards, tmp_path, test_csv, monkeypatch):
