@@ -44,7 +44,7 @@ class NeighbourSettings:
 
     exact_below: int = 50_000  # fewer rows than this: exact search; from this many up: Annoy
     n_trees: int = 16  # trees of the temporary Annoy index (more: better agreement, slower build)
-    search_k_factor: int = 2  # Annoy search_k = this x n_trees x candidates asked for
+    search_k_factor: int = 3  # Annoy search_k = this x n_trees x candidates asked for (docs/scale.md: why 3)
     extra: int = 5  # candidates asked for beyond what a row needs (better recall of the top k)
     max_candidates: int = 2048  # labels whose rows would ask for more candidates: _big_label_lists
     width: int = 2  # pass 1 and 2 keep width x k neighbours per row (more candidates for pass 2)
