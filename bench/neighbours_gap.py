@@ -48,7 +48,7 @@ def _annoy(out: str, command: List[str]) -> List[str]:
 
 
 def _flag(command: List[str], name: str) -> str:
-    return next(a.split("=", 1)[1] for a in command if a.startswith(f"--{name}="))
+    return next((a.split("=", 1)[1] for a in command if a.startswith(f"--{name}=")), "")
 
 
 def _run(command: List[str], done: str) -> None:
@@ -83,7 +83,7 @@ def compare(out: str) -> List[Dict]:
             method = os.path.basename(predict_json)[len("predict_"):-len(".json")]
             predict = _stage(out, f"predict_{method}")
             evaluate = _stage(out, f"evaluate_{method}")
-            if _flag(predict, "index_dir").rstrip("/") != index_dir.rstrip("/") or evaluate is None:
+            if _flag(predict or [], "index_dir").rstrip("/") != index_dir.rstrip("/") or evaluate is None:
                 continue
             annoy_predict, annoy_evaluate = _annoy(out, predict), _annoy(out, evaluate)
             _run(annoy_predict, os.path.join(_flag(annoy_predict, "output_dir"), "predict_stats.json"))
