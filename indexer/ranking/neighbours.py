@@ -213,9 +213,10 @@ def _big_label_lists(x: np.ndarray, labels: np.ndarray, big: np.ndarray, width: 
         finally:
             index.unload()
         os.remove(os.path.join(tmp, "big.ann"))
-    found = np.asarray(best, np.int64)
-    found[~np.isfinite(best_sims)] = -1
-    first[rows] = found
+    for start in range(0, len(rows), settings.chunk):
+        found = np.asarray(best[start:start + settings.chunk], np.int64)
+        found[~np.isfinite(best_sims[start:start + settings.chunk])] = -1
+        first[rows[start:start + settings.chunk]] = found
     del best, best_sims
     os.remove(os.path.join(tmp, "big-items.npy"))
     os.remove(os.path.join(tmp, "big-sims.npy"))

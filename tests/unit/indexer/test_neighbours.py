@@ -96,7 +96,7 @@ def test_big_landmarks_on_clustered_data_agree_with_exact():
     # landmark 0 holds 40 of 60 rows: more than max_candidates allows
     x, _ = clustered(60, 8, 6, seed=1)
     labels = np.where(np.arange(60) < 40, 0, 1 + np.arange(60) % 3)
-    settings = neighbours.NeighbourSettings(exact_below=0, n_trees=4, max_candidates=30)
+    settings = neighbours.NeighbourSettings(exact_below=0, n_trees=4, max_candidates=30, chunk=16)  # 40 big rows: 3 chunks
     _, items, _ = collect(x, 3, labels, settings)
     _, want, _ = collect(x, 3, labels, EXACT)
     assert (np.sort(items, axis=1) == np.sort(want, axis=1)).all()
