@@ -44,14 +44,18 @@ flags.DEFINE_integer("scale_dim", 256, "dimension of the generated references")
 flags.DEFINE_integer("scale_dba_k", 10, "DBA's k (itself included: k - 1 neighbours)")
 flags.DEFINE_integer("scale_penalty_k", 5, "the penalty's k (other landmarks' references)")
 flags.DEFINE_integer("scale_trees", 0, "trees of the temporary Annoy index (0: NeighbourSettings' default)")
+flags.DEFINE_integer("scale_search_k_factor", 0, "Annoy search_k = this x trees x candidates (0: NeighbourSettings' default)")
+flags.DEFINE_float("scale_big_share", 0.0, "this share of the references are one landmark's (e.g. 0.05: a landmark "
+                   "far past the 2,048 references that one Annoy query can hold)")
 flags.DEFINE_string("scale_work_dir", None, "where the generated data and outputs go (default: a temp folder)")
 
 SMOKE = dict(sizes=[600, 1200], exact_max=1200, exact_rows=800, dim=16)
 
 
-def generate(n: int, dim: int, directory: str, seed: int = 0, chunk: int = 100_000) -> None:
+def generate(n: int, dim: int, directory: str, seed: int = 0, chunk: int = 100_000, big_share: float = 0.0) -> None:
     """Write `vectors.npy` (float32 [n, dim], unit rows) and `labels.npy` (int64 [n]) to `directory`,
-    `chunk` rows at a time (the vectors never sit in memory whole)."""
+    `chunk` rows at a time (the vectors never sit in memory whole). `big_share`: that share of the
+    rows (the first ones) are photos of landmark 0, a landmark far bigger than the others."""
     rng = np.random.default_rng(seed)
     landmarks = max(2, n // PER_LANDMARK)
     groups = max(1, landmarks // PER_GROUP)
@@ -59,6 +63,7 @@ def generate(n: int, dim: int, directory: str, seed: int = 0, chunk: int = 100_0
     centres = _unit(group_centres[np.arange(landmarks) // PER_GROUP]
                     + rng.standard_normal((landmarks, dim), dtype=np.float32) * np.float32(0.6 / np.sqrt(dim)))
     labels = np.arange(n, dtype=np.int64) % landmarks
+    labels[:int(round(n * big_share))] = 0
     vectors = np.lib.format.open_memmap(os.path.join(directory, "vectors.npy"), "w+", np.float32, (n, dim))
     for start in range(0, n, chunk):
         rows = labels[start:start + chunk]
@@ -74,7 +79,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def measure(spec: Dict) -> Dict:
-    """Run one step (spec: step penalty|dba, path exact|annoy, dir, k, trees, rows) in this process;
+    """Run one step (spec: step penalty|dba, path exact|annoy, dir, k, trees, search_k_factor, rows) in this process;
     its outputs go to dir as <step>-<path>-{items,values}.npy. Returns seconds and peak RSS. The
     exact path answers `rows` random references when that is fewer than N (`exact-rows.npy`)."""
     from indexer.ranking import confidence, neighbours, rerank
@@ -83,7 +88,9 @@ def measure(spec: Dict) -> Dict:
     x = np.load(os.path.join(directory, "vectors.npy"), mmap_mode="r")
     labels = np.load(os.path.join(directory, "labels.npy")) if step == "penalty" else None
     settings = neighbours.NeighbourSettings(exact_below=0 if path == "annoy" else len(x) + 1, scratch_dir=directory,
-                                            **({"n_trees": spec["trees"]} if spec["trees"] else {}))
+                                            **({"n_trees": spec["trees"]} if spec["trees"] else {}),
+                                            **({"search_k_factor": spec["search_k_factor"]}
+                                               if spec.get("search_k_factor") else {}))
     k = spec["k"] if step == "penalty" else spec["k"] - 1
     name = os.path.join(directory, f"{step}-{path}")
     if path == "exact" and spec["rows"] < len(x):
@@ -169,7 +176,8 @@ def run(smoke: bool) -> None:
     dim = SMOKE["dim"] if smoke else FLAGS.scale_dim
     ks = {step: k for step, k in (("penalty", FLAGS.scale_penalty_k), ("dba", FLAGS.scale_dba_k))
           if step in FLAGS.scale_steps}
-    print(f"{dim}-d generated references, {PER_LANDMARK} per landmark; {', '.join(f'{step} k={k}' for step, k in ks.items())}; "
+    big = f" (landmark 0: {FLAGS.scale_big_share:.0%} of them)" if FLAGS.scale_big_share else ""
+    print(f"{dim}-d generated references, {PER_LANDMARK} per landmark{big}; {', '.join(f'{step} k={k}' for step, k in ks.items())}; "
           f"{os.cpu_count()} cores; one process per row (peak RSS includes the memory-mapped input)")
     print("| step | N | input MB | Annoy s | Annoy peak MB | exact s | exact peak MB | same top-k sets | "
           "outputs within tolerance | worst |")
@@ -179,9 +187,10 @@ def run(smoke: bool) -> None:
         for n in sizes:
             directory = os.path.join(work, str(n))
             os.makedirs(directory)
-            generate(n, dim, directory)
+            generate(n, dim, directory, big_share=FLAGS.scale_big_share)
             for step, k in ks.items():
-                spec = {"dir": directory, "step": step, "k": k, "trees": FLAGS.scale_trees, "rows": exact_rows}
+                spec = {"dir": directory, "step": step, "k": k, "trees": FLAGS.scale_trees, "rows": exact_rows,
+                        "search_k_factor": FLAGS.scale_search_k_factor}
                 annoy = _child(dict(spec, path="annoy"))
                 timings[step].append(annoy["seconds"])
                 row = [step, f"{n:,}", f"{n * dim * 4 / 2**20:.0f}", f"{annoy['seconds']:.2f}", f"{annoy['peak_mb']:.0f}"]

@@ -16,9 +16,11 @@ Two paths give the same answer (as chunks of rows, most similar first):
 Nothing N x k is kept in memory: the caller gets one chunk of `chunk` rows at a time and reduces
 it (a penalty per row, an augmented vector per row). With `labels`, rows of the same label are
 left out as well (the other-landmark penalty): a row asks Annoy for its label's size plus `k`
-(plus `extra`) candidates, so same-label items cannot crowd the others out; a row that still finds
-fewer than `k` others (an approximate search, or a label larger than `max_candidates`) is answered
-exactly.
+(plus `extra`) candidates, so same-label items cannot crowd the others out. A label so big that
+this would pass `max_candidates` (a GLDv2 landmark of thousands of photos: O(size^2) per label)
+instead asks a few more temporary indexes that hold none of its rows (`_big_label_lists`: one over
+the small labels' rows, then halves of the big labels against each other), about N log N in all.
+A row that still finds fewer than `k` others is answered exactly.
 """
 
 from __future__ import annotations
@@ -42,9 +44,9 @@ class NeighbourSettings:
 
     exact_below: int = 50_000  # fewer rows than this: exact search; from this many up: Annoy
     n_trees: int = 16  # trees of the temporary Annoy index (more: better agreement, slower build)
-    search_k_factor: int = 2  # Annoy search_k = this x n_trees x candidates asked for
+    search_k_factor: int = 3  # Annoy search_k = this x n_trees x candidates asked for (docs/scale.md: why 3)
     extra: int = 5  # candidates asked for beyond what a row needs (better recall of the top k)
-    max_candidates: int = 2048  # rows that would need more candidates than this are answered exactly
+    max_candidates: int = 2048  # labels whose rows would ask for more candidates: _big_label_lists
     width: int = 2  # pass 1 and 2 keep width x k neighbours per row (more candidates for pass 2)
     refine: int = 1  # pass-2 refinements (at least 1)
     mates: int = 16  # with labels, pass 2 also takes the pass-1 neighbours of this many rows of the same label
@@ -112,12 +114,17 @@ def _annoy_chunks(x: np.ndarray, k: int, labels: Optional[np.ndarray], settings:
         try:
             # pass 1: Annoy's k per row, streamed to a file on disk (N x k int32)
             first = np.lib.format.open_memmap(os.path.join(tmp, "first.npy"), "w+", np.int32, (len(x), width))
+            big = wanted > settings.max_candidates  # (labels only) rows whose own label would crowd Annoy's answer
+            if big.any():
+                _big_label_lists(x, labels, big, width, settings, tmp, first, threads)
             with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
                 for start in range(0, len(x), settings.chunk):
                     rows = np.arange(start, min(len(x), start + settings.chunk))
                     items = np.concatenate(list(pool.map(
                         lambda part: _annoy_rows(index, part, width, labels, wanted, settings),
                         np.array_split(rows, threads))))
+                    if big.any():
+                        items[big[rows]] = first[rows[big[rows]]]
                     short = np.flatnonzero(items[:, -1] < 0)  # rows Annoy did not fill: exact
                     if short.size:
                         items[short] = exact_rows(x, rows[short], width, labels)[0]
@@ -139,6 +146,80 @@ def _annoy_chunks(x: np.ndarray, k: int, labels: Optional[np.ndarray], settings:
                 first = better
         finally:
             index.unload()
+
+
+def _big_label_lists(x: np.ndarray, labels: np.ndarray, big: np.ndarray, width: int, settings: NeighbourSettings,
+                     tmp: str, first: np.ndarray, threads: int) -> None:
+    """Pass 1 for the rows of labels too big for the main index (asking it for the label's size plus
+    `width` candidates would cost O(label size) per row, so O(size^2) per label): `first[row]` gets
+    each such row's `width` nearest rows of other labels (-1 where fewer were found), by exact cosine
+    among the answers of a few temporary Annoy indexes that hold no row of its label, so nothing of
+    its own label can crowd them out. One index holds every row of a small label; then the big labels
+    are split in two halves, the rows of each half ask an index over the other half's rows, and each
+    half is split again, down to single labels. Every big row asks 1 + ceil(log2(big labels))
+    indexes for `width` + `extra` items each, and every level indexes at most N rows: about
+    N log N in all, whatever the labels' sizes. The best lists so far live in files under `tmp`."""
+    from annoy import AnnoyIndex
+
+    rows = np.flatnonzero(big)
+    slot = np.full(len(x), -1, np.int64)
+    slot[rows] = np.arange(len(rows))
+    best = np.lib.format.open_memmap(os.path.join(tmp, "big-items.npy"), "w+", np.int64, (len(rows), width))
+    best_sims = np.lib.format.open_memmap(os.path.join(tmp, "big-sims.npy"), "w+", np.float32, (len(rows), width))
+    best[:] = -1
+    best_sims[:] = -np.inf
+    rounds = []  # (rows indexed, rows asking)
+    small = np.flatnonzero(~big)
+    if small.size:
+        rounds.append((small, rows))
+    halves = [np.unique(labels[rows])]
+    while halves:
+        group = halves.pop()
+        if len(group) < 2:
+            continue
+        a, b = group[:len(group) // 2], group[len(group) // 2:]
+        in_a, in_b = rows[np.isin(labels[rows], a)], rows[np.isin(labels[rows], b)]
+        rounds += [(in_b, in_a), (in_a, in_b)]
+        halves += [a, b]
+    for number, (indexed, asking) in enumerate(rounds):
+        index = AnnoyIndex(x.shape[1], "angular")
+        index.set_seed(settings.seed + 1 + number)
+        index.on_disk_build(os.path.join(tmp, "big.ann"))
+        for j, i in enumerate(indexed):
+            index.add_item(j, x[i])
+        index.build(settings.n_trees, n_jobs=threads)
+        n = min(width + settings.extra, len(indexed))
+
+        def ask(part: np.ndarray) -> np.ndarray:
+            found = np.full((len(part), n), -1, np.int64)
+            for j, i in enumerate(part):
+                got = index.get_nns_by_vector(x[i], n, settings.search_k_factor * settings.n_trees * n)
+                found[j, :len(got)] = indexed[np.asarray(got, np.int64)]
+            return found
+
+        try:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
+                for start in range(0, len(asking), settings.chunk):
+                    part = asking[start:start + settings.chunk]
+                    found = np.concatenate(list(pool.map(ask, np.array_split(part, threads))))
+                    at = slot[part]
+                    cand = np.concatenate([best[at], found], axis=1)
+                    sims = np.concatenate([best_sims[at], np.einsum("cd,cnd->cn", x[part], x[np.maximum(found, 0)])],
+                                          axis=1)
+                    sims[:, width:][found < 0] = -np.inf
+                    top = np.argsort(-sims, axis=1, kind="stable")[:, :width]
+                    best[at] = np.take_along_axis(cand, top, axis=1)
+                    best_sims[at] = np.take_along_axis(sims, top, axis=1)
+        finally:
+            index.unload()
+        os.remove(os.path.join(tmp, "big.ann"))
+    for start in range(0, len(rows), settings.chunk):
+        found = np.asarray(best[start:start + settings.chunk], np.int64)
+        found[~np.isfinite(best_sims[start:start + settings.chunk])] = -1
+        first[rows[start:start + settings.chunk]] = found
+    del best, best_sims
+    os.remove(os.path.join(tmp, "big-items.npy"))
+    os.remove(os.path.join(tmp, "big-sims.npy"))
 
 
 def _label_mates(labels: np.ndarray, most: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -68,14 +68,38 @@ def test_annoy_path_agrees_with_exact_on_clustered_data():
     assert np.mean(np.einsum("nd,nd->n", dba["annoy"], dba["exact"]) >= 0.9999) >= 0.95
 
 
-def test_rows_annoy_cannot_fill_are_answered_exactly():
-    # landmark 0 holds 40 of 60 rows: more than max_candidates allows, so those rows go exact
+def test_big_landmarks_are_answered_from_indexes_without_their_own_rows(monkeypatch):
+    # landmarks 0 and 1 hold 40 rows each (arcs at 0-39 and 100-139 degrees), more than max_candidates
+    # allows; landmarks 2-5 one row each at 50, 60, 200 and 300 degrees. The big landmarks' rows find
+    # their other-landmark neighbours through the big-label indexes, none by a scan of all rows
+    degrees = np.r_[np.arange(40.0), 100 + np.arange(40.0), [50.0, 60.0, 200.0, 300.0]]
+    labels = np.r_[np.zeros(40), np.ones(40), [2, 3, 4, 5]].astype(np.int64)
+    x = at(*degrees)
+    _, want, want_sims = collect(x, 2, labels, EXACT)
+    assert want[0].tolist() == [80, 81] and want[40].tolist() == [81, 80] and want[79].tolist() == [82, 81]
+    monkeypatch.setattr(neighbours, "exact_rows", lambda *a: pytest.fail("a row was answered by a full scan"))
+    settings = neighbours.NeighbourSettings(exact_below=0, n_trees=4, max_candidates=30)
+    _, items, sims = collect(x, 2, labels, settings)
+    assert items.tolist() == want.tolist()
+    np.testing.assert_allclose(sims, want_sims, atol=1e-6)
+    # big against big: landmark 1 moved next to landmark 0 (40-79 degrees), every other landmark far off
+    degrees[40:80] = 40 + np.arange(40.0)
+    x = at(*degrees)
+    monkeypatch.undo()
+    _, want, _ = collect(x, 2, labels, EXACT)
+    assert want[39].tolist() == [40, 41] and want[40].tolist() == [39, 38]
+    monkeypatch.setattr(neighbours, "exact_rows", lambda *a: pytest.fail("a row was answered by a full scan"))
+    assert collect(x, 2, labels, settings)[1][:80].tolist() == want[:80].tolist()  # the big landmarks' rows
+
+
+def test_big_landmarks_on_clustered_data_agree_with_exact():
+    # landmark 0 holds 40 of 60 rows: more than max_candidates allows
     x, _ = clustered(60, 8, 6, seed=1)
     labels = np.where(np.arange(60) < 40, 0, 1 + np.arange(60) % 3)
-    settings = neighbours.NeighbourSettings(exact_below=0, n_trees=4, max_candidates=30)
+    settings = neighbours.NeighbourSettings(exact_below=0, n_trees=4, max_candidates=30, chunk=16)  # 40 big rows: 3 chunks
     _, items, _ = collect(x, 3, labels, settings)
     _, want, _ = collect(x, 3, labels, EXACT)
-    assert (np.sort(items[:40], axis=1) == np.sort(want[:40], axis=1)).all()
+    assert (np.sort(items, axis=1) == np.sort(want, axis=1)).all()
     assert (labels[items] != labels[:, None]).all()
 
 
