@@ -5,8 +5,9 @@ ParDo(_EmbedShardFn). A worker process loads the exported model once, on the fir
 needs it, and keeps it for every shard it gets (a process-wide cache rather than `DoFn.setup`:
 the DaskRunner deserialises and sets up the DoFn once per partition), after checking that the
 model it sees at that path has the driver's fingerprint. Per shard it either skips it (its
-file in EMB already names this shard's bytes and this model) or embeds it with the
-single-process code (`embed.embed_records`) and writes EMB/<shard>.npz atomically
+file in EMB already names this shard's bytes, this model and this test-time augmentation) or
+embeds it with the single-process code (`embed.embed_records`, with the same `--tta`) and writes
+EMB/<shard>.npz atomically
 (embedding_shards.py). Meanwhile the driver counts those files as they appear onto its
 progress bar (embed_progress.py). It then reads the files back in
 shard order, so the result is the single-process result, row for row.
@@ -52,23 +53,26 @@ def shared_embedder(export_dir: str, fingerprint: str) -> Embedder:
 
 
 class _EmbedShardFn(beam.DoFn):
-    """Shard path -> EMB/<shard>.npz, skipped when already done; yields (shard, 'embedded'|'resumed').
+    """Shard path -> EMB/<shard>.npz (embedded with test-time augmentation `tta`), skipped when already
+    done; yields (shard, 'embedded'|'resumed').
     The model is loaded on the first shard that needs it, so a fully resumed job loads none."""
 
-    def __init__(self, export_dir: str, fingerprint: str, embed_dir: str, batch_size: int) -> None:
+    def __init__(self, export_dir: str, fingerprint: str, embed_dir: str, batch_size: int, tta: str = "none") -> None:
         self._export_dir = export_dir
         self._fingerprint = fingerprint
         self._embed_dir = embed_dir
         self._batch_size = batch_size
+        self._tta = tta
 
     def process(self, shard: str) -> Iterator[Tuple[str, str]]:
         path = embedding_shards.output_path(self._embed_dir, shard)
-        meta = embedding_shards.shard_meta(shard, self._fingerprint)
+        meta = embedding_shards.shard_meta(shard, self._fingerprint, self._tta)
         if embedding_shards.read_meta(path) == meta:
             yield shard, "resumed"
             return
         t0 = time.perf_counter()
-        embedded = embed_records([shard], shared_embedder(self._export_dir, self._fingerprint), self._batch_size)
+        embedded = embed_records([shard], shared_embedder(self._export_dir, self._fingerprint), self._batch_size,
+                                 self._tta)
         embedding_shards.write(path, embedded, meta)
         logging.info("embedded %s: %d images in %.1f s", shard, len(embedded.image_ids), time.perf_counter() - t0)
         yield shard, "embedded"
@@ -77,9 +81,9 @@ class _EmbedShardFn(beam.DoFn):
 class EmbedShards(beam.PTransform):
     """PCollection of shard paths -> one (shard, status) per shard, its embeddings in EMB."""
 
-    def __init__(self, export_dir: str, fingerprint: str, embed_dir: str, batch_size: int) -> None:
+    def __init__(self, export_dir: str, fingerprint: str, embed_dir: str, batch_size: int, tta: str = "none") -> None:
         super().__init__()
-        self._fn = _EmbedShardFn(export_dir, fingerprint, embed_dir, batch_size)
+        self._fn = _EmbedShardFn(export_dir, fingerprint, embed_dir, batch_size, tta)
 
     def expand(self, shards):
         return (
@@ -140,9 +144,10 @@ def _cluster_if_needed(options: PipelineOptions, dask_workers: int) -> Iterator[
 
 def embed_with_beam(files: Sequence[str], export_dir: str, embed_dir: str, batch_size: int,
                     beam_args: Sequence[str], dask_address: str = "", dask_workers: int = 0,
-                    progress: Optional[console.Progress] = None) -> Embedded:
+                    progress: Optional[console.Progress] = None, tta: str = "none") -> Embedded:
     """Run the job over `files` (resuming whatever EMB already holds) and return the embeddings in
-    file order; `progress` counts the shards done and their images as the job goes (embed_progress.py)."""
+    file order; `progress` counts the shards done and their images as the job goes (embed_progress.py);
+    `tta`: the test-time augmentation every worker embeds with (indexer/embedding/tta.py)."""
     import tensorflow as tf
 
     dimension = int(check_export(export_dir)["embedding_dim"])
@@ -154,8 +159,8 @@ def embed_with_beam(files: Sequence[str], export_dir: str, embed_dir: str, batch
     with _cluster_if_needed(options, dask_workers):
         p = beam.Pipeline(options=options)
         _ = p | "ShardPaths" >> beam.Create(list(files)) | "EmbedShards" >> EmbedShards(
-            export_dir, fingerprint, embed_dir, batch_size)
-        with embed_progress.watching(embed_dir, files, fingerprint, progress):
+            export_dir, fingerprint, embed_dir, batch_size, tta)
+        with embed_progress.watching(embed_dir, files, fingerprint, progress, tta):
             try:
                 result = p.run()  # the DirectRunner runs the whole job here
             except OSError as err:  # distributed: "Timed out trying to connect to tcp://..."
@@ -169,7 +174,7 @@ def embed_with_beam(files: Sequence[str], export_dir: str, embed_dir: str, batch
                 client = getattr(result, "client", None)  # the DaskRunner leaves its dask Client connected
                 if client is not None:
                     client.close()
-    embedded = embedding_shards.gather(embed_dir, files, fingerprint, dimension)
+    embedded = embedding_shards.gather(embed_dir, files, fingerprint, dimension, tta)
     logging.info("Beam job (%s): %d shards, %d images in %s, %.1f s", options.view_as(StandardOptions).runner
                  or "DirectRunner", len(files), len(embedded.image_ids), embed_dir, time.perf_counter() - t0)
     return embedded

@@ -24,7 +24,8 @@ from typing import List, Optional, Sequence, Tuple
 
 from absl import flags, logging
 
-from indexer.embedding.embed import Embedded, Embedder, embed_records, expected_records
+from indexer.embedding import tta as augment
+from indexer.embedding.embed import Embedded, Embedder, check_export, embed_records, expected_records
 from pipelines import schema
 from pipelines.cli import console
 from pipelines.cli.cli_errors import SettingsError
@@ -105,17 +106,17 @@ def embed_shards(files: Sequence[str], export_dir: str, batch_size: int, setting
                  default_dir: str, skip_corrupt: bool = False,
                  progress: Optional[console.Progress] = None, tta: str = "none") -> Embedded:
     """Embed every record of `files` in file order, the way `settings` chooses, counting images on
-    `progress` (the Beam job: per finished shard). `skip_corrupt` (each shard ends at its first
-    damaged record) and `tta` (indexer/embedding/tta.py) are for the in-process path."""
+    `progress` (the Beam job: per finished shard), with test-time augmentation `tta`
+    (indexer/embedding/tta.py) on either path. `skip_corrupt` (each shard ends at its first damaged
+    record) is for the in-process path."""
     how = choose(settings, files)
     if skip_corrupt and how != "local":
         raise SettingsError("--skip_corrupt_records needs --embed_runner=local: the Beam job stops at a damaged shard")
-    if tta != "none" and how != "local":
-        raise SettingsError(f"--tta={tta} needs --embed_runner=local: the Beam job embeds without augmentation")
+    augment.require(check_export(export_dir), tta, export_dir)  # before any work, on the driver
     logging.info("embedding %d shard(s) %s", len(files), "in this process" if how == "local" else "as a Beam job")
     if how == "local":
         return embed_records(files, Embedder(export_dir), batch_size, tta, skip_corrupt, progress)
     from indexer.embedding.beam_embed import embed_with_beam  # Beam is imported only when used
 
     return embed_with_beam(files, export_dir, settings.embed_dir or default_dir, batch_size, settings.beam_args,
-                           settings.dask_address, settings.dask_workers, progress)
+                           settings.dask_address, settings.dask_workers, progress, tta)
