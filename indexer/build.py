@@ -19,7 +19,7 @@ from absl import app, flags, logging
 from indexer import outputs
 from indexer.embedding import embed_job, tta
 from indexer.ranking import confidence, neighbours, rerank
-from indexer.embedding.embed import Embedded, Embedder, check_export, expected_records, iter_jpegs, list_shards
+from indexer.embedding.embed import Embedded, Embedder, expected_records, iter_jpegs, list_shards
 from indexer.store.index_dir import write_index
 from indexer.api import FALLBACK_IMAGE_SIZE
 from indexer.ranking.nonlandmark import embed_nonlandmarks
@@ -129,7 +129,7 @@ def reference_images(files: Sequence[str], embedded: Embedded, skip_corrupt: boo
 
 def build(config: BuildConfig) -> None:
     """Embed the references and commit the index folder; logs counts and timings."""
-    tta.require(check_export(config.model), config.tta, config.model)  # before anything is written
+    tta.require_export(config.model, config.tta)  # before anything is written
     flag_checks.output_dir(config.output_dir)
     files = list_shards(config.data_dir, config.splits)
     if not files:

@@ -25,7 +25,7 @@ from typing import List, Optional, Sequence, Tuple
 from absl import flags, logging
 
 from indexer.embedding import tta as augment
-from indexer.embedding.embed import Embedded, Embedder, check_export, embed_records, expected_records
+from indexer.embedding.embed import Embedded, Embedder, embed_records, expected_records
 from pipelines import schema
 from pipelines.cli import console
 from pipelines.cli.cli_errors import SettingsError
@@ -112,7 +112,7 @@ def embed_shards(files: Sequence[str], export_dir: str, batch_size: int, setting
     how = choose(settings, files)
     if skip_corrupt and how != "local":
         raise SettingsError("--skip_corrupt_records needs --embed_runner=local: the Beam job stops at a damaged shard")
-    augment.require(check_export(export_dir), tta, export_dir)  # before any work, on the driver
+    augment.require_export(export_dir, tta)  # before any work, on the driver
     logging.info("embedding %d shard(s) %s", len(files), "in this process" if how == "local" else "as a Beam job")
     if how == "local":
         return embed_records(files, Embedder(export_dir), batch_size, tta, skip_corrupt, progress)

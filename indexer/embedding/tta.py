@@ -80,6 +80,14 @@ def require(export_info: Dict, mode: str, where: str) -> None:
         raise reexport_error(mode, where, version)
 
 
+def require_export(export_dir: str, mode: str) -> None:
+    """`require` for the export in `export_dir`, whose export.json is read only when `mode` needs it."""
+    if MULTISCALE in augmentations(mode):
+        from indexer.embedding.embed import check_export
+
+        require(check_export(export_dir), mode, export_dir)
+
+
 @functools.lru_cache(maxsize=None)
 def _mirror_fn():
     """The traced mirror function (built once: an eager map over a batch is several times slower)."""
