@@ -105,6 +105,7 @@ OPTIONS = {
     "aqe": ("+ query expansion (AQE)", (), ("--rerank=aqe", "--aqe_k=2", "--aqe_alpha=3")),
     "dba": ("+ database augmentation (DBA)", ("--dba_k=2", "--dba_alpha=3"), ()),
     "flip": ("+ flip TTA", ("--tta=flip",), ()),
+    "multiscale": ("+ multi-scale TTA", ("--tta=multiscale",), ()),
     "margin": ("+ margin confidence", (), ("--confidence=margin",)),
     "penalty": ("+ non-landmark penalty", ("--nonlandmark_csv={data}/nonlandmark.csv",), ()),
     "otherpen": ("+ other-landmark penalty", ("--other_landmark_penalty",), ()),
@@ -219,6 +220,17 @@ def model_flags(cfg: DemoConfig, model: str) -> tuple[str, ...]:
     return (*LOSSES[model_loss(model)][0], f"--epochs={cfg.epochs}", *((f"--image_size={size}",) if size else ()))
 
 
+def merge_tta(build_flags: tuple[str, ...]) -> tuple[str, ...]:
+    """Several options' `--tta=` flags as one (`--tta=flip` + `--tta=multiscale` -> `--tta=flip,multiscale`),
+    where the first of them was: indexer.build would keep only the last."""
+    modes = [f.split("=", 1)[1] for f in build_flags if f.startswith("--tta=")]
+    if len(modes) < 2:
+        return build_flags
+    first = next(i for i, f in enumerate(build_flags) if f.startswith("--tta="))
+    rest = [f for f in build_flags if not f.startswith("--tta=")]
+    return (*rest[:first], f"--tta={','.join(modes)}", *rest[first:])
+
+
 def methods(cfg: DemoConfig, data: str) -> list[Method]:
     """Every row after the random guess, in table order."""
     usable = {k: v for k, v in OPTIONS.items() if k != "penalty" or os.path.isfile(f"{data}/nonlandmark.csv")}
@@ -226,7 +238,7 @@ def methods(cfg: DemoConfig, data: str) -> list[Method]:
     def with_options(keys: tuple[str, ...]) -> Method:
         label = ", ".join(usable[k][0].lstrip("+ ") for k in keys)
         return Method(f"{cfg.loss}-{'-'.join(keys)}", f"{model_label(cfg, cfg.loss)} + {label}", cfg.loss,
-                      tuple(f.format(data=data) for k in keys for f in usable[k][1]),
+                      merge_tta(tuple(f.format(data=data) for k in keys for f in usable[k][1])),
                       tuple(f.format(data=data) for k in keys for f in usable[k][2]))
 
     rows = [Method(m, model_label(cfg, m), m) for m in ["base", *trained_models(cfg)]]

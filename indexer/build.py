@@ -49,7 +49,9 @@ def define_flags() -> None:
     embed_job.define_flags()
     flags.DEFINE_bool("skip_corrupt_records", False, "damaged reference shards: index the records before the first "
                       "damaged one of each (counted in the log) instead of stopping with an error naming the file")
-    flags.DEFINE_enum("tta", "none", tta.MODES, "test-time augmentation of the embedding (prediction follows)")
+    flags.DEFINE_string("tta", "none", "test-time augmentation of the embedding, recorded in the index (prediction "
+                        "follows): none, or any of flip (+ the mirror image), multiscale (sizes S/sqrt2, S, S*sqrt2) "
+                        "separated by commas, e.g. flip,multiscale (indexer/embedding/tta.py)")
     flags.DEFINE_integer("dba_k", 0, "database-side augmentation: each reference averaged with its k nearest "
                          "(itself included; 0 = off; indexer/ranking/rerank.py)")
     flags.DEFINE_float("dba_alpha", 3.0, "--dba_k: neighbour weight = similarity^alpha")
@@ -106,8 +108,8 @@ class BuildConfig:
         flag_checks.integer("--nonlandmark_k", self.nonlandmark_k, 1)
         flag_checks.integer("--image_size", self.image_size, 0)
         flag_checks.integer("--local_features", self.local_features, 0, 65535)
-        if self.tta not in tta.MODES:
-            raise flag_checks.SettingsError(f"--tta={self.tta}: expected one of {tta.MODES}")
+        if tta.parse(self.tta) != self.tta:  # (SettingsError when it is no mode at all)
+            raise flag_checks.SettingsError(f"--tta={self.tta}: write it as --tta={tta.parse(self.tta)}")
         if self.nonlandmark_csv and self.other_landmark_penalty:
             raise InputError("--nonlandmark_csv and --other_landmark_penalty both set a penalty: choose one")
         flag_checks.integer("--neighbours_exact_below", self.neighbours_exact_below, 0)
@@ -134,6 +136,7 @@ def reference_images(files: Sequence[str], embedded: Embedded, skip_corrupt: boo
 
 def build(config: BuildConfig) -> None:
     """Embed the references and commit the index folder; logs counts and timings."""
+    tta.require_export(config.model, config.tta)  # before anything is written
     flag_checks.output_dir(config.output_dir)
     files = list_shards(config.data_dir, config.splits)
     if not files:
@@ -217,7 +220,7 @@ def main(argv) -> None:
         deterministic=FLAGS.deterministic,
         embedding=embed_job.settings_from_flags(argv),
         skip_corrupt_records=FLAGS.skip_corrupt_records,
-        tta=FLAGS.tta,
+        tta=tta.parse(FLAGS.tta),
         dba_k=FLAGS.dba_k,
         dba_alpha=FLAGS.dba_alpha,
         nonlandmark_csv=FLAGS.nonlandmark_csv,

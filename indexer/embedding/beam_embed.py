@@ -5,13 +5,14 @@ ParDo(_EmbedShardFn). A worker process loads the exported model once, on the fir
 needs it, and keeps it for every shard it gets (a process-wide cache rather than `DoFn.setup`:
 the DaskRunner deserialises and sets up the DoFn once per partition), after checking that the
 model it sees at that path has the driver's fingerprint. Per shard it either skips it (its
-file in EMB already names this shard's bytes and this model) or embeds it with the
-single-process code (`embed.embed_records`) and writes EMB/<shard>.npz atomically
-(embedding_shards.py). With `local_features=F`, the same pass over the shard's records also
-extracts each image's SIFT features from the bytes it embeds and writes them first, to
-EMB/<shard>.features.npy (local_features.write_part, atomic); the .npz's meta then names F and
-records that file's item count and sha256, so a shard counts as done only with both files, and
-`feature_parts` hands the files to the index build, which merges them into its store. Meanwhile the driver counts those files as they appear onto its
+file in EMB already names this shard's bytes, this model and this test-time augmentation) or
+embeds it with the single-process code (`embed.embed_records`, with the same `--tta`) and writes
+EMB/<shard>.npz atomically (embedding_shards.py). With `local_features=F`, the same pass over the
+shard's records also extracts each image's SIFT features from the bytes it embeds and writes them
+first, to EMB/<shard>.features.npy (local_features.write_part, atomic); the .npz's meta then names F
+and records that file's item count and sha256, so a shard counts as done only with both files, and
+`feature_parts` hands the files to the index build, which merges them into its store. Meanwhile the
+driver counts those files as they appear onto its
 progress bar (embed_progress.py). It then reads the files back in
 shard order, so the result is the single-process result, row for row.
 
@@ -68,10 +69,10 @@ def shared_extractor(max_features: int) -> local_features.Extractor:
     return extractors[max_features]
 
 
-def expected_meta(shard: str, fingerprint: str, max_features: int) -> Dict:
-    """What a finished .npz's meta says (FEATURES aside): the shard, the model and, when local
-    features are extracted, how many per image at most."""
-    meta = embedding_shards.shard_meta(shard, fingerprint)
+def expected_meta(shard: str, fingerprint: str, max_features: int, tta: str = "none") -> Dict:
+    """What a finished .npz's meta says (FEATURES aside): the shard, the model, the test-time
+    augmentation and, when local features are extracted, how many per image at most."""
+    meta = embedding_shards.shard_meta(shard, fingerprint, tta)
     if max_features:
         meta[LOCAL_FEATURES] = max_features
     return meta
@@ -103,21 +104,23 @@ def _done(path: str, shard: str, meta: Dict, embed_dir: str, max_features: int) 
 
 
 class _EmbedShardFn(beam.DoFn):
-    """Shard path -> EMB/<shard>.npz (and EMB/<shard>.features.npy with local features), skipped
-    when already done; yields (shard, 'embedded'|'resumed'). The model is loaded on the first shard
-    that needs it, so a fully resumed job loads none."""
+    """Shard path -> EMB/<shard>.npz embedded with test-time augmentation `tta` (and
+    EMB/<shard>.features.npy with local features), skipped when already done; yields
+    (shard, 'embedded'|'resumed'). The model is loaded on the first shard that needs it, so a fully
+    resumed job loads none."""
 
     def __init__(self, export_dir: str, fingerprint: str, embed_dir: str, batch_size: int,
-                 max_features: int = 0) -> None:
+                 max_features: int = 0, tta: str = "none") -> None:
         self._export_dir = export_dir
         self._fingerprint = fingerprint
         self._embed_dir = embed_dir
         self._batch_size = batch_size
         self._max_features = max_features
+        self._tta = tta
 
     def process(self, shard: str) -> Iterator[Tuple[str, str]]:
         path = embedding_shards.output_path(self._embed_dir, shard)
-        meta = expected_meta(shard, self._fingerprint, self._max_features)
+        meta = expected_meta(shard, self._fingerprint, self._max_features, self._tta)
         if _done(path, shard, meta, self._embed_dir, self._max_features):
             yield shard, "resumed"
             return
@@ -129,7 +132,7 @@ class _EmbedShardFn(beam.DoFn):
             on_images = lambda images: records.append(  # noqa: E731 - the same bytes, in the same pass
                 local_features.extract_records(images, self._max_features, extract))
         embedded = embed_records([shard], shared_embedder(self._export_dir, self._fingerprint), self._batch_size,
-                                 on_images=on_images)
+                                 self._tta, on_images=on_images)
         if self._max_features:
             part = local_features.write_part(
                 local_features.part_path(self._embed_dir, shard),
@@ -164,9 +167,9 @@ class EmbedShards(beam.PTransform):
     """PCollection of shard paths -> one (shard, status) per shard, its embeddings in EMB."""
 
     def __init__(self, export_dir: str, fingerprint: str, embed_dir: str, batch_size: int,
-                 max_features: int = 0) -> None:
+                 max_features: int = 0, tta: str = "none") -> None:
         super().__init__()
-        self._fn = _EmbedShardFn(export_dir, fingerprint, embed_dir, batch_size, max_features)
+        self._fn = _EmbedShardFn(export_dir, fingerprint, embed_dir, batch_size, max_features, tta)
 
     def expand(self, shards):
         return (
@@ -225,10 +228,12 @@ def _cluster_if_needed(options: PipelineOptions, dask_workers: int) -> Iterator[
 
 def embed_with_beam(files: Sequence[str], export_dir: str, embed_dir: str, batch_size: int,
                     beam_args: Sequence[str], dask_address: str = "", dask_workers: int = 0,
-                    progress: Optional[console.Progress] = None, max_features: int = 0) -> Embedded:
+                    progress: Optional[console.Progress] = None, max_features: int = 0,
+                    tta: str = "none") -> Embedded:
     """Run the job over `files` (resuming whatever EMB already holds) and return the embeddings in
     file order; `progress` counts the shards done and their images as the job goes (embed_progress.py);
-    `max_features`: also extract up to that many SIFT features per image (`feature_parts`)."""
+    `max_features`: also extract up to that many SIFT features per image (`feature_parts`); `tta`: the
+    test-time augmentation every worker embeds with (indexer/embedding/tta.py)."""
     import tensorflow as tf
 
     dimension = int(check_export(export_dir)["embedding_dim"])
@@ -241,8 +246,8 @@ def embed_with_beam(files: Sequence[str], export_dir: str, embed_dir: str, batch
     with _cluster_if_needed(options, dask_workers):
         p = beam.Pipeline(options=options)
         _ = p | "ShardPaths" >> beam.Create(list(files)) | "EmbedShards" >> EmbedShards(
-            export_dir, fingerprint, embed_dir, batch_size, max_features)
-        with embed_progress.watching(embed_dir, files, fingerprint, progress):
+            export_dir, fingerprint, embed_dir, batch_size, max_features, tta)
+        with embed_progress.watching(embed_dir, files, fingerprint, progress, tta):
             try:
                 result = p.run()  # the DirectRunner runs the whole job here
             except OSError as err:  # distributed: "Timed out trying to connect to tcp://..."
@@ -256,7 +261,7 @@ def embed_with_beam(files: Sequence[str], export_dir: str, embed_dir: str, batch
                 client = getattr(result, "client", None)  # the DaskRunner leaves its dask Client connected
                 if client is not None:
                     client.close()
-    embedded = embedding_shards.gather(embed_dir, files, fingerprint, dimension)
+    embedded = embedding_shards.gather(embed_dir, files, fingerprint, dimension, tta)
     logging.info("Beam job (%s): %d shards, %d images in %s, %.1f s", options.view_as(StandardOptions).runner
                  or "DirectRunner", len(files), len(embedded.image_ids), embed_dir, time.perf_counter() - t0)
     return embedded

@@ -66,23 +66,42 @@ def check_export(export_dir: str) -> Dict:
 
 
 class Embedder:
-    """The export's serving signature plus what export.json says about it."""
+    """The export's serving signatures plus what export.json says about it."""
 
     def __init__(self, export_dir: str) -> None:
         import tensorflow as tf
 
         model_path = os.path.join(export_dir, contract.SAVED_MODEL_DIR)
+        self.export_dir = export_dir
         self.info = check_export(export_dir)
         self.dimension = int(self.info["embedding_dim"])
-        self._model = tf.saved_model.load(model_path)  # keeps the signature's variables alive
+        self.image_size = int(self.info["image_size"])  # the training size S (serving_default's)
+        self._model = tf.saved_model.load(model_path)  # keeps the signatures' variables alive
         self._signature = self._model.signatures[contract.SIGNATURE]
+        self._sized = self._model.signatures.get(contract.SIZED_SIGNATURE)  # None: exported before contract 2
 
     def __call__(self, image_bytes) -> np.ndarray:
         """Embeddings [N, D] of a batch of encoded images (a tf.string tensor or list of bytes)."""
         import tensorflow as tf
 
         out = self._signature(**{contract.INPUT_KEY: tf.convert_to_tensor(image_bytes, tf.string)})
-        vectors = out[contract.OUTPUT_KEY].numpy().astype(np.float32, copy=False)
+        return self._checked(out[contract.OUTPUT_KEY])
+
+    def sized(self, image_bytes, size: int) -> np.ndarray:
+        """Embeddings [N, D] with the images resized to `size` x `size` (`serving_sized`); a one-line
+        SettingsError when the export has no such signature."""
+        import tensorflow as tf
+
+        if self._sized is None:
+            from indexer.embedding import tta
+
+            raise tta.reexport_error(tta.MULTISCALE, self.export_dir, contract.contract_version(self.info))
+        out = self._sized(**{contract.INPUT_KEY: tf.convert_to_tensor(image_bytes, tf.string),
+                             contract.SIZE_KEY: tf.constant(int(size), tf.int32)})
+        return self._checked(out[contract.OUTPUT_KEY])
+
+    def _checked(self, tensor) -> np.ndarray:
+        vectors = tensor.numpy().astype(np.float32, copy=False)
         if vectors.ndim != 2 or vectors.shape[1] != self.dimension:
             raise ValueError(f"model returned shape {vectors.shape}, export.json says dimension {self.dimension}")
         if not np.isfinite(vectors).all():

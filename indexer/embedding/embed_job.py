@@ -24,6 +24,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from absl import flags, logging
 
+from indexer.embedding import tta as augment
 from indexer.embedding.embed import Embedded, Embedder, embed_records, expected_records
 from pipelines import schema
 from pipelines.cli import console
@@ -105,20 +106,19 @@ def embed_shards(files: Sequence[str], export_dir: str, batch_size: int, setting
                  default_dir: str, skip_corrupt: bool = False,
                  progress: Optional[console.Progress] = None, tta: str = "none", local_features: int = 0) -> Embedded:
     """Embed every record of `files` in file order, the way `settings` chooses, counting images on
-    `progress` (the Beam job: per finished shard). `skip_corrupt` (each shard ends at its first
-    damaged record) and `tta` (indexer/embedding/tta.py) are for the in-process path.
-    `local_features`: the Beam job also extracts up to that many SIFT features per image, per
+    `progress` (the Beam job: per finished shard), with test-time augmentation `tta`
+    (indexer/embedding/tta.py) on either path. `skip_corrupt` (each shard ends at its first damaged
+    record) is for the in-process path. `local_features`: the Beam job also extracts up to that many SIFT features per image, per
     shard, in the same pass (beam_embed.feature_parts); the in-process path leaves them to the
     caller (indexer/build.py extracts them while it writes the index)."""
     how = choose(settings, files)
     if skip_corrupt and how != "local":
         raise SettingsError("--skip_corrupt_records needs --embed_runner=local: the Beam job stops at a damaged shard")
-    if tta != "none" and how != "local":
-        raise SettingsError(f"--tta={tta} needs --embed_runner=local: the Beam job embeds without augmentation")
+    augment.require_export(export_dir, tta)  # before any work, on the driver
     logging.info("embedding %d shard(s) %s", len(files), "in this process" if how == "local" else "as a Beam job")
     if how == "local":
         return embed_records(files, Embedder(export_dir), batch_size, tta, skip_corrupt, progress)
     from indexer.embedding.beam_embed import embed_with_beam  # Beam is imported only when used
 
     return embed_with_beam(files, export_dir, settings.embed_dir or default_dir, batch_size, settings.beam_args,
-                           settings.dask_address, settings.dask_workers, progress, local_features)
+                           settings.dask_address, settings.dask_workers, progress, local_features, tta)

@@ -3,8 +3,8 @@
 The job's workers (other processes, perhaps other machines) write one file per finished shard into
 EMB (embedding_shards.py), and the driver itself only waits for the job. So while the job runs,
 `ShardWatcher` lists EMB every `poll_s` seconds and counts on the driver's progress bar the images of
-each shard whose file has appeared for this model (its meta names the shard, the shard's size and
-the model's fingerprint), with "done/all shards" beside the rate. Files already there when the
+each shard whose file has appeared for this model (its meta names the shard, the shard's size, the
+model's fingerprint and the `--tta` mode), with "done/all shards" beside the rate. Files already there when the
 job starts are the shards it will resume: counted as done before (`Progress.skip`), out of the rate
 and the ETA. A file is read once it is done, and a file that is not (another model's, a changed
 shard's) only again when it is written again.
@@ -43,8 +43,9 @@ class ShardWatcher:
     """Counts the finished shard files of one embedding job onto `progress`."""
 
     def __init__(self, embed_dir: str, shards: Sequence[str], model_fingerprint: str, progress: console.Progress,
-                 poll_s: float = POLL_S) -> None:
+                 poll_s: float = POLL_S, tta: str = "none") -> None:
         self._embed_dir, self._fingerprint, self._progress, self._poll_s = embed_dir, model_fingerprint, progress, poll_s
+        self._tta = tta
         self._shards: Dict[str, str] = {os.path.basename(embedding_shards.output_path(embed_dir, s)): s for s in shards}
         self._looked: Dict[str, Tuple[int, ...]] = {}  # file name -> _version() when it was found not done
         self.done: Set[str] = set()  # file names of the shards counted
@@ -71,7 +72,7 @@ class ShardWatcher:
                 meta, part = embedding_shards.read(path)
             except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile):
                 continue  # foreign or damaged: the job redoes it
-            if embedding_shards.mismatches(meta, self._shards[name], self._fingerprint):
+            if embedding_shards.mismatches(meta, self._shards[name], self._fingerprint, self._tta):
                 continue
             self.done.add(name)
             added += len(part.image_ids)
@@ -113,8 +114,8 @@ class ShardWatcher:
 
 
 def watching(embed_dir: str, shards: Sequence[str], model_fingerprint: str,
-             progress: Optional[console.Progress]) -> contextlib.AbstractContextManager:
+             progress: Optional[console.Progress], tta: str = "none") -> contextlib.AbstractContextManager:
     """`ShardWatcher(...).watching()`, or nothing to do without a progress bar."""
     if progress is None:
         return contextlib.nullcontext()
-    return ShardWatcher(embed_dir, shards, model_fingerprint, progress).watching()
+    return ShardWatcher(embed_dir, shards, model_fingerprint, progress, tta=tta).watching()

@@ -1,12 +1,14 @@
 """Embeddings stored per input shard: the unit of work and of resume of the Beam embedding job.
 
     EMB/<shard file name>.npz   ids (unicode [n]), landmark_ids (int64 [n]), vectors (float32 [n, D])
-                                and meta (JSON: shard name, shard size and sha256, model fingerprint)
+                                and meta (JSON: shard name, shard size and sha256, model fingerprint,
+                                and the test-time augmentation when it is not `none`)
 
 One file per TFRecord shard, written under a temporary name and renamed, so a file under its final
 name is always complete. A file counts as done for a shard only when its meta names this shard's
-bytes (sha256) and this model (fingerprint): a rerun skips those and redoes the rest, and a changed
-shard or model is embedded again. Paths go through `tf.io.gfile`, so EMB may be `gs://` for
+bytes (sha256), this model (fingerprint) and this `--tta` mode (a file without "tta" is `none`, as
+every file was before multiscale): a rerun skips those and redoes the rest, and a changed shard,
+model or mode is embedded again. Paths go through `tf.io.gfile`, so EMB may be `gs://` for
 workers on other machines.
 """
 
@@ -45,12 +47,15 @@ def shard_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def shard_meta(shard: str, model_fingerprint: str) -> Dict:
+def shard_meta(shard: str, model_fingerprint: str, tta: str = "none") -> Dict:
     """What a finished file for `shard` must say about its input (reads the whole shard once)."""
     import tensorflow as tf
 
-    return {"shard": os.path.basename(shard), "shard_size": tf.io.gfile.stat(shard).length,
+    meta = {"shard": os.path.basename(shard), "shard_size": tf.io.gfile.stat(shard).length,
             "shard_sha256": shard_sha256(shard), "model_fingerprint": model_fingerprint}
+    if tta != "none":
+        meta["tta"] = tta
+    return meta
 
 
 def provenance() -> Dict:
@@ -112,19 +117,22 @@ def remove_stale_temporaries(embed_dir: str) -> int:
     return len(stale)
 
 
-def mismatches(meta: Dict, shard: str, model_fingerprint: str) -> List[str]:
-    """Which of the shard name, the shard's current size and the model fingerprint a file's meta gets
-    wrong (sorted; empty: the file is this model's embeddings of this shard, sha256 aside)."""
+def mismatches(meta: Dict, shard: str, model_fingerprint: str, tta: str = "none") -> List[str]:
+    """Which of the shard name, the shard's current size, the model fingerprint and the `--tta` mode
+    a file's meta gets wrong (sorted; empty: the file is this model's embeddings of this shard with
+    this augmentation, sha256 aside)."""
     import tensorflow as tf
 
     expected = {"shard": os.path.basename(shard), "shard_size": tf.io.gfile.stat(shard).length,
-                "model_fingerprint": model_fingerprint}
-    return sorted(k for k, v in expected.items() if meta.get(k) != v)
+                "model_fingerprint": model_fingerprint, "tta": tta}
+    return sorted(k for k, v in expected.items() if meta.get(k, "none" if k == "tta" else None) != v)
 
 
-def gather(embed_dir: str, shards: Sequence[str], model_fingerprint: str, dimension: int) -> Embedded:
-    """Concatenate the files of `shards`, in that order, checking each was made by this model from
-    a shard of the current size; a missing or stale file raises (the job did not finish it)."""
+def gather(embed_dir: str, shards: Sequence[str], model_fingerprint: str, dimension: int,
+           tta: str = "none") -> Embedded:
+    """Concatenate the files of `shards`, in that order, checking each was made by this model with
+    this `tta` from a shard of the current size; a missing or stale file raises (the job did not
+    finish it)."""
     import tensorflow as tf
 
     ids, landmarks, vectors = [], [], []
@@ -133,7 +141,7 @@ def gather(embed_dir: str, shards: Sequence[str], model_fingerprint: str, dimens
         if not tf.io.gfile.exists(path):
             raise RuntimeError(f"{path} is missing: the embedding job did not finish shard {shard}")
         meta, part = read(path)
-        wrong = mismatches(meta, shard, model_fingerprint)
+        wrong = mismatches(meta, shard, model_fingerprint, tta)
         if wrong or part.vectors.shape[1] != dimension:
             raise RuntimeError(f"{path} does not belong to {shard} and this model ({', '.join(wrong) or 'dimension'}"
                                f" differ): delete it and rerun")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from demo.run import DemoConfig, methods, model_flags, trained_models
+from demo.run import FULL, PRETRAINED, DemoConfig, merge_tta, methods, model_flags, trained_models
 
 
 def config(tmp_path, **overrides) -> DemoConfig:
@@ -29,7 +29,10 @@ def test_ablation_adds_the_other_loss_and_each_option_with_its_own_index(tmp_pat
     assert trained_models(cfg) == ["triplet", "arcface"]
     rows = {m.key: m for m in methods(cfg, str(tmp_path))}
     assert list(rows) == ["base", "triplet", "arcface", "triplet-aqe", "triplet-dba", "triplet-flip",
-                          "triplet-margin", "triplet-otherpen", "triplet-verify"]  # no penalty row: no nonlandmark.csv
+                          "triplet-multiscale", "triplet-margin", "triplet-otherpen",
+                          "triplet-verify"]  # no penalty row: no nonlandmark.csv
+    assert rows["triplet-multiscale"].build == ("--tta=multiscale",)
+    assert rows["triplet-multiscale"].index_key == "triplet-multiscale"
     assert rows["arcface"].label == "fine-tuned (ArcFace) network + KNN"
     assert rows["triplet-dba"].index_key == "triplet-dba"
     assert rows["triplet-dba"].build == ("--dba_k=2", "--dba_alpha=3")
@@ -105,3 +108,11 @@ def test_seeds_flag_gives_a_folder_config_and_seed_per_seed(tmp_path):
             raise AssertionError("repeated seeds accepted")
     finally:
         flags.FLAGS.unparse_flags()
+
+
+def test_two_tta_options_in_one_row_become_one_flag(tmp_path):
+    assert merge_tta(("--a", "--tta=flip", "--b", "--tta=multiscale")) == ("--a", "--tta=flip,multiscale", "--b")
+    assert merge_tta(("--tta=flip", "--b")) == ("--tta=flip", "--b")
+    row = {m.key: m for m in methods(config(tmp_path, recommended=("flip", "multiscale", "verify")), str(tmp_path))}
+    assert row["triplet-flip-multiscale-verify"].build == ("--tta=flip,multiscale", "--local_features=500")
+    assert "multiscale" not in FULL.recommended + PRETRAINED.recommended  # an ablation row until measured

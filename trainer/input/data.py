@@ -29,14 +29,15 @@ def list_shards(data_dir: str, split: str, required: bool = True) -> List[str]:
     return files
 
 
-def eval_image(encoded: tf.Tensor, size: int) -> tf.Tensor:
-    """Encoded image bytes -> float32 [size, size, 3]: decode, central square crop, resize."""
+def eval_image(encoded: tf.Tensor, size) -> tf.Tensor:
+    """Encoded image bytes -> float32 [size, size, 3]: decode, central square crop, resize. `size`: a
+    Python int (a static shape), or an int32 scalar tensor (the export's `serving_sized`)."""
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
     shape = tf.shape(image)
     side = tf.minimum(shape[0], shape[1])
     image = tf.image.crop_to_bounding_box(image, (shape[0] - side) // 2, (shape[1] - side) // 2, side, side)
     image = tf.image.resize(image, [size, size], antialias=True)
-    image.set_shape([size, size, 3])
+    image.set_shape([size, size, 3] if isinstance(size, int) else [None, None, 3])
     return image
 
 

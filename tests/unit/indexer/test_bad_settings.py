@@ -66,7 +66,7 @@ def test_api_refuses_nan_min_confidence_and_options(built):
     ("batch_size", 0, "--batch_size=0: must be an integer >= 1"),
     ("dba_alpha", NAN, "--dba_alpha=nan: must be a finite number >= 0"),
     ("num_shards", 0, "--num_shards=0: must be an integer >= 1"),
-    ("tta", "bogus", "--tta=bogus: expected one of"),
+    ("tta", "bogus", "--tta=bogus: expected none, or one or more of flip, multiscale"),
 ])
 def test_build_config_refuses_bad_numbers(tiny_export, reference_shards, tmp_path, option, value, message):
     with pytest.raises(SettingsError, match=message):
@@ -130,7 +130,7 @@ def test_items_csv_with_a_non_integer_label_is_refused(built, tmp_path):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda m: [1, 2, 3], "unreadable manifest: expected a JSON object, got list"),
-    (lambda m: {**m, "tta": "bogus"}, r"unreadable manifest: tta 'bogus': expected one of \('none', 'flip'\)"),
+    (lambda m: {**m, "tta": "bogus"}, r"unreadable manifest: tta 'bogus': expected one of \('none', 'flip', 'multiscale'"),
     (lambda m: {**m, "dimension": "16"}, "unreadable manifest: dimension '16' is not a int"),
     (lambda m: {**m, "items": {**m["items"], "name": "../items.csv"}}, "not a plain name inside the index folder"),
     (lambda m: {**m, "shards": []}, "needs at least one shard"),

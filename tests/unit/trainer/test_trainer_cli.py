@@ -45,7 +45,7 @@ def test_two_replicas_train_and_export_embeds_jpeg_bytes(tmp_path, small_shards)
     export = out / contract.EXPORT_DIR
     info = json.loads((export / contract.EXPORT_INFO).read_text())
     assert info == {"embedding_dim": 16, "image_size": 64, "backbone": "mobilenet", "weights": "none",
-                    "epochs_trained": 1, "trained_on": ran_on}
+                    "epochs_trained": 1, "trained_on": ran_on, "contract_version": contract.CONTRACT_VERSION}
     serve = tf.saved_model.load(str(export / contract.SAVED_MODEL_DIR)).signatures[contract.SIGNATURE]
     jpegs = _val_jpegs(small_shards, 5)
     emb = serve(**{contract.INPUT_KEY: tf.stack(jpegs)})[contract.OUTPUT_KEY].numpy()
