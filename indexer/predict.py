@@ -159,8 +159,9 @@ def check_settings(config: PredictConfig) -> None:
         raise flag_checks.SettingsError("one of --test_csv, --images or --test_records is required")
     if config.images and (config.test_csv or config.test_records):
         raise flag_checks.SettingsError("--images takes no --test_csv or --test_records")
-    if config.test_records and config.records_dir:
-        raise flag_checks.SettingsError("--records_dir is where predict preprocesses to: not with --test_records")
+    if config.test_records and (config.records_dir or config.preprocess_flags):
+        raise flag_checks.SettingsError("--test_records are finished records: --records_dir and the preprocessing's "
+                                        "flags (--preprocess_arg, fetch flags, --retry_failed) do not apply")
 
 
 def read_test_ids(path: str) -> List[str]:

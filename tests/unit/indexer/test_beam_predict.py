@@ -60,7 +60,7 @@ def test_csv(tmp_path_factory):
 
 
 def config(index, records, pred, **overrides) -> predict.PredictConfig:
-    values = dict(index_dir=str(index), test_csv=None, test_records=str(records), output_dir=str(pred), k=5,
+    values = dict(index_dir=str(index), test_csv=None, test_records=records and str(records), output_dir=str(pred), k=5,
                   search_k=1000, min_confidence=0.0, vote="sum", visualize=0, solution=None, image_size=0,
                   batch_size=4)
     values.update(overrides)
@@ -149,6 +149,31 @@ def test_bad_test_records_are_refused_in_one_line(index, test_records, reference
         assert not (pred / "submission.csv").exists()
     with pytest.raises(InputError, match="stored at 32 px, this prediction needs 64 px"):
         predict.predict(config(index, test_records, tmp_path / "size", image_size=64))
+
+
+def test_the_test_csv_is_preprocessed_with_the_given_runner_flags_into_the_given_folder(
+        index, test_records, test_csv, in_process, tmp_path, monkeypatch):
+    calls = []
+
+    def stage(cmd, stdout=None, stderr=None):  # stands in for the pipelines.preprocess subprocess
+        calls.append(cmd)
+        shutil.copytree(test_records, next(a.split("=", 1)[1] for a in cmd if a.startswith("--output_dir=")))
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(predict.subprocess, "run", stage)
+    records, pred = tmp_path / "shared" / "records", tmp_path / "pred"
+    settings = config(index, None, pred, test_csv=str(test_csv), records_dir=str(records),
+                      preprocess_flags=("--runner=dask", "--dask_workers=2"))
+    predict.predict(settings)
+    assert calls == [[sys.executable, "-m", "pipelines.preprocess", f"--csv={test_csv}", f"--output_dir={records}",
+                      "--split=test", f"--image_size={IMAGE_SIZE}", "--overwrite", "--runner=dask",
+                      "--dask_workers=2"]]
+    assert (records / predict.DONE_MARKER).exists() and not (pred / predict.RECORDS_DIR).exists()
+    assert_same_outputs(in_process, pred)
+    predict.predict(settings)  # finished for this CSV: not preprocessed again
+    assert len(calls) == 1
+    with pytest.raises(ValueError, match="--test_records are finished records"):
+        config(index, test_records, pred, preprocess_flags=("--runner=dask",))
 
 
 def test_command_line_with_records_and_a_bad_records_folder(index, test_records, test_csv, in_process, tmp_path,
