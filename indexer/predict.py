@@ -173,22 +173,29 @@ def read_test_ids(path: str) -> List[str]:
 
 def read_failures(records_dir: str) -> Dict[str, str]:
     """id -> reason from the preprocessing's failures.csv (empty when there is none; local or gs://)."""
-    import tensorflow as tf
-
     path = os.path.join(records_dir, FAILURES_CSV)
-    if not tf.io.gfile.exists(path):
-        return {}
     if "://" in path:  # a remote folder: read through a local copy, as strictly
+        import tensorflow as tf
+
+        if not tf.io.gfile.exists(path):
+            return {}
         with tempfile.TemporaryDirectory() as tmp:
             local = os.path.join(tmp, FAILURES_CSV)
             tf.io.gfile.copy(path, local)
             return {row["id"]: row["reason"] for row in outputs.read_rows(local, ["id", "reason"])}
+    if not os.path.isfile(path):
+        return {}
     return {row["id"]: row["reason"] for row in outputs.read_rows(path, ["id", "reason"])}
 
 
 def records_folder(config: PredictConfig) -> str:
     """Where the test CSV is preprocessed to."""
     return config.records_dir or os.path.join(config.output_dir, RECORDS_DIR)
+
+
+def query_records(pred: str, saved_config: Dict) -> str:
+    """The test records folder a finished prediction in `pred` read, from its config.json (for the report)."""
+    return saved_config.get("test_records") or saved_config.get("records_dir") or os.path.join(pred, RECORDS_DIR)
 
 
 def input_marker(config: PredictConfig) -> Dict:

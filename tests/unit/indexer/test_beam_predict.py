@@ -206,3 +206,10 @@ def test_dask_cluster_gives_the_in_process_submission(index, test_records, test_
         with np.load(part) as z:
             writers.add(__import__("json").loads(str(z["meta"]))["written_by"]["pid"])
     assert os.getpid() not in writers, "the shards were answered by the Dask workers"
+
+
+def test_the_report_reads_the_records_predict_was_given(in_process, tmp_path):
+    from indexer import report
+
+    inputs = report.read_inputs(report.ReportConfig(predictions=str(in_process), output=str(tmp_path / "r.html")))
+    assert inputs.failures == {"broken": "truncated"}
