@@ -213,3 +213,13 @@ def test_the_report_reads_the_records_predict_was_given(in_process, tmp_path):
 
     inputs = report.read_inputs(report.ReportConfig(predictions=str(in_process), output=str(tmp_path / "r.html")))
     assert inputs.failures == {"broken": "truncated"}
+
+
+def test_make_predict_passes_records_and_the_preprocessing_flags(repo_root):
+    done = subprocess.run(["make", "-n", "predict", "RECORDS=/r", "INDEX=/i", "OUT=/o",
+                           "PREPROCESS=--runner=dask --dask_workers=2"], cwd=repo_root, capture_output=True, text=True)
+    line = next(l for l in done.stdout.splitlines() if "indexer.predict" in l)
+    assert '--test_records="/r"' in line and "--test_csv" not in line
+    assert '--preprocess_arg="--runner=dask" --preprocess_arg="--dask_workers=2"' in line
+    refused = subprocess.run(["make", "-n", "predict", "INDEX=/i"], cwd=repo_root, capture_output=True, text=True)
+    assert refused.returncode != 0 and "TEST_CSV=..., IMAGES=DIR or RECORDS=DIR is required" in refused.stderr
