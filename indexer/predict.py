@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from absl import app, flags, logging
@@ -157,8 +157,8 @@ def check_settings(config: PredictConfig) -> None:
     flag_checks.integer("--visualize", config.visualize, 0)
     if not (config.test_csv or config.images or config.test_records):
         raise flag_checks.SettingsError("one of --test_csv, --images or --test_records is required")
-    if config.images and (config.test_csv or config.test_records):
-        raise flag_checks.SettingsError("--images takes no --test_csv or --test_records")
+    if config.images and config.test_records:  # (test_csv is set from the folder once listed)
+        raise flag_checks.SettingsError("--images takes no --test_records")
     if config.test_records and (config.records_dir or config.preprocess_flags):
         raise flag_checks.SettingsError("--test_records are finished records: --records_dir and the preprocessing's "
                                         "flags (--preprocess_arg, fetch flags, --retry_failed) do not apply")
@@ -237,9 +237,6 @@ def check_test_records(records: str, image_size: int) -> List[str]:
     return files
 
 
-def records_ids(files: Sequence[str], records: str) -> List[str]:
-    """Without a test CSV: the records' ids in shard order, then failures.csv's (sorted), each once."""
-    return list(dict.fromkeys([i for i, _ in iter_jpegs(files)] + sorted(read_failures(records))))
 
 
 def preprocess_test(config: PredictConfig) -> str:
@@ -320,7 +317,7 @@ def predict(config: PredictConfig) -> Dict:
     if config.test_records:
         records = config.test_records
         files = check_test_records(records, config.image_size)
-        test_ids = read_test_ids(config.test_csv) if config.test_csv else records_ids(files, records)
+        test_ids = read_test_ids(config.test_csv) if config.test_csv else None  # None: from the answers
     else:
         test_ids = read_test_ids(config.test_csv)
         records = preprocess_test(config)
@@ -349,6 +346,8 @@ def predict(config: PredictConfig) -> Dict:
     items, sims, votes = answers.items, answers.similarities, answers.votes
 
     failures = read_failures(records)
+    if test_ids is None:  # records without a CSV: their ids in shard order, then the failed ones (sorted)
+        test_ids = list(dict.fromkeys([*image_ids, *sorted(failures)]))
     unexpected = set(by_id) - set(test_ids)
     if unexpected:
         raise InputError(f"{records} holds ids not in {config.test_csv}, e.g. {sorted(unexpected)[0]!r}: "
