@@ -36,7 +36,6 @@ from absl import app, flags, logging
 
 from indexer import outputs, report
 from indexer.embedding import embed_job, image_folder
-from pipelines import shard_index
 from indexer.evaluation import solutions, visualize
 from indexer.ranking import scoring
 from indexer.store.annoy_index import sha256_file
@@ -46,6 +45,7 @@ from indexer.ranking.confidence import CONFIDENCES
 from indexer.store.index_dir import Index
 from indexer.ranking.vote import METHODS
 from pipelines.cli import cli_errors, console, flag_checks
+from pipelines import shard_index
 from pipelines.sources import csv_input
 from pipelines.cli.cli_errors import InputError, absl_main
 from pipelines.graph.report import FAILURES_CSV
