@@ -39,7 +39,7 @@ from absl import logging
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from indexer.embedding import embedding_shards
-from indexer.embedding.embed import embed_records, iter_jpegs, model_fingerprint
+from indexer.embedding.embed import iter_jpegs, model_fingerprint
 from pipelines.cli import cli_errors
 from pipelines.cli.cli_errors import InputError
 from pipelines.graph import dask_setup
@@ -103,7 +103,7 @@ def output_path(out_dir: str, shard: str) -> str:
 
 def answer_shard(recognizer, shard: str, batch_size: int):
     """(query ids, `indexer.api.Answers`) of one shard: what in-process prediction computes for its rows."""
-    embedded = embed_records([shard], recognizer.embedder, batch_size, recognizer.index.manifest.tta)
+    embedded = recognizer.embed_records([shard], batch_size)  # batched as the in-process path batches it
     answers = recognizer.answer(embedded.vectors)
     if recognizer.verifies:
         by_id = {image_id: q for q, image_id in enumerate(embedded.image_ids)}

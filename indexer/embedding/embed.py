@@ -98,14 +98,20 @@ def list_shards(directory: str, splits: Sequence[str]) -> List[str]:
     return sorted(p for split in splits for p in tf.io.gfile.glob(schema.shard_pattern(directory, split)))
 
 
-def _batches(files: Sequence[str], batch_size: int, skip_corrupt: bool = False):
+def _batches(files: Sequence[str], batch_size: int, skip_corrupt: bool = False, per_shard: bool = False):
+    """Batches of parsed records over `files` in order; `per_shard`: no batch spans two shards, so
+    each shard is batched exactly as when it is embedded alone (the per-shard prediction job)."""
     import tensorflow as tf
 
-    records = (tf.data.Dataset.from_tensor_slices(list(files)).flat_map(shard_check.reader(True)) if skip_corrupt
-               else tf.data.TFRecordDataset(list(files)))
+    if per_shard:
+        read = shard_check.reader(skip_corrupt)
+        batches = tf.data.Dataset.from_tensor_slices(list(files)).flat_map(lambda f: read(f).batch(batch_size))
+    else:
+        records = (tf.data.Dataset.from_tensor_slices(list(files)).flat_map(shard_check.reader(True)) if skip_corrupt
+                   else tf.data.TFRecordDataset(list(files)))
+        batches = records.batch(batch_size)
     return (
-        records
-        .batch(batch_size)
+        batches
         .map(schema.tf_parse, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
@@ -125,11 +131,14 @@ def expected_records(directory: str, splits: Sequence[str]) -> Optional[int]:
 
 
 def embed_records(files: Sequence[str], embedder: Embedder, batch_size: int = 64, tta: str = "none",
-                  skip_corrupt: bool = False, progress: Optional[console.Progress] = None) -> Embedded:
+                  skip_corrupt: bool = False, progress: Optional[console.Progress] = None,
+                  per_shard: bool = False) -> Embedded:
     """Embed every record of `files`, in file order (empty arrays when there are none); `tta`:
     test-time augmentation (indexer/embedding/tta.py); counts the images on `progress` when given. A damaged
     shard raises `shard_check.CorruptShardError` naming it; with `skip_corrupt` each shard ends at
-    its first damaged record instead (see shard_check.scan_all for the count)."""
+    its first damaged record instead (see shard_check.scan_all for the count). `per_shard`: batches
+    never span two shards (a model's output can differ in the last bits with the batch's size, so
+    this is how a shard's vectors equal those of the shard embedded alone)."""
     import tensorflow as tf
 
     from indexer.embedding import tta as augment
@@ -138,7 +147,7 @@ def embed_records(files: Sequence[str], embedder: Embedder, batch_size: int = 64
     landmarks: List[np.ndarray] = []
     vectors: List[np.ndarray] = []
     try:
-        for batch in _batches(files, batch_size, skip_corrupt):
+        for batch in _batches(files, batch_size, skip_corrupt, per_shard):
             vectors.append(augment.embed(embedder, batch[schema.ENCODED], tta))
             ids.extend(x.decode("utf-8") for x in batch[schema.ID].numpy())
             landmarks.append(batch[schema.LANDMARK_ID].numpy().astype(np.int64))

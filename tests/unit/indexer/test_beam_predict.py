@@ -1,7 +1,7 @@
 """Prediction as a per-shard Beam job (indexer/embedding/beam_predict.py) against the in-process path.
 
 A tiny index with test-time augmentation and local features (so the job embeds with TTA and
-verifies), queried by 18 test images in 3 shards made as finished `pipelines.preprocess
+verifies), queried by 60 test images in 4 shards made as finished `pipelines.preprocess
 --split=test` output (`--test_records`). Every output predict writes must be byte-identical
 between the two paths, on the DirectRunner and on a real 2-worker Dask cluster.
 """
@@ -24,7 +24,8 @@ from tests.unit.indexer.indexer_helpers import IMAGE_SIZE, make_shards
 from tests.unit.indexer.test_build_predict import build_config
 
 OUTPUTS = ("submission.csv", "neighbours.csv", "verification.csv", "predict_stats.json")
-SHARDS = 3
+SHARDS = 4
+PER_CLASS = 10  # 60 queries, 15 per shard: in one batch of 64 they would differ in the last bits
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +37,8 @@ def index(tiny_export, reference_shards, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def test_records(tmp_path_factory):
-    """18 query images in 3 test shards with shard_index.json and failures.csv, as preprocessing leaves them."""
-    made = make_shards(tmp_path_factory.mktemp("made"), classes=6, per_class=1, val_per_class=3, size=IMAGE_SIZE,
+    """60 query images in 4 test shards with shard_index.json and failures.csv, as preprocessing leaves them."""
+    made = make_shards(tmp_path_factory.mktemp("made"), classes=6, per_class=1, val_per_class=PER_CLASS, size=IMAGE_SIZE,
                        shards=SHARDS, seed=1)
     records = tmp_path_factory.mktemp("test_records")
     rows = []
@@ -45,7 +46,7 @@ def test_records(tmp_path_factory):
         src = made / f"val-{s:05d}-of-{SHARDS:05d}.tfrecord"
         name = f"test-{s:05d}-of-{SHARDS:05d}.tfrecord"
         shutil.copy(src, records / name)
-        rows.append(("test", shard_index.HASHED, name, 6, src.stat().st_size, {}))
+        rows.append(("test", shard_index.HASHED, name, 15, src.stat().st_size, {}))
     (records / shard_index.FILE).write_bytes(shard_index.build(IMAGE_SIZE, rows))
     (records / "failures.csv").write_text("id,url,reason,detail\nbroken,x.jpg,truncated,\n")
     return records
@@ -53,7 +54,7 @@ def test_records(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def test_csv(tmp_path_factory):
-    ids = [f"val-{c:03d}-{i:03d}" for c in range(6) for i in range(3)][::-1] + ["broken", "lost"]
+    ids = [f"val-{c:03d}-{i:03d}" for c in range(6) for i in range(PER_CLASS)][::-1] + ["broken", "lost"]
     path = tmp_path_factory.mktemp("csv") / "test.csv"
     path.write_text("id,url\n" + "".join(f"{i},{i}.jpg\n" for i in ids))
     return path
@@ -62,7 +63,7 @@ def test_csv(tmp_path_factory):
 def config(index, records, pred, **overrides) -> predict.PredictConfig:
     values = dict(index_dir=str(index), test_csv=None, test_records=records and str(records), output_dir=str(pred), k=5,
                   search_k=1000, min_confidence=0.0, vote="sum", visualize=0, solution=None, image_size=0,
-                  batch_size=4)
+                  batch_size=64)
     values.update(overrides)
     return predict.PredictConfig(**values)
 
@@ -72,8 +73,8 @@ def in_process(index, test_records, test_csv, tmp_path_factory):
     pred = tmp_path_factory.mktemp("local")
     stats = predict.predict(config(index, test_records, pred, test_csv=str(test_csv),
                                    embedding=EmbedSettings("local")))
-    assert stats == {"test_ids": 20, "embedded": 18, "failed": 1, "missing": 1, "below_min_confidence": 0,
-                     "predicted": 18}
+    assert stats == {"test_ids": 62, "embedded": 60, "failed": 1, "missing": 1, "below_min_confidence": 0,
+                     "predicted": 60}
     assert not (pred / predict.RECORDS_DIR).exists() and not (pred / "preprocess.log").exists()
     return pred
 
@@ -87,7 +88,7 @@ def test_beam_job_writes_what_in_process_prediction_writes(index, test_records, 
     pred = tmp_path / "beam"
     predict.predict(config(index, test_records, pred, test_csv=str(test_csv), embedding=EmbedSettings("beam")))
     assert_same_outputs(in_process, pred)
-    assert (in_process / "verification.csv").read_text().count("\n") > 18, "the index verified neighbours"
+    assert (in_process / "verification.csv").read_text().count("\n") > 60, "the index verified neighbours"
     parts = sorted(p.name for p in (pred / predict.SHARDS_DIR).iterdir())
     assert parts == [f"test-{s:05d}-of-{SHARDS:05d}.tfrecord.npz" for s in range(SHARDS)]
 
@@ -122,9 +123,9 @@ def test_another_setting_redoes_every_shard(index, test_records, tmp_path):
 def test_records_without_a_csv_answer_their_ids_then_the_failures(index, test_records, in_process, tmp_path):
     pred = tmp_path / "pred"
     stats = predict.predict(config(index, test_records, pred, embedding=EmbedSettings("local")))
-    assert stats["test_ids"] == 19 and stats["failed"] == 1 and stats["missing"] == 0
+    assert stats["test_ids"] == 61 and stats["failed"] == 1 and stats["missing"] == 0
     lines = (pred / "submission.csv").read_text().splitlines()
-    assert lines[-1] == "broken," and len(lines) == 20
+    assert lines[-1] == "broken," and len(lines) == 62
     assert sorted(lines[1:]) == sorted(l for l in (in_process / "submission.csv").read_text().splitlines()[1:]
                                        if not l.startswith("lost,"))
 
@@ -140,7 +141,7 @@ def test_bad_test_records_are_refused_in_one_line(index, test_records, reference
     cases = [(tmp_path / "missing", "no such folder"), (tmp_path / "a_file", "not a folder"),
              (reference_shards, "holds train/val records, not test records"),
              (unfinished, "not a finished pipelines.preprocess output"),
-             (incomplete, "test-00001-of-00003.tfrecord is listed in shard_index.json but missing")]
+             (incomplete, "test-00001-of-00004.tfrecord is listed in shard_index.json but missing")]
     for records, message in cases:
         pred = tmp_path / f"pred-{records.name}"
         with pytest.raises(InputError, match=message) as err:
@@ -180,7 +181,7 @@ def test_command_line_with_records_and_a_bad_records_folder(index, test_records,
                                                             repo_root):
     pred = tmp_path / "cli"
     base = [sys.executable, "-m", "indexer.predict", f"--index_dir={index}", f"--output_dir={pred}", "--k=5",
-            "--search_k=1000", "--batch_size=4"]
+            "--search_k=1000", "--batch_size=64"]
     subprocess.run([*base, f"--test_csv={test_csv}", f"--test_records={test_records}", "--embed_runner=beam",
                     "--direct_num_workers=1"], check=True, cwd=repo_root, capture_output=True)
     assert_same_outputs(in_process, pred)
