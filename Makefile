@@ -82,16 +82,19 @@ index: $(STAMP)
 	$(call require,DATA)
 	$(PY) -m indexer.build --model="$(MODEL)" --data_dir="$(DATA)" --output_dir="$(OUT)" $(ARGS)
 
-# TEST_CSV=test.csv, or IMAGES=DIR (a folder of photos, id = file stem)
 # Check every file of an index folder against its manifest now, the local-feature store's segments included.
 verify-index: $(STAMP)
 	$(call require,INDEX)
 	$(PY) -m indexer.store.verify_index --index_dir="$(INDEX)" $(ARGS)
 
+# TEST_CSV=test.csv, or IMAGES=DIR (a folder of photos, id = file stem), or RECORDS=DIR (finished
+# `pipelines.preprocess --split=test` output, local or gs://; TEST_CSV then optional: its ids and order).
+# PREPROCESS="--runner=dask --dask_workers=2 ..." = flags for the test CSV's preprocessing (each one
+# passed as --preprocess_arg); ARGS="--embed_runner=beam --runner=dask ..." = the per-shard prediction job.
 predict: $(STAMP)
-	$(if $(TEST_CSV)$(IMAGES),,$(error TEST_CSV=... or IMAGES=DIR is required: see docs/index.md))
+	$(if $(TEST_CSV)$(IMAGES)$(RECORDS),,$(error TEST_CSV=..., IMAGES=DIR or RECORDS=DIR is required: see docs/index.md))
 	$(call require,INDEX)
-	$(PY) -m indexer.predict $(if $(TEST_CSV),--test_csv="$(TEST_CSV)") $(if $(IMAGES),--images="$(IMAGES)") --index_dir="$(INDEX)" --output_dir="$(OUT)" $(ARGS)
+	$(PY) -m indexer.predict $(if $(TEST_CSV),--test_csv="$(TEST_CSV)") $(if $(IMAGES),--images="$(IMAGES)") $(if $(RECORDS),--test_records="$(RECORDS)") $(foreach a,$(PREPROCESS),--preprocess_arg="$(a)") --index_dir="$(INDEX)" --output_dir="$(OUT)" $(ARGS)
 
 evaluate: $(STAMP)
 	$(call require,SUBMISSION)

@@ -142,13 +142,15 @@ class Recognizer:
         return Answers(answers.items, answers.similarities, votes, inliers)
 
     def embed_records(self, files: Sequence[str], batch_size: int = 64) -> Embedded:
-        """Embeddings of every record in preprocessed TFRecord shards (what `indexer.predict` feeds)."""
+        """Embeddings of every record in preprocessed TFRecord shards (what `indexer.predict` feeds),
+        batched shard by shard, as the per-shard prediction job batches them (so both give the same
+        vectors to the last bit)."""
         tta = self.index.manifest.tta  # queries are embedded as the references were
         if not self.progress or not files:
-            return embed_records(files, self.embedder, batch_size, tta)
+            return embed_records(files, self.embedder, batch_size, tta, per_shard=True)
         total = expected_records(os.path.dirname(files[0]), ["test"])
         with console.Progress("images embedded", total, "img") as progress:
-            return embed_records(files, self.embedder, batch_size, tta, progress=progress)
+            return embed_records(files, self.embedder, batch_size, tta, progress=progress, per_shard=True)
 
     def neighbours(self, answers: Answers, q: int) -> Tuple[Neighbour, ...]:
         """Query `q`'s neighbours, nearest first."""

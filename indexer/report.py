@@ -9,7 +9,7 @@ its thumbnails in a folder beside it (indexer/evaluation/report_images.py): it o
 Reads PRED/submission.csv (every id, in order), PRED/neighbours.csv, PRED/verification.csv
 (inliers per verified neighbour, when predict verified), PRED/config.json (the index folder, and
 the solution and names predict was given, used unless the flags say otherwise),
-PRED/test_records/ (query photos and failure reasons) and the index's reference shards. Counts
+PRED/test_records/ (query photos and failure reasons; or the --test_records / --records_dir predict read) and the index's reference shards. Counts
 and GAP come from indexer/evaluation/metrics.py and indexer/evaluation/solutions.py, as `indexer.evaluate` computes
 them, so the page's figures are `make evaluate`'s.
 """
@@ -116,7 +116,7 @@ def read_inputs(config: ReportConfig) -> Inputs:
                 inliers.setdefault(row["id"], {})[int(row["rank"]) - 1] = int(row["inliers"])
             except ValueError:
                 raise outputs.BadCsvError(f"{path}: row {n}: rank and inliers must be integers") from None
-    from indexer.predict import read_failures
+    from indexer.predict import query_records, read_failures
 
     solution_path = config.solution or predict_config.get("solution")
     names_path = config.landmark_names or predict_config.get("landmark_names")
@@ -125,7 +125,7 @@ def read_inputs(config: ReportConfig) -> Inputs:
         predictions=outputs.read_submission(submission),
         neighbours={i: [(r, l, s) for _, r, l, s in sorted(v)] for i, v in neighbours.items()},
         inliers=inliers,
-        failures=read_failures(os.path.join(pred, "test_records")),
+        failures=read_failures(query_records(pred, predict_config)),
         solution=solutions.read_solution(solution_path) if solution_path else None,
         names=naming.load(names_path),
         predict_config=predict_config,
@@ -271,8 +271,10 @@ def pictures(inputs: Inputs, config: ReportConfig, folder: str):
     TensorFlow to read the shards; skipped with a warning for images that are not there)."""
     from indexer.embedding.embed import list_shards
 
-    pred = config.predictions
-    query_files = list_shards(os.path.join(pred, "test_records"), ["test"])
+    from indexer.predict import query_records
+
+    records = query_records(config.predictions, inputs.predict_config)
+    query_files = list_shards(records, ["test"])
     verified = _to_draw(inputs, config.matches)
     query_jpegs: Dict[str, bytes] = {}
 
@@ -284,7 +286,7 @@ def pictures(inputs: Inputs, config: ReportConfig, folder: str):
 
     thumbs = report_images.thumbnails(queries(), folder, config.thumb_size)
     if not query_files:
-        logging.warning("no query records in %s: the page shows no query photos", os.path.join(pred, "test_records"))
+        logging.warning("no query records in %s: the page shows no query photos", records)
     wanted = {r for v in inputs.neighbours.values() for r, _, _ in v[:config.neighbours]} | \
              {ref for ref, _ in verified.values()}
     index_dir = inputs.predict_config.get("index_dir")

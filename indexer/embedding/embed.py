@@ -117,14 +117,20 @@ def list_shards(directory: str, splits: Sequence[str]) -> List[str]:
     return sorted(p for split in splits for p in tf.io.gfile.glob(schema.shard_pattern(directory, split)))
 
 
-def _batches(files: Sequence[str], batch_size: int, skip_corrupt: bool = False):
+def _batches(files: Sequence[str], batch_size: int, skip_corrupt: bool = False, per_shard: bool = False):
+    """Batches of parsed records over `files` in order; `per_shard`: no batch spans two shards, so
+    each shard is batched exactly as when it is embedded alone (the per-shard prediction job)."""
     import tensorflow as tf
 
-    records = (tf.data.Dataset.from_tensor_slices(list(files)).flat_map(shard_check.reader(True)) if skip_corrupt
-               else tf.data.TFRecordDataset(list(files)))
+    if per_shard:
+        read = shard_check.reader(skip_corrupt)
+        batches = tf.data.Dataset.from_tensor_slices(list(files)).flat_map(lambda f: read(f).batch(batch_size))
+    else:
+        records = (tf.data.Dataset.from_tensor_slices(list(files)).flat_map(shard_check.reader(True)) if skip_corrupt
+                   else tf.data.TFRecordDataset(list(files)))
+        batches = records.batch(batch_size)
     return (
-        records
-        .batch(batch_size)
+        batches
         .map(schema.tf_parse, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
@@ -145,13 +151,15 @@ def expected_records(directory: str, splits: Sequence[str]) -> Optional[int]:
 
 def embed_records(files: Sequence[str], embedder: Embedder, batch_size: int = 64, tta: str = "none",
                   skip_corrupt: bool = False, progress: Optional[console.Progress] = None,
-                  on_images: Optional[Callable[[Sequence[bytes]], None]] = None) -> Embedded:
+                  on_images: Optional[Callable[[Sequence[bytes]], None]] = None, per_shard: bool = False) -> Embedded:
     """Embed every record of `files`, in file order (empty arrays when there are none); `tta`:
     test-time augmentation (indexer/embedding/tta.py); counts the images on `progress` when given;
     `on_images` gets each batch's encoded images, in order, the bytes just embedded (the Beam job
     extracts their local features in the same pass). A damaged
     shard raises `shard_check.CorruptShardError` naming it; with `skip_corrupt` each shard ends at
-    its first damaged record instead (see shard_check.scan_all for the count)."""
+    its first damaged record instead (see shard_check.scan_all for the count). `per_shard`: batches
+    never span two shards (a model's output can differ in the last bits with the batch's size, so
+    this is how a shard's vectors equal those of the shard embedded alone)."""
     import tensorflow as tf
 
     from indexer.embedding import tta as augment
@@ -160,7 +168,7 @@ def embed_records(files: Sequence[str], embedder: Embedder, batch_size: int = 64
     landmarks: List[np.ndarray] = []
     vectors: List[np.ndarray] = []
     try:
-        for batch in _batches(files, batch_size, skip_corrupt):
+        for batch in _batches(files, batch_size, skip_corrupt, per_shard):
             vectors.append(augment.embed(embedder, batch[schema.ENCODED], tta))
             if on_images is not None:
                 on_images(batch[schema.ENCODED].numpy().tolist())
