@@ -19,8 +19,12 @@ would use every core of this machine, and the comparison would be of nothing). P
 seconds and rows/s of each run, the CPU seconds its worker processes used (on a machine shared
 with other jobs the wall-clock ratio also measures their load; rows per worker CPU-second does
 not), the speedup of 2 workers over 1, the build stage's Dask task
-count (read off the translated graph, `dask_setup.bag_partitions`, against the shards built),
-and whether each Dask output (shards, markers, failures.csv, stats.json, shard_index.json) is
+count (read off the translated graph, `dask_setup.bag_partitions`, against the shards built; and
+the tasks the cluster ran, from `distributed.get_task_stream`), the build stage's seconds (first
+task's start to last task's end: without `--tars` the plan runs in the submitting process, so
+the build is the only job on the cluster) and the serial seconds around it (the plan, the job's
+submission, the report), with the speedup Amdahl's law gives from them when each worker has a
+core of its own (on a shared machine the measured ratio is lower), and whether each Dask output (shards, markers, failures.csv, stats.json, shard_index.json) is
 byte-identical to the DirectRunner's. Target: a speedup of at least 1.6.
 
 `--smoke`: 24 rows of 160x120 in 4 shards (seconds plus two clusters' start-up): the same
@@ -64,6 +68,25 @@ class Result:
     shards: int
     identical: bool
     load_avg: float
+    cluster_s: float = 0.0  # first task's start to last task's end on the cluster: the build stage
+    tasks_run: int = 0  # Dask partitions (tasks of the graph) the cluster ran during the run
+
+    @property
+    def serial_s(self) -> float:
+        """The run's time outside the build stage: the plan, the job's submission, the report."""
+        return max(self.seconds - self.cluster_s, 0.0)
+
+
+def task_span(task_stream: Sequence[dict]) -> tuple:
+    """(seconds from the first task's start to the last task's end, partitions run) in a
+    `distributed.get_task_stream` record."""
+    spans = [(s["start"], s["stop"]) for t in task_stream for s in t["startstops"] if s["action"] == "compute"]
+    if not spans:
+        return 0.0, 0
+    # Bag tasks are keyed (layer name, partition); a fused chain also leaves an alias key per partition
+    # and `compute` adds one gathering task: count partitions, not keys.
+    partitions = {t["key"][1] for t in task_stream if isinstance(t["key"], tuple) and len(t["key"]) == 2}
+    return max(stop for _, stop in spans) - min(start for start, _ in spans), len(partitions)
 
 
 def make_input(root: pathlib.Path, setup: Setup) -> str:
@@ -127,10 +150,12 @@ def workers_cpu(address: str) -> float:
 
 
 def warm_up(address: str) -> None:
-    """Import the pipeline's modules (Beam, the codecs) in every worker process: part of the
-    cluster's start-up (about 8 s per fresh worker on the loaded 2-core machine), not of a run."""
+    """Import the pipeline's modules (Beam, the codecs) in every worker process, and the
+    DaskRunner's in this one: part of the cluster's start-up (about 8 s per fresh worker on the
+    loaded 2-core machine), not of a run; so the first timed run pays no more imports than the second."""
     import importlib
 
+    import apache_beam.runners.dask.dask_runner  # noqa: F401  (dask.bag, distributed)
     from distributed import Client
 
     with Client(address) as client:
@@ -141,17 +166,22 @@ def run_on_dask(workers: int, csv_path: str, root: pathlib.Path, setup: Setup, r
     from pipelines import preprocess
     from tests.tools.dask_cluster import dask_cluster
 
+    from distributed import Client, get_task_stream
+
     out = root / f"dask-{workers}"
     with dask_cluster(workers=workers, threads=1) as address:
         warm_up(address)
         argv = [*flags(csv_path, out, setup), "--runner=dask", f"--dask_address={address}"]
         load, cpu = os.getloadavg()[0], workers_cpu(address)
-        start = time.perf_counter()
-        stats = preprocess.run(argv)
-        seconds = time.perf_counter() - start
+        with Client(address) as client, get_task_stream(client) as stream:
+            start = time.perf_counter()
+            stats = preprocess.run(argv)
+            seconds = time.perf_counter() - start
         cpu = workers_cpu(address) - cpu
     n_shards = sum(stats["shards"].values())
-    return Result(workers, seconds, cpu, build_tasks(argv, stats), n_shards, outputs(out) == reference, load)
+    span, tasks = task_span(stream.data)
+    return Result(workers, seconds, cpu, build_tasks(argv, stats), n_shards, outputs(out) == reference, load,
+                  span, tasks)
 
 
 def run(smoke: bool = False, setup: Optional[Setup] = None) -> List[Result]:
@@ -177,16 +207,22 @@ def report(results: Sequence[Result], setup: Setup) -> str:
     lines = [
         f"preprocessing on a local Dask cluster: {setup.rows} file:// rows of {setup.width}x{setup.height} JPEGs "
         f"in {one.shards} shards, {os.cpu_count()} cores",
-        "| workers | s | rows/s | workers' CPU-s | rows per worker CPU-s | build tasks | shards "
-        "| identical to DirectRunner | load avg at start |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+        "| workers | s | rows/s | build stage s | serial s | workers' CPU-s | rows per worker CPU-s | build tasks "
+        "| tasks run | shards | identical to DirectRunner | load avg at start |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
     ]
-    lines += [f"| {r.workers} | {r.seconds:.1f} | {setup.rows / r.seconds:.1f} | {r.worker_cpu_s:.1f} | "
-              f"{setup.rows / max(r.worker_cpu_s, 1e-9):.1f} | {r.build_tasks} | {r.shards} | {r.identical} | "
-              f"{r.load_avg:.1f} |" for r in results]
+    lines += [f"| {r.workers} | {r.seconds:.1f} | {setup.rows / r.seconds:.1f} | {r.cluster_s:.1f} | {r.serial_s:.1f} | "
+              f"{r.worker_cpu_s:.1f} | {setup.rows / max(r.worker_cpu_s, 1e-9):.1f} | {r.build_tasks} | {r.tasks_run} | "
+              f"{r.shards} | {r.identical} | {r.load_avg:.1f} |" for r in results]
     speedup = one.seconds / two.seconds
     lines.append(f"speedup 2 workers / 1 worker: {speedup:.2f}x (target >= {TARGET_SPEEDUP}x: "
                  f"{'met' if speedup >= TARGET_SPEEDUP else 'NOT met'})")
+    if one.cluster_s and two.cluster_s:
+        # Amdahl: the serial part stays, the build stage halves when the second worker gets a core of its own.
+        bound = one.seconds / (one.serial_s + one.cluster_s / 2)
+        lines.append(f"build stage alone: {one.cluster_s / two.cluster_s:.2f}x; serial share of the 1-worker run "
+                     f"{one.serial_s / one.seconds:.1%} ({one.serial_s:.1f} s): with a free core per worker "
+                     f"(Amdahl) 2 workers would give {bound:.2f}x")
     return "\n".join(lines)
 
 

@@ -385,10 +385,11 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
             planned = shard_plan.read_summary(cfg.output_dir)
             to_build = planned[shard_plan.BUILD]
             built = _run_pipeline(options, lambda p: build(p, cfg, to_build), on_dask) if to_build else {}
-            counters = {k: counters.get(k, 0) + built.get(k, 0) for k in sorted({*counters, *built})}
+            counters = {k: counters.get(k, 0) + built.get(k, 0) for k in {*counters, *built}}
             # A runner without metrics (Dask) reports neither; the job succeeded, so every task wrote its shard.
             counters.setdefault("shards_written", len(to_build))
             counters.setdefault("shards_skipped", sum(planned[shard_plan.COUNTS].values()) - len(to_build))
+            counters = dict(sorted(counters.items()))
     stats = finish(cfg)
     shard_plan.remove(cfg.output_dir)
     print(summary(stats, counters, time.monotonic() - start, cfg.output_dir), flush=True)
