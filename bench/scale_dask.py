@@ -110,6 +110,13 @@ def make_input(root: pathlib.Path, setup: Setup) -> str:
     return str(csv_path)
 
 
+def first_url(csv_path: str) -> str:
+    """The url of the CSV's first row."""
+    with open(csv_path) as f:
+        f.readline()
+        return f.readline().split(",")[1]
+
+
 def outputs(out: pathlib.Path) -> Dict[str, bytes]:
     """Every output file's bytes by relative path."""
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
@@ -149,17 +156,31 @@ def workers_cpu(address: str) -> float:
         return sum(client.run(_cpu_seconds).values())
 
 
-def warm_up(address: str) -> None:
-    """Import the pipeline's modules (Beam, the codecs) in every worker process, and the
-    DaskRunner's in this one: part of the cluster's start-up (about 8 s per fresh worker on the
-    loaded 2-core machine), not of a run; so the first timed run pays no more imports than the second."""
-    import importlib
+def _warm_worker(image_url: str) -> bool:
+    """In a worker process: import what its first build task would (the pipeline's modules, the
+    DaskRunner's task code) and put one image through the row path (fetch, decode, resize,
+    encode: the codecs' first-use set-up)."""
+    import apache_beam.runners.dask.transform_evaluator  # noqa: F401  (runs every Beam task on Dask)
+    from pipelines.graph import transforms
+    from pipelines.sources.csv_input import Row
+    from pipelines.sources.fetch import FetchConfig
+    from pipelines.images.image import ImageConfig
 
+    return transforms.process_row(Row("warm", image_url, image_url, 0, "train", (0, 0)), FetchConfig(),
+                                  ImageConfig())[0] == "ok"
+
+
+def warm_up(address: str, image_url: str) -> None:
+    """Warm every worker process (`_warm_worker`) and this process's DaskRunner imports: part of
+    the cluster's start-up (about 8 s per fresh worker on the loaded 2-core machine), not of a run,
+    so the 1-worker and the 2-worker runs both start warm."""
     import apache_beam.runners.dask.dask_runner  # noqa: F401  (dask.bag, distributed)
     from distributed import Client
 
     with Client(address) as client:
-        client.run(importlib.import_module, "pipelines.graph.transforms")
+        warm = client.run(_warm_worker, image_url)
+    if not all(warm.values()):
+        raise RuntimeError(f"a worker could not process {image_url}: {warm}")
 
 
 def run_on_dask(workers: int, csv_path: str, root: pathlib.Path, setup: Setup, reference: Dict[str, bytes]) -> Result:
@@ -170,7 +191,7 @@ def run_on_dask(workers: int, csv_path: str, root: pathlib.Path, setup: Setup, r
 
     out = root / f"dask-{workers}"
     with dask_cluster(workers=workers, threads=1) as address:
-        warm_up(address)
+        warm_up(address, first_url(csv_path))
         argv = [*flags(csv_path, out, setup), "--runner=dask", f"--dask_address={address}"]
         load, cpu = os.getloadavg()[0], workers_cpu(address)
         with Client(address) as client, get_task_stream(client) as stream:
