@@ -28,12 +28,12 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, 
 from apache_beam.runners.runner import PipelineState
 
 from pipelines.cli import console, interrupt, output_guard, preflight, run_tempdir
-from pipelines.graph import dask_setup, report, shard_plan
+from pipelines.graph import dask_setup, driver_plan, report, shard_plan
 from pipelines.images import image
 from pipelines.sources import csv_input, fetch, layouts, storage, tar_source
 from pipelines.cli.cli_errors import InputError, run_argv
 from pipelines.sources.tar_locate import LocateInTars
-from pipelines.graph.transforms import NAMESPACE, BuildShards, DedupById, PlanShards, ReadCsvRows, Report
+from pipelines.graph.transforms import NAMESPACE, BuildShards, DedupById, PlanShards, ReadCsvRows
 
 _LOG = logging.getLogger("pipelines.preprocess")
 _REPO_SETUP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
@@ -264,15 +264,31 @@ def plan(p: beam.Pipeline, cfg: Config) -> beam.pvalue.PCollection:
 
 def build(p: beam.Pipeline, cfg: Config, names: Sequence[str]) -> beam.pvalue.PCollection:
     """The build phase's graph: one element per shard to build (`names`, from the plan), each
-    built from its rows in the plan; returns the single-element PCollection of the final stats."""
-    written = (
+    built from its rows in the plan; returns the names of the shards written. Its last step is
+    the build itself (on Dask one task per shard and nothing after it: no shuffle); the report
+    is merged from the shard markers by the submitting process once the job is done (`finish`)."""
+    return (
         p
         | "Shards" >> beam.Create(sorted(names))
         | "LoadPlan" >> shard_plan.LoadShardPlans(cfg.output_dir)
         | "Build" >> BuildShards(cfg.output_dir, cfg.fetch_config(), cfg.image_config(), cfg.fetch_threads)
     )
-    planned = p | "ReadPlan" >> shard_plan.ReadPlanSummary(cfg.output_dir)
-    return {**planned, "written": written} | "Report" >> Report(cfg.output_dir, cfg.settings())
+
+
+def finish(cfg: Config) -> dict:
+    """failures.csv, stats.json and shard_index.json from plan.json and every shard's marker
+    (`report.finalize`): a merge of small files in the submitting process, after the build."""
+    summary = shard_plan.read_summary(cfg.output_dir)
+    return report.finalize(cfg.output_dir, summary[shard_plan.COUNTS], summary[shard_plan.FAILURES],
+                           summary[shard_plan.ROWS_IN], cfg.settings())
+
+
+def plan_in_driver(cfg: Config) -> Dict[str, int]:
+    """The plan phase without a pipeline (pipelines/graph/driver_plan.py); returns its counters."""
+    return driver_plan.plan(
+        cfg.output_dir, cfg.csv, cfg.split, cfg.val_fraction, cfg.input_layout(),
+        json.dumps(cfg.settings(), sort_keys=True), cfg.num_shards, cfg.rows_per_shard, cfg.retry_failed,
+    )
 
 
 def _counters(result) -> Dict[str, int]:
@@ -362,12 +378,20 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     start = time.monotonic()
     with run_tempdir.private_tempdir():  # Beam's local temp folders go with the run
         with _local_dask_cluster(cfg, options) if on_dask else contextlib.nullcontext():
-            counters = _run_pipeline(options, lambda p: plan(p, cfg), on_dask)
-            to_build = shard_plan.read_summary(cfg.output_dir)[shard_plan.BUILD]
-            built = _run_pipeline(options, lambda p: build(p, cfg, to_build), on_dask)
-            counters = {k: counters.get(k, 0) + built.get(k, 0) for k in sorted({*counters, *built})}
+            if cfg.tars:  # the tar reads run on the runner, one task per tar
+                counters = _run_pipeline(options, lambda p: plan(p, cfg), on_dask)
+            else:
+                counters = plan_in_driver(cfg)
+            planned = shard_plan.read_summary(cfg.output_dir)
+            to_build = planned[shard_plan.BUILD]
+            built = _run_pipeline(options, lambda p: build(p, cfg, to_build), on_dask) if to_build else {}
+            counters = {k: counters.get(k, 0) + built.get(k, 0) for k in {*counters, *built}}
+            # A runner without metrics (Dask) reports neither; the job succeeded, so every task wrote its shard.
+            counters.setdefault("shards_written", len(to_build))
+            counters.setdefault("shards_skipped", sum(planned[shard_plan.COUNTS].values()) - len(to_build))
+            counters = dict(sorted(counters.items()))
+    stats = finish(cfg)
     shard_plan.remove(cfg.output_dir)
-    stats = json.loads(storage.read_bytes(storage.join(cfg.output_dir, report.STATS_JSON)))
     print(summary(stats, counters, time.monotonic() - start, cfg.output_dir), flush=True)
     return stats
 

@@ -3,7 +3,11 @@
 The preprocessing runs as two Beam pipelines (pipelines/preprocess.py):
 
     plan:   CSVs -> ReadCsvRows -> DedupById [-> LocateInTars] -> PlanShards -> WritePlan
-    build:  Create(shard names) -> BuildFromPlan -> Report
+            (without --tars: the same steps as plain calls in the submitting process,
+            pipelines/graph/driver_plan.py)
+    build:  Create(shard names) -> LoadShardPlans -> BuildShards
+    report: plan.json + every shard's marker -> failures.csv, stats.json (pipelines/graph/report.py,
+            in the submitting process)
 
 The plan phase is one light pass over the rows (no image is fetched). `WritePlan` writes, under
 `OUTPUT/_plan/`, one file per shard to build (its key, fingerprint and rows) and `plan.json`
@@ -11,14 +15,14 @@ The plan phase is one light pass over the rows (no image is fetched). `WritePlan
 the shards to build; finished shards are left out, as the plan phase found their markers). The
 build phase starts from one element per shard to build, a `Create` of those names, so every
 runner, Beam's DaskRunner included (whose parallelism comes from `Create` alone, docs/scale.md),
-can give each shard its own task; each task reads its shard's rows from the plan. The folder is
-removed once the report is written (`remove`).
+can give each shard its own task; each task reads its shard's rows from the plan. The report
+reads `plan.json` once the build is done; the folder is removed after it (`remove`).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Sequence, Tuple
 
 import apache_beam as beam
 
@@ -26,11 +30,11 @@ from pipelines import schema
 from pipelines.graph import shards
 from pipelines.sources import storage
 from pipelines.sources.csv_input import Row
-from pipelines.graph.routing import GatherAll, SplitByTag, tagged
+from pipelines.graph.routing import GatherAll
 
 PLAN_DIR = "_plan"
 SUMMARY = "plan.json"
-# plan.json's keys; "counts", "failures" and "rows_in" are also `transforms.REPORT_INPUTS`.
+# plan.json's keys.
 COUNTS, FAILURES, ROWS_IN, BUILD = "counts", "failures", "rows_in", "build"
 
 
@@ -96,7 +100,7 @@ class WritePlan(beam.PTransform):
     """{"tasks": build tasks, "counts", "failures", "rows_in"} -> the path of plan.json, written
     after every shard's plan file.
 
-    The inputs are gathered as main inputs (`routing.GatherAll`, as `transforms.Report` does),
+    The inputs are gathered as main inputs (`routing.GatherAll`),
     so this is the plan pipeline's one final step on every runner. `rows_in` may be empty (0).
     """
 
@@ -111,32 +115,6 @@ class WritePlan(beam.PTransform):
             {COUNTS: inputs[COUNTS], FAILURES: inputs[FAILURES], ROWS_IN: inputs[ROWS_IN], BUILD: planned}
             | "Gather" >> GatherAll()
             | "WriteSummary" >> beam.Map(lambda parts: _write_summary(out, parts))
-        )
-
-
-def _summary_items(output_dir: str) -> Iterator[Tuple[str, object]]:
-    summary = read_summary(output_dir)
-    for split_count in summary[COUNTS].items():
-        yield tagged(COUNTS, split_count)
-    for failure in summary[FAILURES]:
-        yield tagged(FAILURES, tuple(failure))
-    yield tagged(ROWS_IN, summary[ROWS_IN])
-
-
-class ReadPlanSummary(beam.PTransform):
-    """pbegin -> {"counts": (split, shard count), "failures": input failures, "rows_in": rows
-    read}, from plan.json: the report's inputs that the plan phase made."""
-
-    def __init__(self, output_dir: str) -> None:
-        super().__init__()
-        self._output_dir = output_dir
-
-    def expand(self, pbegin):
-        return (
-            pbegin
-            | "PlanDir" >> beam.Create([self._output_dir])
-            | "Read" >> beam.FlatMap(_summary_items)
-            | "Route" >> SplitByTag(COUNTS, FAILURES, ROWS_IN)
         )
 
 

@@ -2,7 +2,9 @@
 shard plan's files (pipelines/graph/shard_plan.py):
 
     plan:   ReadCsvRows -> DedupById -> PlanShards -> shard_plan.WritePlan
-    build:  Create(shard names) -> shard_plan.LoadShardPlans -> BuildShards -> Report
+            (without --tars, the same functions called in the submitting process: driver_plan.py)
+    build:  Create(shard names) -> shard_plan.LoadShardPlans -> BuildShards
+    then the report, merged from the shard markers in the submitting process (report.py)
 
 Only light rows (id, url, label) travel between stages: bytes are fetched inside `BuildShards`,
 which fetches and decodes one whole shard per element with a thread pool (fetching is I/O-bound
@@ -14,7 +16,7 @@ a storage error on the output itself can fail the job.
 
 Built from what every runner executes alike, Beam's DaskRunner included (docs/scale.md): steps
 with several outputs emit `(tag, value)` pairs split by `routing.SplitByTag` (no
-`with_outputs`), and the report gathers its inputs as main inputs, so it is the one final step
+`with_outputs`), and the plan gathers its inputs as main inputs, so it is the one final step
 that everything leads to (no side inputs, no dead ends).
 """
 
@@ -25,7 +27,7 @@ import gc
 import itertools
 import logging
 import time
-from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -36,10 +38,9 @@ from pipelines.graph import shards
 from pipelines.images import decode_budget, image
 from pipelines.sources import layouts
 from pipelines.sources import fetch as fetch_lib
-from pipelines.graph import report
 from pipelines.sources.csv_input import Failure, Row
 from pipelines.images.errors import RowFailure
-from pipelines.graph.routing import GatherAll, SplitByTag, tagged
+from pipelines.graph.routing import SplitByTag, tagged
 
 NAMESPACE = "preprocess"
 ROWS = "rows"
@@ -347,7 +348,7 @@ class _Build(beam.DoFn):
                           len(records), len(failures))
         # At most one shard waits for its write while the next is built (two shards' records in
         # memory). The name goes out now; the bundle commits it only after `finish_bundle` has
-        # waited for the write, so the report, behind a GroupByKey, still runs after every write.
+        # waited for the write, so the job (and the report after it) ends only after every write.
         self._wait_for_write()
         self._writing = (key, self._writer.submit(
             shards.write_shard, self._output_dir, key, records, failures, digest, source_bytes))
@@ -371,40 +372,3 @@ class BuildShards(beam.PTransform):
         # Reshuffle spreads the shards over workers (breaks fusion on Dataflow; a no-op on Dask,
         # where the Create of shard names already gives one task per shard).
         return tasks | "Spread" >> beam.Reshuffle() | "Build" >> beam.ParDo(self._dofn)
-
-
-REPORT_INPUTS = ("counts", "failures", "rows_in", "written")
-
-
-class _Finalize(beam.DoFn):
-    """All report inputs, gathered -> failures.csv, stats.json; yields the stats."""
-
-    def __init__(self, output_dir: str, settings: Dict[str, object]) -> None:
-        self._output_dir = output_dir
-        self._settings = settings
-
-    def process(self, parts: Dict[str, list]) -> Iterator[dict]:
-        yield report.finalize(
-            self._output_dir, dict(parts["counts"]), parts["failures"], sum(parts["rows_in"]), self._settings
-        )
-
-
-class Report(beam.PTransform):
-    """{"counts", "failures", "rows_in", "written"} -> the stats dict, after every shard is done.
-
-    Writes failures.csv and stats.json (see `pipelines.graph.report`). The inputs are gathered as main
-    inputs (`routing.GatherAll`): that is what makes this run once, after the last shard
-    (`written` is there only for that), on every runner. `rows_in` may be empty (no rows: 0).
-    """
-
-    def __init__(self, output_dir: str, settings: Dict[str, object]) -> None:
-        super().__init__()
-        self._output_dir = output_dir
-        self._settings = settings
-
-    def expand(self, inputs):
-        return (
-            {name: inputs[name] for name in REPORT_INPUTS}
-            | "Gather" >> GatherAll()
-            | "Finalize" >> beam.ParDo(_Finalize(self._output_dir, self._settings))
-        )

@@ -41,11 +41,6 @@ def test_write_plan_then_read_summary_gives_the_reports_inputs(tmp_path):
     assert summary == {"build": ["train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"],
                        "counts": {"train": 2, "val": 1}, "failures": [["z", "uz", "bad_row", "line 3"]], "rows_in": 3}
     assert shard_plan.read_shard_plan(out, "train-00001-of-00002.tfrecord") == tasks[1]
-    with BeamTestPipeline() as p:
-        inputs = p | shard_plan.ReadPlanSummary(out)
-        assert_that(inputs["counts"], equal_to([("train", 2), ("val", 1)]), label="counts")
-        assert_that(inputs["failures"], equal_to([("z", "uz", "bad_row", "line 3")]), label="failures")
-        assert_that(inputs["rows_in"], equal_to([3]), label="rows_in")
 
 
 def test_an_empty_input_plans_no_shard_and_reads_zero_rows(tmp_path):
@@ -67,4 +62,4 @@ def test_on_dask_the_build_has_one_task_per_shard_unless_partitioning_is_given(p
     preprocess.build(p, cfg, [f"train-{i:05d}-of-00017.tfrecord" for i in range(17)])
     tasks = dask_setup.bag_partitions(p, options)
     assert tasks["Build/Build"] == build_tasks
-    assert tasks["Report/Finalize"] >= 1
+    assert list(tasks)[-1] == "Build/Build"  # the build is the job's last step: no shuffle after it

@@ -16,7 +16,7 @@ from pipelines.graph import report, shards
 from pipelines.images import image
 from pipelines.sources import fetch
 from pipelines.sources.csv_input import Failure, Row
-from pipelines.graph.transforms import BuildShards, DedupById, PlanShards, ReadCsvRows, Report
+from pipelines.graph.transforms import BuildShards, DedupById, PlanShards, ReadCsvRows
 from tests.pipeline import helpers
 
 
@@ -107,14 +107,8 @@ def test_report_merges_markers_and_input_failures(tmp_path):
     rec = schema.serialize(schema.ImageRecord("k", b"j", 1, 1, 3, "u"))
     shards.write_shard(str(tmp_path), shards.ShardKey("test", 0, 1), [shards.Written("k", rec, 3)], [("m", "um", "timeout", "slow")], "d")
     (tmp_path / "test-00000-of-00002.tfrecord").write_bytes(b"stale plan")
-    with BeamTestPipeline() as p:
-        stats = {
-            "counts": p | "C" >> beam.Create([("test", 1)]),
-            "failures": p | "F" >> beam.Create([Failure("d", "ud", "duplicate_id", "")]),
-            "rows_in": p | "R" >> beam.Create([3]),
-            "written": p | "W" >> beam.Create(["test-00000-of-00001.tfrecord"]),
-        } | Report(str(tmp_path), {"image_size": 1})
-        assert_that(stats | beam.Map(lambda s: (s["written"], s["failed"], s["accounted_for"])), equal_to([(1, 2, True)]))
+    stats = report.finalize(str(tmp_path), {"test": 1}, [Failure("d", "ud", "duplicate_id", "")], 3, {"image_size": 1})
+    assert (stats["written"], stats["failed"], stats["accounted_for"]) == (1, 2, True)
     assert (tmp_path / "failures.csv").read_text() == "id,url,reason,detail\nd,ud,duplicate_id,\nm,um,timeout,slow\n"
     saved = json.loads((tmp_path / report.STATS_JSON).read_text())
     assert saved["failed_by_reason"] == {"duplicate_id": 1, "timeout": 1}
