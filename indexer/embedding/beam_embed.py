@@ -22,7 +22,6 @@ TensorFlow runs inside the workers and shards are read with tf.data: nothing her
 
 from __future__ import annotations
 
-import contextlib
 import logging as std_logging
 import threading
 import time
@@ -35,7 +34,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from indexer.embedding import embed_progress, embedding_shards
 from indexer.ranking import local_features
 from indexer.embedding.embed import Embedded, Embedder, check_export, embed_records, model_fingerprint
-from pipelines.cli import cli_errors, console
+from pipelines.cli import console
 from pipelines.graph import dask_setup
 from pipelines.cli.cli_errors import InputError, SettingsError
 
@@ -215,17 +214,6 @@ def pipeline_options(beam_args: Sequence[str], dask_address: str = "", dask_work
     return options
 
 
-@contextlib.contextmanager
-def _cluster_if_needed(options: PipelineOptions, dask_workers: int) -> Iterator[None]:
-    """On a Dask job without a scheduler, a local cluster for the job's duration."""
-    if not dask_setup.is_dask(options.view_as(StandardOptions).runner) or dask_setup.has_address(options):
-        yield
-        return
-    with dask_setup.local_cluster(dask_workers) as address:
-        dask_setup.configure(options, address)
-        yield
-
-
 def embed_with_beam(files: Sequence[str], export_dir: str, embed_dir: str, batch_size: int,
                     beam_args: Sequence[str], dask_address: str = "", dask_workers: int = 0,
                     progress: Optional[console.Progress] = None, max_features: int = 0,
@@ -243,24 +231,12 @@ def embed_with_beam(files: Sequence[str], export_dir: str, embed_dir: str, batch
     local_features.remove_stale_temporaries(embed_dir)
     options = pipeline_options(beam_args, dask_address, dask_workers)
     t0 = time.perf_counter()
-    with _cluster_if_needed(options, dask_workers):
+    with dask_setup.cluster_if_needed(options, dask_workers):
         p = beam.Pipeline(options=options)
         _ = p | "ShardPaths" >> beam.Create(list(files)) | "EmbedShards" >> EmbedShards(
             export_dir, fingerprint, embed_dir, batch_size, max_features, tta)
         with embed_progress.watching(embed_dir, files, fingerprint, progress, tta):
-            try:
-                result = p.run()  # the DirectRunner runs the whole job here
-            except OSError as err:  # distributed: "Timed out trying to connect to tcp://..."
-                if not dask_setup.is_dask(options.view_as(StandardOptions).runner):
-                    raise
-                raise InputError(f"the Dask scheduler cannot be reached ({cli_errors.one_line(err)}): is it "
-                                 "running at --dask_address?") from None
-            try:
-                result.wait_until_finish()
-            finally:
-                client = getattr(result, "client", None)  # the DaskRunner leaves its dask Client connected
-                if client is not None:
-                    client.close()
+            dask_setup.run_to_end(p, options)
     embedded = embedding_shards.gather(embed_dir, files, fingerprint, dimension, tta)
     logging.info("Beam job (%s): %d shards, %d images in %s, %.1f s", options.view_as(StandardOptions).runner
                  or "DirectRunner", len(files), len(embedded.image_ids), embed_dir, time.perf_counter() - t0)

@@ -22,7 +22,6 @@ on one machine, a shared file system for a cluster); SHARDS goes through `tf.io.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import io
@@ -36,12 +35,10 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import apache_beam as beam
 import numpy as np
 from absl import logging
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import StandardOptions
 
 from indexer.embedding import embedding_shards
 from indexer.embedding.embed import iter_jpegs, model_fingerprint
-from pipelines.cli import cli_errors
-from pipelines.cli.cli_errors import InputError
 from pipelines.graph import dask_setup
 
 SUFFIX = embedding_shards.SUFFIX
@@ -228,17 +225,6 @@ def gather(out_dir: str, shards: Sequence[str], key: str):
                         None if any(i is None for i in inliers) else np.concatenate(inliers))
 
 
-@contextlib.contextmanager
-def _cluster_if_needed(options: PipelineOptions, dask_workers: int) -> Iterator[None]:
-    """On a Dask job without a scheduler, a local cluster for the job's duration."""
-    if not dask_setup.is_dask(options.view_as(StandardOptions).runner) or dask_setup.has_address(options):
-        yield
-        return
-    with dask_setup.local_cluster(dask_workers) as address:
-        dask_setup.configure(options, address)
-        yield
-
-
 def predict_with_beam(files: Sequence[str], settings: QuerySettings, out_dir: str, beam_args: Sequence[str],
                       dask_address: str = "", dask_workers: int = 0):
     """Run the job over `files` (resuming whatever `out_dir` already holds for this job) and return
@@ -255,20 +241,10 @@ def predict_with_beam(files: Sequence[str], settings: QuerySettings, out_dir: st
     options = pipeline_options(beam_args, dask_address, dask_workers)
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     t0 = time.perf_counter()
-    with _cluster_if_needed(options, dask_workers):
+    with dask_setup.cluster_if_needed(options, dask_workers):
         p = beam.Pipeline(options=options)
         _ = p | "QueryShards" >> beam.Create(list(files)) | "PredictShards" >> PredictShards(settings, key, out_dir)
-        try:
-            result = p.run()
-        except OSError as err:  # distributed: "Timed out trying to connect to tcp://..."
-            if not dask_setup.is_dask(runner):
-                raise
-            raise InputError(f"the Dask scheduler cannot be reached ({cli_errors.one_line(err)}): is it "
-                             "running at --dask_address?") from None
-        try:
-            result.wait_until_finish()
-        finally:
-            dask_setup.close_client(result)
+        dask_setup.run_to_end(p, options)
     ids, answers = gather(out_dir, files, key)
     logging.info("Beam prediction job (%s): %d shards, %d queries in %s, %.1f s", runner, len(files), len(ids),
                  out_dir, time.perf_counter() - t0)

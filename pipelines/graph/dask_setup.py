@@ -91,6 +91,36 @@ def local_cluster(workers: int = 0) -> Iterator[str]:
         cluster.close()
 
 
+@contextlib.contextmanager
+def cluster_if_needed(options: PipelineOptions, workers: int = 0) -> Iterator[None]:
+    """On a Dask job that names no scheduler, a `local_cluster` of `workers` for the job's duration
+    (`options` then point at it); otherwise nothing."""
+    if not is_dask(options.view_as(StandardOptions).runner) or has_address(options):
+        yield
+        return
+    with local_cluster(workers) as address:
+        configure(options, address)
+        yield
+
+
+def run_to_end(pipeline, options: PipelineOptions) -> None:
+    """Run `pipeline` and wait for it. A Dask scheduler that cannot be reached is a one-line
+    InputError; the DaskRunner's scheduler connection is closed afterwards."""
+    from pipelines.cli import cli_errors
+
+    try:
+        result = pipeline.run()  # the DirectRunner runs the whole job here
+    except OSError as err:  # distributed: "Timed out trying to connect to tcp://..."
+        if not is_dask(options.view_as(StandardOptions).runner):
+            raise
+        raise cli_errors.InputError(f"the Dask scheduler cannot be reached ({cli_errors.one_line(err)}): is it "
+                                    "running at --dask_address?") from None
+    try:
+        result.wait_until_finish()
+    finally:
+        close_client(result)
+
+
 def bag_partitions(pipeline, options: PipelineOptions) -> dict:
     """{transform's full label: Dask partitions = tasks} of `pipeline` as Beam 2.77's DaskRunner
     translates it with `options`' partitioning (read off the graph; nothing runs)."""
