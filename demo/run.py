@@ -9,8 +9,9 @@ name in front:
   data        pipelines.synthetic            (skipped with --data_dir)   OUT/data/
   records     pipelines.preprocess train.csv                             OUT/records/
   train_base  trainer.train --epochs=0       (untrained / pretrained-only network)   OUT/models/base/
-  train_L     trainer.train --loss=...       (L = arcface or triplet; both with --ablation, and
-                                             the configured loss at a smaller size, L-<size>px)  OUT/models/L/
+  train_L     trainer.train --loss=...       (L = arcface or triplet; both with --ablation, the
+                                             configured loss at a smaller size, L-<size>px, and
+                                             ArcFace with dynamic margins, arcface-dynamic)  OUT/models/L/
   index_M     indexer.build                  for each method M (a model + build options)  OUT/index/M/
   predict_M   indexer.predict test.csv       (with the solution, for the query grid)  OUT/predict/M/
   evaluate_M  indexer.evaluate               for M and the random-guess baseline     OUT/eval/M/
@@ -58,7 +59,8 @@ flags.DEFINE_list("train_args", [], "Extra trainer.train flags for both models, 
                   "(e.g. --learning_rate=1e-3,--image_size=128); they override the demo's.")
 flags.DEFINE_enum("loss", None, ["arcface", "triplet"], "Loss of the trained model (triplet: semi-hard); "
                   "default by mode.")
-flags.DEFINE_bool("ablation", False, "Also train with the other loss and at a smaller image size, and add one row "
+flags.DEFINE_bool("ablation", False, "Also train with the other loss, at a smaller image size and with ArcFace's "
+                  "dynamic margins, and add one row "
                   "per recognition-quality "
                   "option (re-ranking, confidence, TTA) on the trained model, each with its time cost.")
 flags.mark_flag_as_required("output_dir")
@@ -184,14 +186,23 @@ class Method:
         return self.key if self.build else self.model
 
 
+DYNAMIC = "dynamic"  # the model-key part of ArcFace with per-class dynamic margins (--arcface_margin=dynamic)
+
+
 def model_loss(model: str) -> str:
-    """The LOSSES key of a trained model's key (`arcface`, `triplet`, `arcface-96px`, ...)."""
+    """The LOSSES key of a trained model's key (`arcface`, `triplet`, `arcface-96px`, `arcface-dynamic`, ...)."""
     return model.split("-")[0]
 
 
 def model_size(model: str) -> Optional[int]:
     """The image size a `<loss>-<size>px` model was trained at (None: the mode's)."""
-    return int(model.split("-")[1][:-2]) if "-" in model else None
+    sized = [part for part in model.split("-")[1:] if part.endswith("px")]
+    return int(sized[0][:-2]) if sized else None
+
+
+def model_dynamic(model: str) -> bool:
+    """Whether a model key names ArcFace with dynamic margins (`arcface-dynamic`)."""
+    return DYNAMIC in model.split("-")[1:]
 
 
 def model_label(cfg: DemoConfig, model: str) -> str:
@@ -200,24 +211,30 @@ def model_label(cfg: DemoConfig, model: str) -> str:
         return ("pretrained-only" if pretrained else "untrained") + " network + KNN"
     name = LOSSES[model_loss(model)][1]
     size = f" at {model_size(model)} px" if model_size(model) else ""
-    return (f"fine-tuned ({name})" if pretrained else f"{name}-trained") + f" network{size} + KNN"
+    if pretrained:
+        trained = f"fine-tuned ({name}, dynamic margins)" if model_dynamic(model) else f"fine-tuned ({name})"
+    else:
+        trained = f"{name}-trained" + (" (dynamic margins)" if model_dynamic(model) else "")
+    return f"{trained} network{size} + KNN"
 
 
 def trained_models(cfg: DemoConfig) -> list[str]:
-    """Models to train: the configured loss first; with --ablation the other loss, and the
-    configured one at the mode's smaller ablation size."""
+    """Models to train: the configured loss first; with --ablation the other loss, the configured
+    one at the mode's smaller ablation size, and ArcFace with dynamic margins (the mode's ArcFace
+    settings otherwise)."""
     if not cfg.ablation:
         return [cfg.loss]
     sized = [f"{cfg.loss}-{cfg.ablation_size}px"] if cfg.ablation_size else []
-    return [cfg.loss] + [m for m in LOSSES if m != cfg.loss] + sized
+    return [cfg.loss] + [m for m in LOSSES if m != cfg.loss] + sized + [f"arcface-{DYNAMIC}"]
 
 
 def model_flags(cfg: DemoConfig, model: str) -> tuple[str, ...]:
-    """trainer.train flags of a model beyond the shared ones: its loss, epochs and size."""
+    """trainer.train flags of a model beyond the shared ones: its loss, margins, epochs and size."""
     if model == "base":
         return ("--epochs=0",)
     size = model_size(model)
-    return (*LOSSES[model_loss(model)][0], f"--epochs={cfg.epochs}", *((f"--image_size={size}",) if size else ()))
+    return (*LOSSES[model_loss(model)][0], *((f"--arcface_margin={DYNAMIC}",) if model_dynamic(model) else ()),
+            f"--epochs={cfg.epochs}", *((f"--image_size={size}",) if size else ()))
 
 
 def merge_tta(build_flags: tuple[str, ...]) -> tuple[str, ...]:

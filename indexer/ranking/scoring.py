@@ -35,7 +35,7 @@ class Scoring:
     confidence: str = "score"  # score | margin (indexer/ranking/confidence.py)
     penalty_weight: float = 1.0  # x the reference's non-landmark penalty, when the index has penalties
     verify_k: int = 10  # neighbours spatially verified, when the index has local features (0 = off)
-    verify_weight: float = 1.0  # the verification's weight in a landmark's score (vote's: 1)
+    verify_weight: float = 2.0  # the verification's weight in a landmark's score (vote's: 1); docs/quality.md
     verify_cap: int = 40  # inliers that count as a full match
 
     def __post_init__(self) -> None:

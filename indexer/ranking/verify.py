@@ -16,7 +16,14 @@ Every Google Landmark Recognition winner re-ranked its top neighbours this way (
      consistent with one plane-to-plane view change, which a facade seen from two places is, to
      within a few pixels at the stored sizes.
 
-The inlier count of each verified neighbour, capped and scaled to [0, 1], is added to its
+  4. The evidence is the inliers beyond what any fit explains: distinct keypoints only (several
+     query features matched to one reference keypoint, or the reverse, count once: a fit whose
+     inliers all land on one or two points of the other image is degenerate, not a view change),
+     minus the 4 correspondences a homography fits exactly whatever they are (MINIMAL_SAMPLE).
+     On landmarks-mini the most confident distractor's 21 raw inliers sat on 2 reference
+     keypoints, and most distractors' best fits had 4-5 inliers: both count 0 now.
+
+That count of each verified neighbour, capped and scaled to [0, 1], is added to its
 landmark's vote (indexer/ranking/confidence.py `decide`): a query whose neighbours verify keeps or gains
 confidence; one that only resembles its neighbours drops below the answers that verified.
 """
@@ -32,6 +39,7 @@ from indexer.ranking.local_features import LocalFeatures
 RATIO = 0.8  # Lowe's ratio test
 THRESHOLD_PX = 4.0  # homography reprojection error of an inlier
 MIN_MATCHES = 8  # fewer ratio-test matches: nothing to fit, 0 inliers
+MINIMAL_SAMPLE = 4  # correspondences that determine a homography exactly: no evidence of a view change
 MAX_ITERS = 10000
 CONFIDENCE = 0.999
 
@@ -54,35 +62,50 @@ class Verifier:
         self.threshold_px = threshold_px
 
     def inliers(self, query: LocalFeatures, reference: LocalFeatures) -> int:
-        """Matches between the two images consistent with one homography (0 when too few match)."""
-        return len(self.matches(query, reference))
+        """The evidence that the two images show one scene: the inliers of the fitted homography
+        counted by distinct keypoints (min over the two images), minus the MINIMAL_SAMPLE that any
+        fit explains; 0 when too few match."""
+        fit = self._fit(query, reference)
+        if fit is None:
+            return 0
+        query_idx, reference_idx = fit[2], fit[3]
+        distinct = min(len(np.unique(query_idx)), len(np.unique(reference_idx)))
+        return max(0, distinct - MINIMAL_SAMPLE)
 
     def matches(self, query: LocalFeatures, reference: LocalFeatures) -> np.ndarray:
         """The inlier matches themselves, float32 [n, 4]: query x, y, reference x, y (pixels of the
         images as stored); none when too few match. The report draws them (indexer/report.py)."""
-        none = np.zeros((0, 4), np.float32)
+        fit = self._fit(query, reference)
+        if fit is None:
+            return np.zeros((0, 4), np.float32)
+        return np.concatenate([fit[0], fit[1]], axis=1).astype(np.float32)
+
+    def _fit(self, query: LocalFeatures, reference: LocalFeatures):
+        """(query xy, reference xy, query keypoint indices, reference keypoint indices) of the
+        homography's inlier matches, or None when too few match or no model fits."""
         if len(query) < MIN_MATCHES or len(reference) < MIN_MATCHES:
-            return none
+            return None
         cv2 = self._cv2
         pairs = self._matcher.knnMatch(root_sift(query.descriptors), root_sift(reference.descriptors), k=2)
         good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < self.ratio * p[1].distance]
         if len(good) < MIN_MATCHES:
-            return none
-        src = query.xy[[m.queryIdx for m in good]]
-        dst = reference.xy[[m.trainIdx for m in good]]
+            return None
+        query_idx = np.array([m.queryIdx for m in good], np.int64)
+        reference_idx = np.array([m.trainIdx for m in good], np.int64)
+        src, dst = query.xy[query_idx], reference.xy[reference_idx]
         try:
             _, mask = cv2.findHomography(src, dst, cv2.USAC_MAGSAC, self.threshold_px, maxIters=MAX_ITERS,
                                          confidence=CONFIDENCE)
         except cv2.error:  # degenerate point sets (all collinear, duplicates): no model
-            return none
+            return None
         if mask is None:
-            return none
+            return None
         keep = mask.ravel().astype(bool)
-        return np.concatenate([src[keep], dst[keep]], axis=1).astype(np.float32)
+        return src[keep], dst[keep], query_idx[keep], reference_idx[keep]
 
 
 def verification_scores(inliers: np.ndarray, cap: int) -> np.ndarray:
-    """Inlier counts [..] -> scores in [0, 1]: min(inliers, cap) / cap; -1 (not verified) -> 0."""
+    """Inlier counts [..] (Verifier.inliers) -> scores in [0, 1]: min(inliers, cap) / cap; -1 (not verified) -> 0."""
     if cap < 1:
         raise ValueError(f"cap={cap}: at least 1 inlier")
     counts = np.asarray(inliers, np.float32)

@@ -26,14 +26,16 @@ def test_default_rows_are_base_trained_and_recommended(tmp_path):
 
 def test_ablation_adds_the_other_loss_and_each_option_with_its_own_index(tmp_path):
     cfg = config(tmp_path, ablation=True, weights="/w.h5")
-    assert trained_models(cfg) == ["triplet", "arcface"]
+    assert trained_models(cfg) == ["triplet", "arcface", "arcface-dynamic"]
     rows = {m.key: m for m in methods(cfg, str(tmp_path))}
-    assert list(rows) == ["base", "triplet", "arcface", "triplet-aqe", "triplet-dba", "triplet-flip",
+    assert list(rows) == ["base", "triplet", "arcface", "arcface-dynamic", "triplet-aqe", "triplet-dba", "triplet-flip",
                           "triplet-multiscale", "triplet-margin", "triplet-otherpen",
                           "triplet-verify"]  # no penalty row: no nonlandmark.csv
     assert rows["triplet-multiscale"].build == ("--tta=multiscale",)
     assert rows["triplet-multiscale"].index_key == "triplet-multiscale"
     assert rows["arcface"].label == "fine-tuned (ArcFace) network + KNN"
+    assert rows["arcface-dynamic"].label == "fine-tuned (ArcFace, dynamic margins) network + KNN"
+    assert rows["arcface-dynamic"].model == "arcface-dynamic" and rows["arcface-dynamic"].index_key == "arcface-dynamic"
     assert rows["triplet-dba"].index_key == "triplet-dba"
     assert rows["triplet-dba"].build == ("--dba_k=2", "--dba_alpha=3")
     assert rows["triplet-margin"].index_key == "triplet"
@@ -49,13 +51,26 @@ def test_ablation_adds_the_other_loss_and_each_option_with_its_own_index(tmp_pat
 
 def test_ablation_trains_the_configured_loss_at_the_smaller_size_too(tmp_path):
     cfg = dataclasses.replace(config(tmp_path, ablation=True), ablation_size=64)
-    assert trained_models(cfg) == ["triplet", "arcface", "triplet-64px"]
+    assert trained_models(cfg) == ["triplet", "arcface", "triplet-64px", "arcface-dynamic"]
     assert model_flags(cfg, "triplet-64px") == ("--loss=semihard", f"--epochs={cfg.epochs}", "--image_size=64")
     assert model_flags(cfg, "base") == ("--epochs=0",)
     rows = {m.key: m for m in methods(cfg, str(tmp_path))}
     assert rows["triplet-64px"].label == "triplet-trained network at 64 px + KNN"
     assert rows["triplet-64px"].model == "triplet-64px" and rows["triplet-64px"].index_key == "triplet-64px"
     assert trained_models(dataclasses.replace(cfg, ablation=False)) == ["triplet"]
+
+
+def test_ablation_trains_arcface_with_dynamic_margins_with_the_modes_arcface_settings(tmp_path):
+    for loss in ("triplet", "arcface"):  # built-in data (the other loss) and WEIGHTS= (the configured one)
+        cfg = dataclasses.replace(config(tmp_path, ablation=True, loss=loss), ablation_size=96)
+        assert trained_models(cfg)[-1] == "arcface-dynamic"
+        assert model_flags(cfg, "arcface-dynamic") == ("--loss=arcface", "--arcface_margin=dynamic",
+                                                       f"--epochs={cfg.epochs}")
+        assert model_flags(cfg, "arcface") == ("--loss=arcface", f"--epochs={cfg.epochs}")  # fixed margin
+    rows = {m.key: m for m in methods(cfg, str(tmp_path))}
+    assert rows["arcface-dynamic"].label == "ArcFace-trained (dynamic margins) network + KNN"
+    assert rows["arcface-96px"].label == "ArcFace-trained network at 96 px + KNN"
+    assert "arcface-dynamic" not in trained_models(dataclasses.replace(cfg, ablation=False))
 
 
 def test_over_seeds_gives_each_rows_mean_and_min_max(tmp_path):
