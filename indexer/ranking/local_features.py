@@ -131,11 +131,34 @@ def write_store(path: str, images: Iterable[bytes], n_items: int, max_features: 
 
 def segment_digests(path: str, segment_sizes: Sequence[int]) -> List[str]:
     """`segment_sha256` of each run of `segment_sizes` records of the store at `path`, in order."""
+    return store_digests(path, segment_sizes)[1]
+
+
+def store_digests(path: str, segment_sizes: Sequence[int], chunk_bytes: int = 1 << 24) -> Tuple[str, List[str]]:
+    """(hex sha256 of the whole file, `segment_sha256` of each run of `segment_sizes` records), from
+    one sequential read of the store at `path` (the manifest needs both; a store can be tens of GB)."""
     store = open_store(path)
     if sum(segment_sizes) != len(store):
         raise ValueError(f"segments of {sum(segment_sizes)} records for a store of {len(store)}")
-    ends = np.cumsum([0] + list(segment_sizes)).tolist()
-    return [segment_sha256(store[a:b]) for a, b in zip(ends[:-1], ends[1:])]
+    offset, itemsize = int(store.offset), store.dtype.itemsize
+    del store
+    whole = hashlib.sha256()
+    digests: List[str] = []
+    with open(path, "rb") as f:
+        whole.update(f.read(offset))  # the .npy header: the file's digest only
+        for n in segment_sizes:
+            digest, left = hashlib.sha256(), int(n) * itemsize
+            while left:
+                block = f.read(min(chunk_bytes, left))
+                if not block:
+                    raise ValueError(f"{path} is shorter than its {sum(segment_sizes)} records")
+                whole.update(block)
+                digest.update(block)
+                left -= len(block)
+            digests.append(digest.hexdigest())
+        while block := f.read(chunk_bytes):
+            whole.update(block)
+    return whole.hexdigest(), digests
 
 
 def segment_sha256(records: np.ndarray, chunk_bytes: int = 1 << 24) -> str:

@@ -226,12 +226,13 @@ def _write_local_features(directory: str, n_items: int, max_features: int,
         sizes = [p.n_items for p in parts]
         if sum(sizes) != n_items:
             raise ValueError(f"local-feature parts hold {sum(sizes)} records for {n_items} items")
-        digests = local_features.merge_parts(path, parts, max_features)
+        digests = local_features.merge_parts(path, parts, max_features)  # checked and hashed as merged
+        whole = sha256_file(path)
     else:
         local_features.write_store(path, images, n_items, max_features)
         sizes = list(segment_sizes) if segment_sizes else [n_items]  # filled as `images` were read
-        digests = local_features.segment_digests(path, sizes)
-    record = FileRecord(local_features.STORE, n_items, os.path.getsize(path), sha256_file(path))
+        whole, digests = local_features.store_digests(path, sizes)  # one read for both
+    record = FileRecord(local_features.STORE, n_items, os.path.getsize(path), whole)
     return record, tuple(Segment(int(n), d) for n, d in zip(sizes, digests))
 
 

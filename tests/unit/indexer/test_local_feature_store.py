@@ -166,3 +166,19 @@ def test_a_truncated_store_is_refused_at_open(in_process, tmp_path):
     (copy / index_dir.MANIFEST).write_text(json.dumps(raw))
     with pytest.raises(IndexIntegrityError, match="local_feature_segments"):
         index_dir.open_index(str(copy))
+
+
+def test_store_digests_gives_the_file_and_each_segment_sha256_from_one_read(tmp_path):
+    from indexer.store.annoy_index import sha256_file
+
+    path = str(tmp_path / "store.npy")
+    store = np.lib.format.open_memmap(path, mode="w+", dtype=local_features.store_dtype(8), shape=(7,))
+    store["count"] = np.arange(7)
+    store.flush()
+    del store
+    whole, segments = local_features.store_digests(path, [3, 4], chunk_bytes=100)  # blocks across records
+    records = local_features.open_store(path)
+    assert whole == sha256_file(path)
+    assert segments == [local_features.segment_sha256(records[0:3]), local_features.segment_sha256(records[3:7])]
+    with pytest.raises(ValueError):
+        local_features.store_digests(path, [3, 3])
