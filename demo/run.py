@@ -85,16 +85,16 @@ _NETWORK = ("--backbone=mobilenet", "--alpha=0.25", "--freeze=none", "--steps_pe
             "--warmup_steps=30", "--val_queries=0", "--val_references=0", "--checkpoints_to_keep=2")
 # From scratch (no weights offline): MobileNet 0.25 at 96 px, big enough to learn the generated
 # scenes, small enough for 2 CPU cores; the 2018 study's triplet loss; then flip TTA, spatial
-# verification and the other-landmark penalty (docs/quality.md has the ablation).
+# verification, the other-landmark penalty and batch neighbours (docs/quality.md has the ablation).
 FULL = Mode(size="default", record_size=128, epochs=36, batch=(16, 4), visualize=8,
             trainer_flags=(*_NETWORK, "--image_size=96", "--embedding_dim=64"), loss="triplet",
-            recommended=("flip", "verify", "otherpen"), ablation_size=64)
+            recommended=("flip", "verify", "otherpen", "batchnb"), ablation_size=64)
 # From pretrained weights (WEIGHTS=): 160 px from 224 px records, ArcFace, GeM pooling into 256
 # dimensions, 600 steps; then the same options as above (query expansion measured no better on
 # top of them): docs/quality.md.
 PRETRAINED = Mode(size="default", record_size=224, epochs=15, batch=(16, 4), visualize=8,
                   trainer_flags=(*_NETWORK, "--image_size=160", "--pooling=gem", "--embedding_dim=256"),
-                  loss="arcface", recommended=("flip", "verify", "otherpen"), ablation_size=96)
+                  loss="arcface", recommended=("flip", "verify", "otherpen", "batchnb"), ablation_size=96)
 # The trainer's own `tiny` preset and a tiny data set: the chain in seconds, for tests (ArcFace and
 # an option, so the tests cover those paths).
 QUICK = Mode(size="tiny", record_size=64, epochs=1, batch=(4, 2), visualize=4, trainer_flags=("--preset=tiny",),
@@ -112,6 +112,7 @@ OPTIONS = {
     "penalty": ("+ non-landmark penalty", ("--nonlandmark_csv={data}/nonlandmark.csv",), ()),
     "otherpen": ("+ other-landmark penalty", ("--other_landmark_penalty",), ()),
     "verify": ("+ spatial verification", ("--local_features=500",), ("--verify_k=10",)),
+    "batchnb": ("+ batch neighbours", (), ("--batch_neighbours",)),
 }
 # Peak learning rate: from scratch it can be high; a pretrained backbone is only nudged.
 LEARNING_RATE = {"none": 2e-3, "pretrained": 3e-4}

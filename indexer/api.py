@@ -74,6 +74,8 @@ class Answers:
     similarities: np.ndarray
     votes: List[Optional[Tuple[int, float]]]
     inliers: Optional[np.ndarray] = None  # int32 [Q, k] after `verify` (-1: not verified)
+    vectors: Optional[np.ndarray] = None  # float32 [Q, D]: the query vectors (for `batch_vote`)
+    slots: Optional[np.ndarray] = None  # int64 [Q] after `batch_vote`: each query's neighbours that vote
 
 
 class Recognizer:
@@ -104,7 +106,8 @@ class Recognizer:
         `landmark_names`: a `landmark_id,name` (or GLDv2 `landmark_id,category`) CSV that names
         the answers (`Prediction.name`; indexer/evaluation/names.py), read before the index. `options`:
         re-ranking, confidence and verification (`rerank`, `aqe_k`, `aqe_alpha`, `confidence`,
-        `penalty_weight`, `verify_k`, `verify_weight`, `verify_cap`: indexer/ranking/scoring.py)."""
+        `penalty_weight`, `verify_k`, `verify_weight`, `verify_cap`, `batch_neighbours`:
+        indexer/ranking/scoring.py)."""
         settings = scoring.Scoring(k, search_k, vote_method, **options)
         names = naming.load(landmark_names)
         model_dim = int(read_export_info(os.path.join(index_dir, MODEL_DIR))["embedding_dim"])
@@ -116,14 +119,24 @@ class Recognizer:
         """Top-k neighbours of each query vector (re-ranked and penalised as the options say) and
         their vote, in chunks between progress updates."""
         if not self.progress or not len(vectors):
-            return Answers(*scoring.answer(self.index, vectors, self.options))
+            return Answers(*scoring.answer(self.index, vectors, self.options), vectors=vectors)
         parts = []
         with console.Progress("queries answered", len(vectors), "query") as progress:
             for start in range(0, len(vectors), QUERY_CHUNK):
                 parts.append(scoring.answer(self.index, vectors[start:start + QUERY_CHUNK], self.options))
                 progress.update(len(parts[-1][0]))
         return Answers(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                       [v for p in parts for v in p[2]])
+                       [v for p in parts for v in p[2]], vectors=vectors)
+
+    def batch_vote(self, answers: Answers) -> Answers:
+        """`answers` voted again with the batch's other queries among each query's k nearest
+        neighbours, as neighbours that show no known landmark (indexer/ranking/batch_neighbours.py);
+        needs the query vectors (`answers.vectors`); spatial verification, when run, still counts."""
+        if answers.vectors is None:
+            raise ValueError("batch_vote needs the answers' query vectors")
+        slots = scoring.batch_slots(self.index, answers.items, answers.similarities, answers.vectors, self.options)
+        votes = scoring.votes(self.index, answers.items, answers.similarities, self.options, answers.inliers, slots)
+        return dataclasses.replace(answers, votes=votes, slots=slots)
 
     @property
     def verifies(self) -> bool:
@@ -139,7 +152,7 @@ class Recognizer:
                 if self.progress else None
             inliers = scoring.neighbour_inliers(self.index, answers.items, images, self.options, progress=progress)
         votes = scoring.votes(self.index, answers.items, answers.similarities, self.options, inliers)
-        return Answers(answers.items, answers.similarities, votes, inliers)
+        return dataclasses.replace(answers, votes=votes, inliers=inliers)
 
     def embed_records(self, files: Sequence[str], batch_size: int = 64) -> Embedded:
         """Embeddings of every record in preprocessed TFRecord shards (what `indexer.predict` feeds),
@@ -182,6 +195,8 @@ class Recognizer:
         answers = self.answer(np.concatenate(vectors) if vectors else np.zeros((0, self.embedder.dimension), np.float32))
         if self.verifies:
             answers = self.verify(answers, ((q, jpeg) for q, (_, jpeg) in enumerate(good)))
+        if self.options.batch_neighbours:  # this call's photos are the batch
+            answers = self.batch_vote(answers)
         row = {image_id: q for q, (image_id, _) in enumerate(good)}
         out = []
         for image_id, _, error in prepared:

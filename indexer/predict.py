@@ -101,6 +101,9 @@ def define_flags() -> None:
     flags.DEFINE_float("verify_weight", scoring.Scoring.verify_weight, "weight of the verification in a "
                        "landmark's score (the vote's is 1)")
     flags.DEFINE_integer("verify_cap", scoring.Scoring.verify_cap, "inliers that count as a full match")
+    flags.DEFINE_bool("batch_neighbours", scoring.Scoring.batch_neighbours, "search each query's k nearest "
+                      "neighbours among the references and the run's other test photos; those vote for no "
+                      "landmark (transductive: indexer/ranking/batch_neighbours.py)")
     embed_job.define_flags()
     for name, define in PREPROCESS_FLAGS.items():
         define(name, None, f"passed to pipelines.preprocess as --{name} (default: its own)")
@@ -137,6 +140,7 @@ class PredictConfig:
     verify_k: int = scoring.Scoring.verify_k
     verify_weight: float = scoring.Scoring.verify_weight
     verify_cap: int = scoring.Scoring.verify_cap
+    batch_neighbours: bool = scoring.Scoring.batch_neighbours
     landmark_names: Optional[str] = None  # CSV naming the landmarks (indexer/evaluation/names.py)
     report: bool = False  # write PRED/report.html at the end (indexer/report.py)
     test_records: Optional[str] = None  # finished test records: no preprocessing here
@@ -283,7 +287,7 @@ def scoring_options(config: PredictConfig) -> Dict:
     return dict(k=config.k, search_k=config.search_k, vote_method=config.vote, rerank=config.rerank,
                 aqe_k=config.aqe_k, aqe_alpha=config.aqe_alpha, confidence=config.confidence,
                 penalty_weight=config.penalty_weight, verify_k=config.verify_k, verify_weight=config.verify_weight,
-                verify_cap=config.verify_cap)
+                verify_cap=config.verify_cap, batch_neighbours=config.batch_neighbours)
 
 
 def query_settings(config: PredictConfig):
@@ -342,6 +346,8 @@ def predict(config: PredictConfig) -> Dict:
             t0 = time.perf_counter()
             answers = recognizer.verify(answers, ((by_id[i], jpeg) for i, jpeg in iter_jpegs(files) if i in by_id))
             logging.info("spatially verified %d test images in %.1f s", len(by_id), time.perf_counter() - t0)
+    if config.batch_neighbours:
+        answers = recognizer.batch_vote(answers)
     by_id = {image_id: q for q, image_id in enumerate(image_ids)}
     items, sims, votes = answers.items, answers.similarities, answers.votes
 
@@ -365,6 +371,8 @@ def predict(config: PredictConfig) -> Dict:
             prediction = None
         stats["predicted"] += prediction is not None
         rows.append((image_id, prediction))
+    if answers.slots is not None:  # --batch_neighbours: queries that gave voting places to other photos
+        stats["votes_shared_with_batch"] = int((answers.slots < config.k).sum())
     if stats["missing"]:
         logging.warning("%d test ids are neither in the records nor in failures.csv", stats["missing"])
     outputs.write_submission(os.path.join(config.output_dir, "submission.csv"), rows)
@@ -439,6 +447,7 @@ def main(argv) -> None:
         verify_k=FLAGS.verify_k,
         verify_weight=FLAGS.verify_weight,
         verify_cap=FLAGS.verify_cap,
+        batch_neighbours=FLAGS.batch_neighbours,
         landmark_names=FLAGS.landmark_names,
         report=FLAGS.report,
         test_records=FLAGS.test_records,

@@ -8,10 +8,12 @@ the settings say, spatially verifies with the index's local features when it has
 `verify_k` > 0, and votes: the same calls as `indexer.predict`'s in-process path
 (`indexer.api.Recognizer.answer` / `.verify`, indexer/ranking/scoring.py). It writes that shard's
 answers to SHARDS/<shard file name>.npz (`ids`, neighbour `items` and `sims`, the vote as
-`landmark` / `confidence` / `voted`, `inliers` when verified, and `meta`) under a temporary name,
+`landmark` / `confidence` / `voted`, `inliers` when verified, the query `vectors` with
+`--batch_neighbours`, and `meta`) under a temporary name,
 then renames it. A rerun skips a shard whose file names this shard's bytes and this job (model,
 index manifest, scoring settings); everything else is redone. The driver then reads the files
-back in shard order (`gather`): the rows `indexer.predict` would have computed in one process.
+back in shard order (`gather`): the rows `indexer.predict` would have computed in one process
+(with `--batch_neighbours` it then votes again over the whole batch, as in one process).
 
 Workers open the index from its folder, by path, once per process (a process-wide cache: the
 DaskRunner sets a DoFn up once per partition), and check that the manifest they see is the
@@ -108,8 +110,9 @@ def answer_shard(recognizer, shard: str, batch_size: int):
     return embedded.image_ids, answers
 
 
-def write(path: str, image_ids: Sequence[str], answers, meta: Dict) -> None:
-    """One shard's answers with `meta` (plus who wrote it): temporary name, then rename over `path`."""
+def write(path: str, image_ids: Sequence[str], answers, meta: Dict, with_vectors: bool = False) -> None:
+    """One shard's answers with `meta` (plus who wrote it), and the query vectors when `with_vectors`:
+    temporary name, then rename over `path`."""
     import tensorflow as tf
 
     meta = dict(meta, written_by=embedding_shards.provenance())
@@ -120,6 +123,8 @@ def write(path: str, image_ids: Sequence[str], answers, meta: Dict) -> None:
                   voted=voted, meta=np.array(json.dumps(meta, sort_keys=True)))
     if answers.inliers is not None:
         arrays["inliers"] = answers.inliers
+    if with_vectors:  # --batch_neighbours: the driver votes again over the whole batch
+        arrays["vectors"] = np.asarray(answers.vectors, np.float32)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     tmp = f"{path}{TMP_MARK}{os.urandom(4).hex()}"
@@ -139,7 +144,8 @@ def read(path: str):
             meta = json.loads(str(z["meta"]))
             ids = [str(x) for x in z["ids"]]
             votes = [(int(l), float(c)) if v else None for l, c, v in zip(z["landmark"], z["confidence"], z["voted"])]
-            answers = Answers(z["items"], z["sims"], votes, z["inliers"] if "inliers" in z.files else None)
+            answers = Answers(z["items"], z["sims"], votes, z["inliers"] if "inliers" in z.files else None,
+                              z["vectors"] if "vectors" in z.files else None)
     if not (len(ids) == len(votes) == len(answers.items) == len(answers.similarities)):
         raise ValueError(f"{path}: ids, neighbours and votes disagree in length")
     return meta, ids, answers
@@ -177,7 +183,7 @@ class _PredictShardFn(beam.DoFn):
         t0 = time.perf_counter()
         image_ids, answers = answer_shard(shared_recognizer(self._settings, self._key), shard,
                                           self._settings.batch_size)
-        write(path, image_ids, answers, meta)
+        write(path, image_ids, answers, meta, with_vectors=dict(self._settings.options).get("batch_neighbours", False))
         logging.info("predicted %s: %d queries in %.1f s", shard, len(image_ids), time.perf_counter() - t0)
         yield shard, "predicted"
 
@@ -220,9 +226,11 @@ def gather(out_dir: str, shards: Sequence[str], key: str):
     if not parts:
         raise RuntimeError("no test shards to gather")
     inliers = [p.inliers for p in parts]
+    vectors = [p.vectors for p in parts]
     return ids, Answers(np.concatenate([p.items for p in parts]), np.concatenate([p.similarities for p in parts]),
                         [v for p in parts for v in p.votes],
-                        None if any(i is None for i in inliers) else np.concatenate(inliers))
+                        None if any(i is None for i in inliers) else np.concatenate(inliers),
+                        None if any(v is None for v in vectors) else np.concatenate(vectors))
 
 
 def predict_with_beam(files: Sequence[str], settings: QuerySettings, out_dir: str, beam_args: Sequence[str],

@@ -100,6 +100,9 @@ def decide(landmarks: Sequence[int], similarities: Sequence[float], vote: str = 
     if confidence not in CONFIDENCES:
         raise ValueError(f"unknown confidence {confidence!r}; expected one of {CONFIDENCES}")
     ranked: List[Tuple[int, float]] = rank_landmarks(landmarks, similarities, vote)
+    if bonus is not None:  # a verified landmark competes even with no vote (its places taken: batch_neighbours.py)
+        voted = {landmark for landmark, _ in ranked}
+        ranked += [(int(landmark), 0.0) for landmark in sorted(bonus) if landmark not in voted and landmark >= 0]
     if not ranked:
         return None
     if bonus is not None:

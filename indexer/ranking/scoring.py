@@ -16,7 +16,7 @@ from typing import Iterable, List, Optional, Tuple
 import numpy as np
 
 from indexer import threads
-from indexer.ranking import confidence, rerank, verify
+from indexer.ranking import batch_neighbours, confidence, rerank, verify
 from indexer.store.index_dir import Index
 from indexer.ranking.local_features import Extractor, max_features_of, unpack
 from pipelines.cli import console, flag_checks
@@ -37,6 +37,7 @@ class Scoring:
     verify_k: int = 10  # neighbours spatially verified, when the index has local features (0 = off)
     verify_weight: float = 2.0  # the verification's weight in a landmark's score (vote's: 1); docs/quality.md
     verify_cap: int = 40  # inliers that count as a full match
+    batch_neighbours: bool = False  # the batch's other queries take voting places (indexer/ranking/batch_neighbours.py)
 
     def __post_init__(self) -> None:
         if self.rerank not in RERANKS:
@@ -71,17 +72,39 @@ def search(index: Index, vectors: np.ndarray, scoring: Scoring) -> Tuple[np.ndar
 
 
 def votes(index: Index, items: np.ndarray, sims: np.ndarray, scoring: Scoring,
-          inliers: Optional[np.ndarray] = None) -> List[Optional[Tuple[int, float]]]:
+          inliers: Optional[np.ndarray] = None, slots: Optional[np.ndarray] = None
+          ) -> List[Optional[Tuple[int, float]]]:
     """(landmark, confidence) per query from its neighbours; `inliers` [Q, k] (-1: not verified),
-    from `neighbour_inliers`, adds each landmark's best verification to its score."""
+    from `neighbour_inliers`, adds each landmark's best verification to its score; `slots` [Q]
+    (`batch_slots`): only each query's first slots[q] neighbours vote, the rest of its k places
+    went to other queries of the batch (a query left with no vote answers its nearest
+    reference's landmark at confidence 0)."""
     landmarks = np.where(items >= 0, index.landmark_ids[np.maximum(items, 0)], -1)
+    voting = landmarks if slots is None else batch_neighbours.mask_beyond(landmarks, slots)
     if inliers is None:
-        return [confidence.decide(l.tolist(), s.tolist(), scoring.vote, scoring.confidence)
-                for l, s in zip(landmarks, sims)]
-    checks = verify.verification_scores(inliers, scoring.verify_cap)
-    return [confidence.decide(l.tolist(), s.tolist(), scoring.vote, scoring.confidence,
-                              verify.landmark_bonus(l.tolist(), c.tolist()), scoring.verify_weight)
-            for l, s, c in zip(landmarks, sims, checks)]
+        out = [confidence.decide(v.tolist(), s.tolist(), scoring.vote, scoring.confidence)
+               for v, s in zip(voting, sims)]
+    else:
+        checks = verify.verification_scores(inliers, scoring.verify_cap)
+        out = [confidence.decide(v.tolist(), s.tolist(), scoring.vote, scoring.confidence,
+                                 verify.landmark_bonus(l.tolist(), c.tolist()), scoring.verify_weight)
+               for v, l, s, c in zip(voting, landmarks, sims, checks)]
+    if slots is not None:
+        out = [o if o is not None or l[0] < 0 else (int(l[0]), 0.0) for o, l in zip(out, landmarks)]
+    return out
+
+
+def batch_slots(index: Index, items: np.ndarray, sims: np.ndarray, vectors: np.ndarray,
+                scoring: Scoring) -> np.ndarray:
+    """int64 [Q]: how many of each query's reference neighbours keep their vote when the batch's
+    other queries (`vectors`, the query vectors in the same order) are neighbours too
+    (indexer/ranking/batch_neighbours.py). The references are compared by their cosine before
+    the non-landmark penalty (`sims` as `search` returns them, penalised)."""
+    raw = np.asarray(sims, np.float32)
+    penalties = index.extras.get(confidence.PENALTIES)
+    if penalties is not None and scoring.penalty_weight > 0:
+        raw = np.where(items >= 0, raw + scoring.penalty_weight * penalties[np.maximum(items, 0)], raw)
+    return batch_neighbours.reference_slots(raw, vectors, scoring.k)
 
 
 def answer(index: Index, vectors: np.ndarray, scoring: Scoring

@@ -30,7 +30,7 @@ def test_ablation_adds_the_other_loss_and_each_option_with_its_own_index(tmp_pat
     rows = {m.key: m for m in methods(cfg, str(tmp_path))}
     assert list(rows) == ["base", "triplet", "arcface", "arcface-dynamic", "triplet-aqe", "triplet-dba", "triplet-flip",
                           "triplet-multiscale", "triplet-margin", "triplet-otherpen",
-                          "triplet-verify"]  # no penalty row: no nonlandmark.csv
+                          "triplet-verify", "triplet-batchnb"]  # no penalty row: no nonlandmark.csv
     assert rows["triplet-multiscale"].build == ("--tta=multiscale",)
     assert rows["triplet-multiscale"].index_key == "triplet-multiscale"
     assert rows["arcface"].label == "fine-tuned (ArcFace) network + KNN"
@@ -41,6 +41,7 @@ def test_ablation_adds_the_other_loss_and_each_option_with_its_own_index(tmp_pat
     assert rows["triplet-margin"].index_key == "triplet"
     assert rows["triplet-verify"].build == ("--local_features=500",)
     assert rows["triplet-verify"].predict == ("--verify_k=10",)
+    assert rows["triplet-batchnb"].predict == ("--batch_neighbours",) and rows["triplet-batchnb"].index_key == "triplet"
 
     (tmp_path / "nonlandmark.csv").write_text("id,url\n")
     rows = {m.key: m for m in methods(dataclasses.replace(cfg, recommended=("aqe", "penalty")), str(tmp_path))}

@@ -79,3 +79,25 @@ def test_api_takes_bytes_and_paths_and_applies_min_confidence(index_and_photos):
     assert piped.error == "not_a_file" and piped.landmark is None
     with pytest.raises(ValueError, match="share the id"):
         strict.predict([path, path])
+
+
+def test_api_batch_neighbours_treat_one_call_as_the_batch(index_and_photos, tmp_path):
+    idx, photos, jpegs = index_and_photos
+    plain = Recognizer.open(str(idx), k=5, search_k=1000, image_size=IMAGE_SIZE)
+    batched = Recognizer.open(str(idx), k=5, search_k=1000, image_size=IMAGE_SIZE, batch_neighbours=True)
+    alone = {i: batched.predict(data)[0] for i, data in jpegs.items()}  # a batch of one: nothing to share
+    assert all((alone[i].landmark, alone[i].confidence) == (p.landmark, p.confidence)
+               for i, p in ((i, plain.predict(data)[0]) for i, data in jpegs.items()))
+    together = dict(zip(jpegs, batched.predict(list(jpegs.values()))))
+    assert any(together[i].confidence < alone[i].confidence for i in jpegs)  # siblings took voting places
+
+    pred = tmp_path / "pred"
+    predict.predict(predict.PredictConfig(
+        index_dir=str(idx), test_csv=None, output_dir=str(pred), k=5, search_k=1000, min_confidence=0.0, vote="sum",
+        visualize=0, solution=None, image_size=IMAGE_SIZE, batch_size=16, images=str(photos), batch_neighbours=True))
+    with open(pred / "submission.csv", newline="") as f:
+        submitted = {r["id"]: r["landmarks"] for r in csv.DictReader(f)}
+    for image_id in jpegs:  # the CLI's batch is the folder: the same 12 photos
+        landmark, confidence = submitted[image_id].split()
+        assert (int(landmark), float(confidence)) == (together[image_id].landmark,
+                                                      pytest.approx(together[image_id].confidence, abs=2e-6))

@@ -93,6 +93,19 @@ def test_beam_job_writes_what_in_process_prediction_writes(index, test_records, 
     assert parts == [f"test-{s:05d}-of-{SHARDS:05d}.tfrecord.npz" for s in range(SHARDS)]
 
 
+def test_batch_neighbours_vote_over_every_shard_as_in_one_process(index, test_records, test_csv, in_process,
+                                                                   tmp_path):
+    local, beam = tmp_path / "local", tmp_path / "beam"
+    stats = predict.predict(config(index, test_records, local, test_csv=str(test_csv), batch_neighbours=True,
+                                   embedding=EmbedSettings("local")))
+    predict.predict(config(index, test_records, beam, test_csv=str(test_csv), batch_neighbours=True,
+                           embedding=EmbedSettings("beam")))
+    assert_same_outputs(local, beam)
+    assert stats["votes_shared_with_batch"] > 0 and stats["predicted"] == 60
+    assert (local / "neighbours.csv").read_bytes() == (in_process / "neighbours.csv").read_bytes()
+    assert (local / "submission.csv").read_bytes() != (in_process / "submission.csv").read_bytes()
+
+
 def test_rerun_redoes_only_the_missing_shard(index, test_records, test_csv, in_process, tmp_path):
     pred = tmp_path / "beam"
     settings = config(index, test_records, pred, test_csv=str(test_csv), embedding=EmbedSettings("beam"))
