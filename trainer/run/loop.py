@@ -234,21 +234,61 @@ def train(cfg: Config, strategy: tf.distribute.Strategy, notes: Optional[Dict] =
         return model, done
 
     iterator = distributed_input(strategy, cfg)
-    step = FirstStepFallback(strategy, model, optimizer, cfg, head, chief)
-    for epoch in range(done + 1, cfg.epochs + 1):
-        if chief:
-            print(f"Epoch {epoch}/{cfg.epochs}", flush=True)
-        # One line per epoch when the output is a log, not a terminal (the demo streams it).
-        bar = keras.utils.Progbar(steps, verbose=(1 if sys.stdout.isatty() else 2) if chief else 0)
-        total = 0.0
-        for i in range(steps):
-            loss = _checked_step(step, iterator)
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss} at epoch {epoch} step {i + 1}")
-            total += loss
-            bar.update(i + 1, values=[("loss", loss)])
-        lr = float(keras.ops.convert_to_tensor(optimizer.learning_rate))
-        validate(epoch, {"epoch": epoch, "loss": total / steps, "learning_rate": lr})
-        # After the history row: a kill in between redoes this epoch, and resume drops its row.
-        state.save(epoch)  # a collective under MultiWorkerMirroredStrategy: every worker saves
+    try:
+        step = FirstStepFallback(strategy, model, optimizer, cfg, head, chief)
+        for epoch in range(done + 1, cfg.epochs + 1):
+            if chief:
+                print(f"Epoch {epoch}/{cfg.epochs}", flush=True)
+            # One line per epoch when the output is a log, not a terminal (the demo streams it).
+            bar = keras.utils.Progbar(steps, verbose=(1 if sys.stdout.isatty() else 2) if chief else 0)
+            total = 0.0
+            for i in range(steps):
+                loss = _checked_step(step, iterator)
+                if not math.isfinite(loss):
+                    raise FloatingPointError(f"loss became {loss} at epoch {epoch} step {i + 1}")
+                total += loss
+                bar.update(i + 1, values=[("loss", loss)])
+            lr = float(keras.ops.convert_to_tensor(optimizer.learning_rate))
+            validate(epoch, {"epoch": epoch, "loss": total / steps, "learning_rate": lr})
+            # After the history row: a kill in between redoes this epoch, and resume drops its row.
+            state.save(epoch)  # a collective under MultiWorkerMirroredStrategy: every worker saves
+    except BaseException as err:
+        _release_frames(err)  # see _release_frames: the input pipeline must stop here, not at exit
+        raise
+    finally:
+        del iterator  # the last reference: the pipeline's threads stop now, while Python still runs
     return model, cfg.epochs
+
+
+def _release_frames(err: BaseException) -> None:
+    """Drop the local variables of the finished frames that `err` and the errors chained to it keep
+    alive, so that they no longer hold the training input iterator.
+
+    An error raised by a training step carries the frames it passed through, and their locals hold
+    the iterator: those in its traceback, and TensorFlow's own frames, which TensorFlow filters out
+    of the traceback but which stay linked as the callers (`f_back`) of the frames below them. Kept
+    alive that way, the iterator, and the tf.data threads behind it that are still prefetching past
+    the error, would live until the interpreter shuts down; there a thread entering the pool
+    planner (a Python function, pool_input.py) can no longer take the GIL, while the iterator's
+    destructor waits for that call: the process hangs after printing its error line. Once these
+    frames are cleared, `train` drops the iterator before the error leaves it: it is destroyed at
+    once, its in-flight calls finish, and nothing is left to run Python at exit."""
+    errors, frames = set(), set()
+    pending = [err]
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in errors:
+            continue
+        errors.add(id(error))
+        pending += [error.__cause__, error.__context__]
+        tb = error.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            while frame is not None and id(frame) not in frames:
+                frames.add(id(frame))
+                try:
+                    frame.clear()
+                except RuntimeError:  # still running (train's own frame and its callers): left alone
+                    break
+                frame = frame.f_back
+            tb = tb.tb_next
