@@ -30,7 +30,7 @@ def reference_slots(reference_sims: np.ndarray, query_vectors: np.ndarray, k: in
     padding -inf) stay among its `k` nearest when the batch's other queries (unit vectors [Q, D],
     row q = query q) are neighbours too. A reference ties with a query neighbour in its favour."""
     refs = np.asarray(reference_sims, np.float32)
-    n_queries, n_refs = refs.shape if refs.ndim == 2 else (len(refs), 0)
+    n_queries, n_refs = refs.shape
     if len(query_vectors) != n_queries:
         raise ValueError(f"{n_queries} queries' reference similarities but {len(query_vectors)} query vectors")
     if k < 1:

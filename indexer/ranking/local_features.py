@@ -12,7 +12,7 @@ Where they are extracted: by the Beam embedding job when the references are embe
 pass over each shard's records gives its embeddings and its features, written per shard as
 `write_part` files, then `merge_parts` streams them into the store), or in the build process
 (`write_store`, on threads). Both give the same bytes. The store is checked per segment (one
-segment per reference shard): `segment_digests` at build time go into the index manifest, and
+segment per reference shard): `store_digests` at build time go into the index manifest, and
 `FeatureStore` checks a segment's digest the first time one of its records is read, so opening an
 index hashes none of it (index_dir.py).
 
@@ -127,11 +127,6 @@ def write_store(path: str, images: Iterable[bytes], n_items: int, max_features: 
     store.flush()
     del store
     return total
-
-
-def segment_digests(path: str, segment_sizes: Sequence[int]) -> List[str]:
-    """`segment_sha256` of each run of `segment_sizes` records of the store at `path`, in order."""
-    return store_digests(path, segment_sizes)[1]
 
 
 def store_digests(path: str, segment_sizes: Sequence[int], chunk_bytes: int = 1 << 24) -> Tuple[str, List[str]]:

@@ -102,8 +102,8 @@ def batch_slots(index: Index, items: np.ndarray, sims: np.ndarray, vectors: np.n
     the non-landmark penalty (`sims` as `search` returns them, penalised)."""
     raw = np.asarray(sims, np.float32)
     penalties = index.extras.get(confidence.PENALTIES)
-    if penalties is not None and scoring.penalty_weight > 0:
-        raw = np.where(items >= 0, raw + scoring.penalty_weight * penalties[np.maximum(items, 0)], raw)
+    if penalties is not None and scoring.penalty_weight > 0:  # undo `search`'s penalty: the same call, weight negated
+        raw = confidence.penalise(items, raw, penalties, -scoring.penalty_weight)
     return batch_neighbours.reference_slots(raw, vectors, scoring.k)
 
 
